@@ -1,0 +1,31 @@
+"""hybridrec: a feature-store-backed hybrid recommender plugin framework.
+
+Importing this package is cheap: nothing heavy (Feast, pandas, torch) is imported until used.
+"""
+
+__version__ = "0.1.0"
+
+from hybridrec.contracts import (  # noqa: E402  (light: numpy and stdlib only)
+    TASKS,
+    Blender,
+    CandidateSource,
+    RetrievalRequest,
+    Scenario,
+    ScoreBatch,
+    Scorer,
+    TrainingData,
+)
+from hybridrec.hookspecs import hookimpl  # noqa: E402
+
+__all__ = [
+    "TASKS",
+    "Blender",
+    "CandidateSource",
+    "RetrievalRequest",
+    "Scenario",
+    "ScoreBatch",
+    "Scorer",
+    "TrainingData",
+    "__version__",
+    "hookimpl",
+]

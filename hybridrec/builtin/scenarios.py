@@ -1,0 +1,44 @@
+"""The built-in scenarios: ``shop``, ``video`` and ``ads`` (synthetic world), ``movies``."""
+
+from __future__ import annotations
+
+from hybridrec.contracts import Scenario
+from hybridrec.hookspecs import hookimpl
+
+SHOP = Scenario(
+    name="shop",
+    description="Product recommendations: views, carts and purchases.",
+    event_weights={"view": 1.0, "cart": 4.0, "purchase": 10.0},
+    positive_events=("cart", "purchase"),
+    objective=("purchase",),
+)
+VIDEO = Scenario(
+    name="video",
+    description="Video feed: watches and likes.",
+    event_weights={"watch": 1.0, "like": 5.0},
+    positive_events=("watch", "like"),
+    objective=("like",),
+)
+ADS = Scenario(
+    name="ads",
+    description="Ad slot: impressions and clicks; ranked by click-through rate.",
+    event_weights={"impression": 0.0, "click": 1.0},
+    positive_events=("click",),
+    objective=("ctr",),
+    default_k=10,
+)
+MOVIES = Scenario(
+    name="movies",
+    description="MovieLens-style ratings (1 to 5 stars), every rating an interaction.",
+    event_weights={"rating": 1.0},
+    positive_events=("rating",),
+    objective=("rating",),
+)
+
+BUILTIN_SCENARIOS = (SHOP, VIDEO, ADS, MOVIES)
+
+
+@hookimpl
+def register_scenarios(register):
+    for scenario in BUILTIN_SCENARIOS:
+        register(scenario)

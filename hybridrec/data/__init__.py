@@ -1,0 +1,1 @@
+"""Loaders that write the Parquet tables behind the Feast feature views."""

@@ -1,0 +1,222 @@
+"""The embedded default data: a seeded, multi-scenario world.
+
+Shared users (age, gender, occupation and a hidden taste vector) meet three catalogues:
+
+* ``shop``: products, with views, carts and purchases;
+* ``video``: videos, with watches and likes;
+* ``ads``: ads, with impressions (served at random, as in a logging policy) and clicks.
+
+The ground truth mixes three signals so each kind of scorer can win somewhere:
+collaborative (an item's hidden vector has a part no feature reveals, so only co-occurrence
+finds it), content (the other part is its category's centroid, and the category's words are
+in the item's title and description) and demographic (an ad's click rate depends on whether
+the user's age and gender match its targeting).
+
+The same seed and sizes give the same tables, byte for byte.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+import pandas as pd
+
+from hybridrec import columns as C
+from hybridrec.data.tables import Dataset
+
+#: The window ends at a fixed instant so the data does not depend on when it is generated.
+WINDOW_END = pd.Timestamp("2025-03-31T00:00:00Z")
+
+OCCUPATIONS = ("student", "engineer", "teacher", "artist", "doctor", "sales", "retired",
+               "writer", "technician", "homemaker")
+
+CATEGORY_WORDS: dict[str, dict[str, tuple[str, ...]]] = {
+    "shop": {
+        "electronics": ("wireless", "charger", "headphones", "bluetooth", "battery", "screen"),
+        "books": ("novel", "paperback", "author", "chapters", "hardcover", "edition"),
+        "kitchen": ("espresso", "skillet", "knife", "blender", "ceramic", "cookware"),
+        "sports": ("running", "yoga", "dumbbell", "cycling", "training", "trail"),
+        "toys": ("puzzle", "lego", "plush", "kids", "board", "game"),
+        "beauty": ("serum", "lipstick", "moisturiser", "fragrance", "skincare", "mascara"),
+        "garden": ("seeds", "planter", "hose", "pruning", "compost", "lawn"),
+        "fashion": ("jacket", "sneakers", "denim", "scarf", "leather", "dress"),
+    },
+    "video": {
+        "comedy": ("standup", "sketch", "funny", "prank", "parody", "laughs"),
+        "drama": ("family", "betrayal", "emotional", "courtroom", "romance", "tragedy"),
+        "documentary": ("wildlife", "history", "investigation", "ocean", "planet", "archive"),
+        "music": ("concert", "guitar", "album", "live", "orchestra", "remix"),
+        "gaming": ("speedrun", "boss", "walkthrough", "esports", "multiplayer", "retro"),
+        "cooking": ("recipe", "baking", "chef", "pasta", "grill", "dessert"),
+        "travel": ("backpacking", "island", "city", "roadtrip", "mountains", "hostel"),
+        "news": ("election", "economy", "briefing", "report", "interview", "analysis"),
+    },
+    "ads": {
+        "finance": ("savings", "credit", "invest", "mortgage", "bank", "pension"),
+        "travel": ("flights", "hotel", "holiday", "cruise", "resort", "getaway"),
+        "auto": ("car", "lease", "suv", "electric", "dealer", "tyres"),
+        "gaming": ("console", "download", "rpg", "season", "pass", "arena"),
+        "fashion": ("sale", "boutique", "outfit", "sneakers", "collection", "style"),
+        "health": ("fitness", "vitamins", "clinic", "sleep", "wellness", "dental"),
+    },
+}
+
+ADJECTIVES = ("classic", "modern", "compact", "premium", "essential", "bold", "quiet", "bright",
+              "handmade", "ultimate", "everyday", "vintage")
+FILLER = ("great", "value", "popular", "choice", "new", "favourite", "quality", "original")
+ADVERTISERS = ("Northwind", "Contoso", "Fabrikam", "Globex", "Initech", "Umbrella", "Tailspin",
+               "Litware")
+
+#: Share of the event budget per scenario.
+SCENARIO_SHARE = {"shop": 0.45, "video": 0.35, "ads": 0.20}
+#: The first event of a content scenario, then follow-ups, each gated by the user's utility
+#: for the item exceeding a threshold (a purchase needs a cart first).
+FUNNELS = {
+    "shop": ("view", (("cart", 5.5), ("purchase", 5.5))),
+    "video": ("watch", (("like", 5.0),)),
+}
+
+
+@dataclass(frozen=True)
+class SyntheticConfig:
+    users: int = 2000
+    items: int = 500
+    ads: int = 100
+    events: int = 100_000
+    weeks: int = 8
+    factors: int = 8
+    seed: int = 0
+
+    def __post_init__(self) -> None:
+        for name in ("users", "items", "ads", "events", "weeks", "factors"):
+            if getattr(self, name) < 1:
+                raise ValueError(f"{name} must be at least 1, got {getattr(self, name)}")
+
+
+def _sigmoid(x: np.ndarray) -> np.ndarray:
+    return 1.0 / (1.0 + np.exp(-x))
+
+
+def _sample_rows(rng: np.random.Generator, probs: np.ndarray, rows: np.ndarray) -> np.ndarray:
+    """For each entry of ``rows``, draw a column from that row's distribution in ``probs``.
+
+    One ``searchsorted`` over the row-offset cumulative sums: row r's CDF lives in [r, r+1].
+    """
+    cdf = np.cumsum(probs, axis=1)
+    cdf /= cdf[:, -1:]
+    n_cols = probs.shape[1]
+    flat = (cdf + np.arange(len(probs))[:, None]).ravel()
+    draws = rows + rng.random(len(rows)) * (1 - 1e-12)
+    cols = np.searchsorted(flat, draws, side="right") - rows * n_cols
+    return np.clip(cols, 0, n_cols - 1)
+
+
+def _text(rng: np.random.Generator, words: tuple[str, ...], n: int) -> tuple[list[str], list[str]]:
+    """Titles and descriptions whose content words come from the category's vocabulary."""
+    w = np.asarray(words)
+    picks = w[rng.integers(0, len(w), size=(n, 4))]
+    adj = np.asarray(ADJECTIVES)[rng.integers(0, len(ADJECTIVES), size=n)]
+    fill = np.asarray(FILLER)[rng.integers(0, len(FILLER), size=(n, 2))]
+    titles = [f"{a.capitalize()} {p[0]} {p[1]}" for a, p in zip(adj, picks, strict=True)]
+    texts = [
+        f"{t}. A {f[0]} {p[2]} pick with {p[3]} appeal, a {f[1]} {p[0]} for fans of {p[1]}."
+        for t, p, f in zip(titles, picks, fill, strict=True)
+    ]
+    return titles, texts
+
+
+def generate(config: SyntheticConfig | None = None) -> Dataset:
+    cfg = config or SyntheticConfig()
+    rng = np.random.default_rng(cfg.seed)
+    start = WINDOW_END - pd.Timedelta(weeks=cfg.weeks)
+    profile_time = start - pd.Timedelta(days=1)
+
+    # Users ---------------------------------------------------------------------------------
+    user_ids = np.array([f"u{i:05d}" for i in range(cfg.users)])
+    age = rng.integers(18, 71, size=cfg.users)
+    gender = rng.choice(np.array(["F", "M"]), size=cfg.users)
+    occupation = rng.choice(np.array(OCCUPATIONS), size=cfg.users)
+    taste = rng.normal(size=(cfg.users, cfg.factors))
+    activity = rng.lognormal(mean=0.0, sigma=0.8, size=cfg.users)
+    users = pd.DataFrame({C.USER_ID: user_ids, "age": age.astype("int64"), "gender": gender,
+                          "occupation": occupation, C.EVENT_TIMESTAMP: profile_time})
+
+    item_frames, ads_frame, event_frames = [], None, []
+    for scenario, share in SCENARIO_SHARE.items():
+        vocab = CATEGORY_WORDS[scenario]
+        categories = np.array(list(vocab))
+        n_items = cfg.ads if scenario == "ads" else cfg.items
+        prefix = scenario[0]
+        ids = np.array([f"{prefix}{i:05d}" for i in range(n_items)])
+        cat_idx = rng.integers(0, len(categories), size=n_items)
+        centroids = rng.normal(size=(len(categories), cfg.factors))
+        latent = 0.75 * centroids[cat_idx] + 0.66 * rng.normal(size=(n_items, cfg.factors))
+        bias = rng.normal(scale=0.8, size=n_items)
+        titles, texts = [], []
+        for k, cat in enumerate(categories):
+            members = np.flatnonzero(cat_idx == k)
+            t, d = _text(rng, vocab[cat], len(members))
+            titles.append(pd.Series(t, index=members))
+            texts.append(pd.Series(d, index=members))
+        title = pd.concat(titles).sort_index().to_numpy()
+        text = pd.concat(texts).sort_index().to_numpy()
+        price = (np.round(rng.lognormal(3.0, 0.8, size=n_items), 2) if scenario == "shop"
+                 else np.full(n_items, np.nan))
+        item_frames.append(pd.DataFrame({
+            C.ITEM_ID: ids, C.SCENARIO: scenario, "category": categories[cat_idx],
+            "title": title, "text": text, "price": price.astype("float32"),
+            C.EVENT_TIMESTAMP: profile_time,
+        }))
+        affinity = taste @ latent.T / np.sqrt(cfg.factors)  # users x items
+
+        # follow-up events (carts, likes, clicks) add about a sixth on top of the first ones
+        n_base = max(1, int(round(cfg.events * share * 0.86)))
+        # events per user in proportion to activity; every user gets a Poisson share
+        rows = np.repeat(np.arange(cfg.users), rng.poisson(activity / activity.sum() * n_base))
+        seconds = rng.uniform(0, cfg.weeks * 7 * 86400, size=len(rows))
+        ts = start + pd.to_timedelta(seconds, unit="s")
+
+        if scenario == "ads":
+            target_gender = rng.choice(np.array(["F", "M", "any"]), size=n_items)
+            age_min = rng.integers(18, 50, size=n_items)
+            age_max = age_min + rng.integers(10, 30, size=n_items)
+            ads_frame = pd.DataFrame({
+                C.AD_ID: ids, "advertiser": rng.choice(np.array(ADVERTISERS), size=n_items),
+                "bid": np.round(rng.uniform(0.2, 3.0, size=n_items), 2).astype("float32"),
+                "target_gender": target_gender, "target_age_min": age_min.astype("int64"),
+                "target_age_max": age_max.astype("int64"), C.EVENT_TIMESTAMP: profile_time,
+            })
+            cols = rng.integers(0, n_items, size=len(rows))  # a random logging policy
+            match = ((target_gender[cols] == "any") | (target_gender[cols] == gender[rows])) & (
+                (age[rows] >= age_min[cols]) & (age[rows] <= age_max[cols]))
+            p_click = _sigmoid(-3.6 + 1.8 * match + 0.6 * affinity[rows, cols] + 0.3 * bias[cols])
+            clicked = rng.random(len(rows)) < p_click
+            event_frames.append(_events(ids[cols], user_ids[rows], scenario, "impression", ts))
+            event_frames.append(_events(ids[cols[clicked]], user_ids[rows[clicked]], scenario,
+                                        "click", ts[clicked] + pd.Timedelta(seconds=5)))
+            continue
+
+        utility = 1.6 * affinity + bias
+        probs = np.exp(utility - utility.max(axis=1, keepdims=True))
+        cols = _sample_rows(rng, probs, rows)
+        u = utility[rows, cols]
+        first, follow_ups = FUNNELS[scenario]
+        event_frames.append(_events(ids[cols], user_ids[rows], scenario, first, ts))
+        keep = np.ones(len(rows), dtype=bool)
+        offset = pd.Timedelta(0)
+        for follow, threshold in follow_ups:
+            keep &= rng.random(len(rows)) < _sigmoid(1.5 * (u - threshold))
+            offset += pd.Timedelta(minutes=3)
+            event_frames.append(_events(ids[cols[keep]], user_ids[rows[keep]], scenario, follow,
+                                        ts[keep] + offset))
+
+    events = pd.concat(event_frames, ignore_index=True)
+    items = pd.concat(item_frames, ignore_index=True)
+    return Dataset(events=events, users=users, items=items, ads=ads_frame)
+
+
+def _events(items: np.ndarray, users: np.ndarray, scenario: str, event_type: str,
+            ts: pd.DatetimeIndex) -> pd.DataFrame:
+    return pd.DataFrame({C.USER_ID: users, C.ITEM_ID: items, C.SCENARIO: scenario,
+                         C.EVENT_TYPE: event_type, C.VALUE: 1.0, C.EVENT_TIMESTAMP: ts})

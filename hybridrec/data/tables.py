@@ -1,0 +1,136 @@
+"""The Parquet tables behind the Feast views, and how every loader writes them.
+
+A loader produces three frames (events, users, items; ``ads`` optionally) in the schema of
+``hybridrec.columns``; ``write_dataset`` derives the daily activity and popularity snapshots
+from the events and writes everything under ``feature_repo/data/`` with microsecond UTC
+timestamps (DuckDB's offline store cannot cast nanosecond tz-aware columns).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from hybridrec import columns as C
+from hybridrec.builtin.features import AD_PROFILE, ITEM_POPULARITY, USER_ACTIVITY, VIEW_FIELDS
+
+TS_DTYPE = "datetime64[us, UTC]"
+
+EVENT_COLUMNS = [C.USER_ID, C.ITEM_ID, C.SCENARIO, C.EVENT_TYPE, C.VALUE, C.EVENT_TIMESTAMP]
+
+
+@dataclass
+class Dataset:
+    events: pd.DataFrame
+    users: pd.DataFrame
+    items: pd.DataFrame
+    ads: pd.DataFrame | None = None
+
+
+def as_utc_us(values: pd.Series) -> pd.Series:
+    return pd.to_datetime(values, utc=True).astype(TS_DTYPE)
+
+
+def _daily_snapshots(events: pd.DataFrame, key: str, positive: pd.Series | None) -> pd.DataFrame:
+    """Per ``key`` and day with events: running totals and a trailing 7-day count.
+
+    Each snapshot is stamped at the end of its day, so a point-in-time join at time t sees
+    only days that had finished by t.
+    """
+    day = events[C.EVENT_TIMESTAMP].dt.floor("D")
+    frame = pd.DataFrame({key: events[key].to_numpy(), "day": day.to_numpy(),
+                          "item": events[C.ITEM_ID].to_numpy(),
+                          "pos": (positive if positive is not None else
+                                  pd.Series(0, index=events.index)).to_numpy(int)})
+    daily = frame.groupby([key, "day"], sort=True).agg(n=("item", "size"), pos=("pos", "sum"))
+    daily = daily.reset_index()
+    grouped = daily.groupby(key, sort=False)
+    daily["events_total"] = grouped["n"].cumsum()
+    daily["positives_total"] = grouped["pos"].cumsum()
+    # trailing 7 days (inclusive of the day itself) from a time-based rolling window
+    rolled = (
+        daily.set_index("day").groupby(key, sort=False)["n"].rolling("7D").sum()
+        .reset_index(level=0, drop=True)
+    )
+    daily["events_7d"] = rolled.to_numpy().astype("int64")
+    first_seen = frame.sort_values("day").drop_duplicates([key, "item"])
+    new_items = first_seen.groupby([key, "day"]).size().rename("new_items")
+    daily = daily.merge(new_items.reset_index(), on=[key, "day"], how="left")
+    daily["items_total"] = daily["new_items"].fillna(0).astype("int64").groupby(
+        daily[key]).cumsum()
+    daily[C.EVENT_TIMESTAMP] = daily["day"] + pd.Timedelta(days=1) - pd.Timedelta(microseconds=1)
+    return daily
+
+
+def user_activity(events: pd.DataFrame) -> pd.DataFrame:
+    daily = _daily_snapshots(events, C.USER_ID, None)
+    cols = [C.USER_ID, *VIEW_FIELDS[USER_ACTIVITY], C.EVENT_TIMESTAMP]
+    return daily[cols]
+
+
+def item_popularity(events: pd.DataFrame, positive: pd.Series) -> pd.DataFrame:
+    daily = _daily_snapshots(events, C.ITEM_ID, positive)
+    cols = [C.ITEM_ID, *VIEW_FIELDS[ITEM_POPULARITY], C.EVENT_TIMESTAMP]
+    return daily[cols]
+
+
+def positive_mask(events: pd.DataFrame) -> pd.Series:
+    """Whether each event counts as positive in its scenario (as the registry defines)."""
+    from hybridrec.plugins import get_registry
+
+    scenarios = get_registry().scenarios
+    mask = pd.Series(False, index=events.index)
+    for name, group in events.groupby(C.SCENARIO).groups.items():
+        scenario = scenarios.get(name)
+        if scenario is not None:
+            mask.loc[group] = events.loc[group, C.EVENT_TYPE].isin(scenario.positive_events)
+    return mask
+
+
+def write_dataset(data: Dataset, data_dir: Path) -> dict[str, int]:
+    """Write the dataset and its derived snapshot tables; return row counts per file."""
+    data_dir.mkdir(parents=True, exist_ok=True)
+    events = data.events[EVENT_COLUMNS].copy()
+    events[C.EVENT_TIMESTAMP] = as_utc_us(events[C.EVENT_TIMESTAMP])
+    events = events.sort_values([C.EVENT_TIMESTAMP, C.USER_ID, C.ITEM_ID], kind="stable")
+    events = events.reset_index(drop=True)
+    tables = {
+        C.EVENTS_FILE: events,
+        C.USERS_FILE: data.users,
+        C.ITEMS_FILE: data.items,
+        C.USER_ACTIVITY_FILE: user_activity(events),
+        C.ITEM_POPULARITY_FILE: item_popularity(events, positive_mask(events)),
+    }
+    # Always written, so the ``ad_profile`` view has a source even for data without ads.
+    tables[C.ADS_FILE] = data.ads if data.ads is not None else empty_ads()
+    counts = {}
+    for name, frame in tables.items():
+        frame = frame.copy()
+        frame[C.EVENT_TIMESTAMP] = as_utc_us(frame[C.EVENT_TIMESTAMP])
+        frame.to_parquet(data_dir / name, index=False)
+        counts[name] = len(frame)
+    return counts
+
+
+def read_table(data_dir: Path, name: str) -> pd.DataFrame:
+    path = data_dir / name
+    if not path.exists():
+        raise FileNotFoundError(
+            f"{path} does not exist; run 'hybridrec data synthetic' or "
+            "'hybridrec data movielens PATH' first"
+        )
+    return pd.read_parquet(path)
+
+
+def empty_ads() -> pd.DataFrame:
+    """An ads table with the right columns and no rows (for datasets without ads)."""
+    fields = VIEW_FIELDS[AD_PROFILE]
+    frame = pd.DataFrame({C.AD_ID: pd.Series(dtype=str)})
+    for name, kind in fields.items():
+        frame[name] = pd.Series(dtype=str if kind == "String" else np.float32
+                                if kind == "Float32" else np.int64)
+    frame[C.EVENT_TIMESTAMP] = pd.Series(dtype=TS_DTYPE)
+    return frame

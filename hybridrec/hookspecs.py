@@ -1,0 +1,80 @@
+"""Hook specifications: everything a plugin can add to hybridrec.
+
+Every registry hook receives a ``register`` callback and calls it once per object it adds;
+hooks do not return lists. A name registered twice is an error that names both plugins, unless
+the second call passes ``replace=True``. Hooks run once, when the plugin registry is first
+built (``hybridrec.plugins.get_registry()``), never at import time.
+
+A plugin is a module with ``@hookimpl`` functions and one entry point in the group
+``hybridrec``::
+
+    [project.entry-points.hybridrec]
+    my_plugin = "my_package.plugin"
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import TYPE_CHECKING
+
+import pluggy
+
+if TYPE_CHECKING:
+    from pathlib import Path
+
+    import click
+
+PROJECT_NAME = "hybridrec"
+
+hookspec = pluggy.HookspecMarker(PROJECT_NAME)
+hookimpl = pluggy.HookimplMarker(PROJECT_NAME)
+
+#: ``register(obj, *, replace=False)``: the callback every registry hook receives.
+Register = Callable[..., None]
+
+
+@hookspec
+def register_scorers(register: Register) -> None:
+    """Register ``Scorer`` subclasses, one ``register(cls)`` call each (keyed by ``cls.name``)."""
+
+
+@hookspec
+def register_scenarios(register: Register) -> None:
+    """Register ``Scenario`` instances (keyed by ``scenario.name``)."""
+
+
+@hookspec
+def register_candidate_sources(register: Register) -> None:
+    """Register ``CandidateSource`` subclasses (keyed by ``cls.name``)."""
+
+
+@hookspec
+def register_blenders(register: Register) -> None:
+    """Register ``Blender`` subclasses (keyed by ``cls.name``)."""
+
+
+@hookspec
+def register_feature_definitions(register: Register, repo_path: Path | None) -> None:
+    """Register Feast objects (entities, data sources, feature views, feature services).
+
+    Keyed by the object's name. ``feature_repo/definitions.py`` binds them as module
+    attributes, so a plain ``feast apply`` inside ``feature_repo/`` picks them up.
+    ``repo_path`` is the feature repository's absolute path (None when only the names are
+    wanted): make file-source paths absolute against it, because Feast's DuckDB offline store
+    resolves relative paths against the working directory, not the repository.
+    """
+
+
+@hookspec
+def register_commands(cli: click.Group) -> None:
+    """Add commands to the ``hybridrec`` CLI group (``@cli.command()``)."""
+
+
+#: Registry hooks whose objects are collected by name, in the order the CLI lists them.
+REGISTRY_HOOKS: tuple[str, ...] = (
+    "register_scorers",
+    "register_scenarios",
+    "register_candidate_sources",
+    "register_blenders",
+    "register_feature_definitions",
+)

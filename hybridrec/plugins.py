@@ -1,0 +1,301 @@
+"""Plugin loading and the registry of everything plugins register.
+
+Built-in plugins go through the same hooks as installed ones. Installed plugins are the entry
+points of group ``hybridrec``; ``HYBRIDREC_LOAD_PLUGINS`` (comma-separated entry-point or
+distribution names, empty for none) restricts which of them load. A plugin that fails to import
+or registers a name that is already taken is reported with its name and the name in question,
+and the others still load; strict mode (``HYBRIDREC_STRICT_PLUGINS=1`` or ``--strict``) turns
+any such problem into a ``PluginError``.
+"""
+
+from __future__ import annotations
+
+import importlib
+import logging
+import os
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass, field
+from importlib import metadata
+from pathlib import Path
+from typing import Any
+
+import pluggy
+
+from hybridrec import hookspecs
+
+log = logging.getLogger(__name__)
+
+ENTRY_POINT_GROUP = "hybridrec"
+ENV_LOAD_PLUGINS = "HYBRIDREC_LOAD_PLUGINS"
+ENV_STRICT = "HYBRIDREC_STRICT_PLUGINS"
+
+BUILTIN_PLUGINS = (
+    "hybridrec.builtin.features",
+    "hybridrec.builtin.scenarios",
+    "hybridrec.builtin.popularity",
+    "hybridrec.builtin.blenders",
+)
+
+#: Registry kind -> the hook that fills it.
+KINDS = {
+    "scorers": "register_scorers",
+    "scenarios": "register_scenarios",
+    "candidate_sources": "register_candidate_sources",
+    "blenders": "register_blenders",
+    "feature_definitions": "register_feature_definitions",
+}
+
+
+class PluginError(RuntimeError):
+    """A plugin could not be loaded or registered something invalid (strict mode)."""
+
+
+@dataclass
+class PluginInfo:
+    name: str
+    version: str | None
+    module: str
+    builtin: bool
+    registered: dict[str, list[str]] = field(default_factory=dict)
+    problems: list[str] = field(default_factory=list)
+
+    def report(self, problem: str) -> None:
+        self.problems.append(problem)
+        log.warning(problem)
+
+    def as_dict(self) -> dict[str, Any]:
+        return {
+            "name": self.name,
+            "version": self.version,
+            "module": self.module,
+            "builtin": self.builtin,
+            "registered": {k: v for k, v in self.registered.items() if v},
+            "problems": self.problems,
+        }
+
+
+def _validate(kind: str, obj: Any) -> str:
+    """Check ``obj`` fits ``kind`` and return its registry name; raise TypeError otherwise."""
+    from hybridrec import contracts
+
+    expected: dict[str, type] = {
+        "scorers": contracts.Scorer,
+        "candidate_sources": contracts.CandidateSource,
+        "blenders": contracts.Blender,
+    }
+    if kind in expected:
+        base = expected[kind]
+        if not (isinstance(obj, type) and issubclass(obj, base)):
+            raise TypeError(f"{obj!r} is not a subclass of {base.__module__}.{base.__name__}")
+    elif kind == "scenarios" and not isinstance(obj, contracts.Scenario):
+        raise TypeError(f"{obj!r} is not a hybridrec.contracts.Scenario")
+    name = getattr(obj, "name", None)
+    if not isinstance(name, str) or not name:
+        raise TypeError(f"{obj!r} has no 'name' string attribute")
+    return name
+
+
+class Registry:
+    """Everything the loaded plugins registered, keyed by kind and name."""
+
+    def __init__(self, pm: pluggy.PluginManager, infos: dict[str, PluginInfo]) -> None:
+        self.pm = pm
+        self.plugins = infos
+        self._items: dict[str, dict[str, Any]] = {kind: {} for kind in KINDS}
+        self._collected: set[str] = set()
+
+    def kind(self, kind: str) -> dict[str, Any]:
+        """Everything registered under ``kind``; its hook runs on first use."""
+        if kind not in self._collected:
+            self._collected.add(kind)
+            self._collect(kind)
+        return self._items[kind]
+
+    # Convenience views ------------------------------------------------------------------
+    @property
+    def scorers(self) -> dict[str, Any]:
+        return self.kind("scorers")
+
+    @property
+    def scenarios(self) -> dict[str, Any]:
+        return self.kind("scenarios")
+
+    @property
+    def candidate_sources(self) -> dict[str, Any]:
+        return self.kind("candidate_sources")
+
+    @property
+    def blenders(self) -> dict[str, Any]:
+        return self.kind("blenders")
+
+    @property
+    def feature_definitions(self) -> dict[str, Any]:
+        return self.kind("feature_definitions")
+
+    @property
+    def problems(self) -> list[str]:
+        return [p for info in self.plugins.values() for p in info.problems]
+
+    def get(self, kind: str, name: str) -> Any:
+        """Look ``name`` up in ``kind``; the KeyError lists what is known."""
+        try:
+            return self.kind(kind)[name]
+        except KeyError:
+            known = ", ".join(sorted(self._items[kind])) or "none"
+            label = kind.rstrip("s").replace("_", " ")
+            raise KeyError(f"unknown {label} {name!r}; known: {known}") from None
+
+    def owner(self, kind: str, name: str) -> str:
+        """The plugin that registered ``name`` under ``kind``."""
+        self.kind(kind)
+        for info in self.plugins.values():
+            if name in info.registered.get(kind, ()):
+                return info.name
+        raise KeyError(f"nothing registered {kind} {name!r}")
+
+    def collect_all(self) -> None:
+        for kind in KINDS:
+            self.kind(kind)
+
+    def as_dict(self) -> list[dict[str, Any]]:
+        self.collect_all()
+        return [info.as_dict() for info in self.plugins.values()]
+
+    # Filling ----------------------------------------------------------------------------
+    def _add(self, kind: str, plugin: str, obj: Any, replace: bool, target: dict[str, Any],
+             owners: dict[str, str], record: bool) -> None:
+        info = self.plugins[plugin]
+        try:
+            name = _validate(kind, obj)
+        except TypeError as exc:
+            if record:
+                info.report(f"plugin {plugin!r} registered an invalid {kind} entry: {exc}")
+            return
+        owner = owners.get(name)
+        if owner is not None and not replace:
+            if record:
+                info.report(
+                    f"plugin {plugin!r} registered {kind} name {name!r}, which plugin "
+                    f"{owner!r} already registered; kept {owner!r}'s (pass replace=True to "
+                    "override)"
+                )
+            return
+        target[name] = obj
+        owners[name] = plugin
+        if record:
+            if owner is not None:
+                self.plugins[owner].registered[kind].remove(name)
+            info.registered.setdefault(kind, []).append(name)
+
+    def _collect(self, kind: str, into: dict[str, Any] | None = None, **kwargs: Any) -> None:
+        hook_name = KINDS[kind]
+        target = self._items[kind] if into is None else into
+        owners: dict[str, str] = {}
+        # get_hookimpls() lists the last registered first; built-ins register first and
+        # should claim their names first, so walk it in registration order.
+        for impl in reversed(getattr(self.pm.hook, hook_name).get_hookimpls()):
+            plugin = impl.plugin_name
+            record = into is None
+
+            def register(obj: Any, *, replace: bool = False, _p: str = plugin,
+                         _record: bool = record) -> None:
+                self._add(kind, _p, obj, replace, target, owners, _record)
+
+            args = {k: v for k, v in kwargs.items() if k in impl.argnames}
+            _call_impl(self.plugins[plugin], hook_name, impl.function, register=register,
+                       **args)
+
+    def feature_definitions_for(self, repo_path: Path) -> dict[str, Any]:
+        """Feast objects with data-source paths resolved against ``repo_path`` (not cached)."""
+        self.kind("feature_definitions")  # problems are reported once, by the cached pass
+        out: dict[str, Any] = {}
+        self._collect("feature_definitions", into=out, repo_path=Path(repo_path).resolve())
+        return out
+
+    def add_commands(self, cli: Any) -> None:
+        for impl in self.pm.hook.register_commands.get_hookimpls():
+            _call_impl(self.plugins[impl.plugin_name], "register_commands", impl.function,
+                       cli=cli)
+
+
+def _call_impl(info: PluginInfo, hook: str, function: Callable[..., Any], **kwargs: Any) -> None:
+    try:
+        function(**kwargs)
+    except Exception as exc:  # a plugin bug must not take the others down
+        info.report(f"plugin {info.name!r} failed in {hook}: {type(exc).__name__}: {exc}")
+
+
+def _allowed_plugins() -> set[str] | None:
+    raw = os.environ.get(ENV_LOAD_PLUGINS)
+    if raw is None:
+        return None
+    return {part.strip() for part in raw.split(",") if part.strip()}
+
+
+def _entry_points() -> Iterable[metadata.EntryPoint]:
+    return metadata.entry_points(group=ENTRY_POINT_GROUP)
+
+
+def build_registry(strict: bool | None = None) -> Registry:
+    """Load built-in and installed plugins and collect what they register."""
+    if strict is None:
+        strict = os.environ.get(ENV_STRICT, "").lower() in {"1", "true", "yes"}
+    pm = pluggy.PluginManager(hookspecs.PROJECT_NAME)
+    pm.add_hookspecs(hookspecs)
+    infos: dict[str, PluginInfo] = {}
+    from hybridrec import __version__
+
+    for module_name in BUILTIN_PLUGINS:
+        module = importlib.import_module(module_name)
+        pm.register(module, name=module_name)
+        infos[module_name] = PluginInfo(module_name, __version__, module_name, builtin=True)
+
+    allowed = _allowed_plugins()
+    for ep in _entry_points():
+        dist = ep.dist
+        dist_name = dist.name if dist is not None else None
+        if allowed is not None and ep.name not in allowed and dist_name not in allowed:
+            continue
+        if ep.name in infos:
+            # Two distributions may not claim one plugin name; the later one is reported.
+            infos[ep.name].report(
+                f"plugin name {ep.name!r} is claimed twice (also by distribution {dist_name!r}); "
+                "the second was not loaded"
+            )
+            continue
+        info = PluginInfo(ep.name, dist.version if dist is not None else None, ep.value,
+                          builtin=False)
+        infos[ep.name] = info
+        try:
+            module = ep.load()
+            pm.register(module, name=ep.name)
+        except Exception as exc:
+            info.report(
+                f"plugin {ep.name!r} (distribution {dist_name!r}, {ep.value}) failed to load: "
+                f"{type(exc).__name__}: {exc}"
+            )
+    registry = Registry(pm, infos)
+    if strict:
+        registry.collect_all()
+        if registry.problems:
+            raise PluginError("; ".join(registry.problems))
+    return registry
+
+
+_registry: Registry | None = None
+
+
+def get_registry(strict: bool | None = None) -> Registry:
+    """The process-wide registry, built on first use."""
+    global _registry
+    if _registry is None:
+        _registry = build_registry(strict=strict)
+    elif strict and _registry.problems:
+        raise PluginError("; ".join(_registry.problems))
+    return _registry
+
+
+def reset_registry() -> None:
+    """Forget the cached registry (tests, and after installing a plugin in-process)."""
+    global _registry
+    _registry = None

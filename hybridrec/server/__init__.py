@@ -1,0 +1,1 @@
+"""The HTTP server (FastAPI). Import ``hybridrec.server.app.create_app``."""
