@@ -108,7 +108,8 @@ class Registry:
         """Everything registered under ``kind``; its hook runs on first use."""
         if kind not in self._collected:
             self._collected.add(kind)
-            self._collect(kind)
+            extra = {"repo_path": None} if kind == "feature_definitions" else {}
+            self._collect(kind, **extra)
         return self._items[kind]
 
     # Convenience views ------------------------------------------------------------------
@@ -134,6 +135,8 @@ class Registry:
 
     @property
     def problems(self) -> list[str]:
+        """Every problem so far, after running every registry hook."""
+        self.collect_all()
         return [p for info in self.plugins.values() for p in info.problems]
 
     def get(self, kind: str, name: str) -> Any:
@@ -191,9 +194,9 @@ class Registry:
         hook_name = KINDS[kind]
         target = self._items[kind] if into is None else into
         owners: dict[str, str] = {}
-        # get_hookimpls() lists the last registered first; built-ins register first and
-        # should claim their names first, so walk it in registration order.
-        for impl in reversed(getattr(self.pm.hook, hook_name).get_hookimpls()):
+        # get_hookimpls() is in registration order: built-ins first, so they claim their
+        # names before installed plugins do.
+        for impl in getattr(self.pm.hook, hook_name).get_hookimpls():
             plugin = impl.plugin_name
             record = into is None
 
@@ -236,8 +239,10 @@ def _entry_points() -> Iterable[metadata.EntryPoint]:
     return metadata.entry_points(group=ENTRY_POINT_GROUP)
 
 
-def build_registry(strict: bool | None = None) -> Registry:
-    """Load built-in and installed plugins and collect what they register."""
+def build_registry(strict: bool | None = None,
+                   extra: Iterable[tuple[str, object]] = ()) -> Registry:
+    """Load built-in and installed plugins, then ``extra`` ``(name, module)`` pairs (plugins
+    defined in code, for tests and embedding), and collect what they register."""
     if strict is None:
         strict = os.environ.get(ENV_STRICT, "").lower() in {"1", "true", "yes"}
     pm = pluggy.PluginManager(hookspecs.PROJECT_NAME)
@@ -274,6 +279,9 @@ def build_registry(strict: bool | None = None) -> Registry:
                 f"plugin {ep.name!r} (distribution {dist_name!r}, {ep.value}) failed to load: "
                 f"{type(exc).__name__}: {exc}"
             )
+    for name, module in extra:
+        pm.register(module, name=name)
+        infos[name] = PluginInfo(name, None, getattr(module, "__name__", name), builtin=False)
     registry = Registry(pm, infos)
     if strict:
         registry.collect_all()

@@ -34,7 +34,7 @@ from hybridrec import metrics as M
 from hybridrec.builtin import features as F
 from hybridrec.bundle import CURRENT, MANIFEST, class_path, new_version, switch_current
 from hybridrec.contracts import Blender, Scenario, ScoreBatch, Scorer, TrainingData
-from hybridrec.data.tables import read_table
+from hybridrec.data.tables import as_utc_us, read_table
 from hybridrec.workspace import Workspace
 
 log = logging.getLogger(__name__)
@@ -72,7 +72,7 @@ def load_inputs(ws: Workspace) -> Inputs:
         extra = FeedbackLog(ws.feedback_db).events()
         if len(extra):
             events = pd.concat([events, extra[events.columns]], ignore_index=True)
-    events[C.EVENT_TIMESTAMP] = pd.to_datetime(events[C.EVENT_TIMESTAMP], utc=True)
+    events[C.EVENT_TIMESTAMP] = as_utc_us(events[C.EVENT_TIMESTAMP])
     return Inputs(events=events, items=read_table(ws.data_dir, C.ITEMS_FILE),
                   users=read_table(ws.data_dir, C.USERS_FILE))
 

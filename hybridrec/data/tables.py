@@ -128,9 +128,11 @@ def read_table(data_dir: Path, name: str) -> pd.DataFrame:
 def empty_ads() -> pd.DataFrame:
     """An ads table with the right columns and no rows (for datasets without ads)."""
     fields = VIEW_FIELDS[AD_PROFILE]
-    frame = pd.DataFrame({C.AD_ID: pd.Series(dtype=str)})
+    # "string", not object: an empty object column is written as Parquet's null type,
+    # which DuckDB cannot compare with the string join key.
+    frame = pd.DataFrame({C.AD_ID: pd.Series(dtype="string")})
     for name, kind in fields.items():
-        frame[name] = pd.Series(dtype=str if kind == "String" else np.float32
+        frame[name] = pd.Series(dtype="string" if kind == "String" else np.float32
                                 if kind == "Float32" else np.int64)
     frame[C.EVENT_TIMESTAMP] = pd.Series(dtype=TS_DTYPE)
     return frame

@@ -85,7 +85,9 @@ class FeedbackEvent(BaseModel):
 class FeedbackRequest(BaseModel):
     model_config = ConfigDict(extra="forbid", strict=True)
 
-    events: list[dict[str, Any]] = Field(min_length=1, max_length=MAX_FEEDBACK_BATCH)
+    events: list[Any] = Field(min_length=1, max_length=MAX_FEEDBACK_BATCH,
+                              description="Events; each is validated on its own (see "
+                              "FeedbackEvent), and invalid ones are rejected by index.")
 
 
 class Rejected(BaseModel):

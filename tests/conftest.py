@@ -1,0 +1,166 @@
+"""Shared fixtures: real pip installs of the test plugins, a real Feast workspace, a real server.
+
+Everything heavy is session-scoped and built once: a small synthetic world in a temporary
+copy of ``feature_repo/``, ``feast apply`` and materialisation through the real CLIs, a trained
+bundle, and ``hybridrec serve`` as a subprocess on 127.0.0.1.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import time
+import urllib.error
+import urllib.request
+from dataclasses import dataclass
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parent.parent
+BIN = Path(sys.executable).parent
+SHARED_DATA = ROOT.parent / "shared" / "data"
+ML100K = SHARED_DATA / "ml-100k"
+TEST_PLUGINS = Path(__file__).parent / "plugins"
+
+SMALL_WORLD = ["--users", "300", "--items", "120", "--ads", "30", "--events", "20000",
+               "--weeks", "4", "--seed", "7"]
+
+
+def run(cmd: list[str], env: dict[str, str], cwd: Path | None = None,
+        check: bool = True) -> subprocess.CompletedProcess[str]:
+    result = subprocess.run(cmd, env=env, cwd=cwd, capture_output=True, text=True,
+                            timeout=600)
+    if check and result.returncode != 0:
+        raise AssertionError(f"{' '.join(cmd)} failed ({result.returncode}):\n"
+                             f"{result.stdout}\n{result.stderr}")
+    return result
+
+
+def pip_install_target(package: Path, target: Path) -> None:
+    """``pip install`` a plugin package into ``target`` (a directory put on PYTHONPATH)."""
+    subprocess.run([sys.executable, "-m", "pip", "install", "--quiet", "--no-deps",
+                    "--no-build-isolation", "--target", str(target), str(package)],
+                   check=True, capture_output=True, text=True, timeout=300)
+
+
+def base_env(**extra: str) -> dict[str, str]:
+    env = {k: v for k, v in os.environ.items()
+           if not k.startswith("HYBRIDREC_") and k != "PYTHONPATH"}
+    env["FEAST_USAGE"] = "False"
+    env["PATH"] = f"{BIN}{os.pathsep}{env.get('PATH', '')}"
+    env.update(extra)
+    return env
+
+
+@pytest.fixture(scope="session")
+def hello_site(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """The README's example plugin, pip-installed into its own site directory."""
+    target = tmp_path_factory.mktemp("hello-site")
+    pip_install_target(TEST_PLUGINS / "hybridrec-hello", target)
+    return target
+
+
+@pytest.fixture(scope="session")
+def broken_site(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    target = tmp_path_factory.mktemp("broken-site")
+    pip_install_target(TEST_PLUGINS / "hybridrec-broken", target)
+    return target
+
+
+def copy_feature_repo(dest: Path) -> Path:
+    repo = dest / "feature_repo"
+    shutil.copytree(ROOT / "feature_repo", repo, ignore=shutil.ignore_patterns("data"))
+    return repo
+
+
+@dataclass
+class Workspace:
+    root: Path
+    repo: Path
+    bundles: Path
+    env: dict[str, str]
+
+    def cli(self, *args: str, check: bool = True) -> subprocess.CompletedProcess[str]:
+        return run([str(BIN / "hybridrec"), *args], self.env, cwd=self.root, check=check)
+
+
+@pytest.fixture(scope="session")
+def workspace(tmp_path_factory: pytest.TempPathFactory, hello_site: Path) -> Workspace:
+    """A small synthetic world, applied, materialised and trained, with the hello plugin."""
+    root = tmp_path_factory.mktemp("workspace")
+    repo = copy_feature_repo(root)
+    env = base_env(PYTHONPATH=str(hello_site), HYBRIDREC_FEATURE_REPO=str(repo),
+                   HYBRIDREC_BUNDLES=str(root / "bundles"))
+    ws = Workspace(root, repo, root / "bundles", env)
+    ws.cli("data", "synthetic", *SMALL_WORLD)
+    run([str(BIN / "feast"), "apply"], env, cwd=repo)
+    ws.cli("materialize")
+    ws.cli("train", "--quiet")
+    return ws
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def http(base: str, method: str, path: str, body: object = None, raw: bytes | None = None,
+         headers: dict[str, str] | None = None) -> tuple[int, object]:
+    data = raw if raw is not None else (json.dumps(body).encode() if body is not None else None)
+    request = urllib.request.Request(base + path, data=data, method=method,
+                                     headers={"Content-Type": "application/json",
+                                              **(headers or {})})
+    try:
+        with urllib.request.urlopen(request, timeout=30) as response:
+            payload = response.read()
+            status = response.status
+            kind = response.headers.get("content-type", "")
+    except urllib.error.HTTPError as exc:
+        payload, status, kind = exc.read(), exc.code, exc.headers.get("content-type", "")
+    return status, (json.loads(payload) if "json" in kind else payload.decode())
+
+
+class Server:
+    def __init__(self, ws: Workspace, *args: str) -> None:
+        self.port = free_port()
+        self.base = f"http://127.0.0.1:{self.port}"
+        self.log = ws.root / f"server-{self.port}.log"
+        self.proc = subprocess.Popen(
+            [str(BIN / "hybridrec"), "serve", "--port", str(self.port), *args],
+            env=ws.env, cwd=ws.root, stdout=self.log.open("w"), stderr=subprocess.STDOUT)
+
+    def wait_ready(self, timeout: float = 120) -> None:
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if self.proc.poll() is not None:
+                raise AssertionError(f"server exited: {self.log.read_text()}")
+            try:
+                if http(self.base, "GET", "/readyz")[0] == 200:
+                    return
+            except (urllib.error.URLError, ConnectionError):
+                pass
+            time.sleep(0.25)
+        raise AssertionError(f"server not ready in {timeout}s: {self.log.read_text()}")
+
+    def call(self, method: str, path: str, body: object = None, **kw: object) -> tuple[int, object]:
+        return http(self.base, method, path, body, **kw)
+
+    def stop(self, sig: int = signal.SIGTERM) -> None:
+        if self.proc.poll() is None:
+            self.proc.send_signal(sig)
+            self.proc.wait(timeout=30)
+
+
+@pytest.fixture(scope="session")
+def server(workspace: Workspace):
+    srv = Server(workspace, "--refresh-seconds", "0")
+    srv.wait_ready()
+    yield srv
+    srv.stop()

@@ -1,0 +1,100 @@
+"""The data commands: the synthetic world, MovieLens, and the derived snapshot tables."""
+
+import pandas as pd
+import pytest
+from conftest import ML100K
+
+from hybridrec import columns as C
+from hybridrec.data import movielens, synthetic, tables
+
+
+@pytest.fixture(scope="module")
+def world():
+    return synthetic.generate(synthetic.SyntheticConfig(users=400, items=150, ads=40,
+                                                        events=30_000, seed=3))
+
+
+def test_same_seed_same_world_other_seed_other_world(world):
+    again = synthetic.generate(synthetic.SyntheticConfig(users=400, items=150, ads=40,
+                                                         events=30_000, seed=3))
+    pd.testing.assert_frame_equal(world.events, again.events)
+    pd.testing.assert_frame_equal(world.items, again.items)
+    other = synthetic.generate(synthetic.SyntheticConfig(users=400, items=150, ads=40,
+                                                         events=30_000, seed=4))
+    assert not other.events.head(100).equals(world.events.head(100))
+
+
+def test_sizes_are_configurable(world):
+    assert len(world.users) == 400
+    assert world.items.groupby(C.SCENARIO).size().to_dict() == {"ads": 40, "shop": 150,
+                                                                "video": 150}
+    assert 0.8 * 30_000 < len(world.events) < 1.2 * 30_000
+    assert len(world.ads) == 40
+
+
+def test_scenarios_and_their_events(world):
+    kinds = world.events.groupby(C.SCENARIO)[C.EVENT_TYPE].unique().apply(set).to_dict()
+    assert kinds == {"shop": {"view", "cart", "purchase"}, "video": {"watch", "like"},
+                     "ads": {"impression", "click"}}
+    ads = world.events[world.events[C.SCENARIO] == "ads"]
+    ctr = (ads[C.EVENT_TYPE] == "click").sum() / (ads[C.EVENT_TYPE] == "impression").sum()
+    assert 0.01 < ctr < 0.2
+    span = world.events[C.EVENT_TIMESTAMP].max() - world.events[C.EVENT_TIMESTAMP].min()
+    assert span > pd.Timedelta(weeks=7)
+
+
+def test_titles_carry_the_category_words(world):
+    for _, row in world.items.head(50).iterrows():
+        words = synthetic.CATEGORY_WORDS[row[C.SCENARIO]][row["category"]]
+        assert any(w in row["title"] for w in words), row["title"]
+
+
+def test_ad_clicks_depend_on_targeting(world):
+    ads = world.events[world.events[C.SCENARIO] == "ads"]
+    shown = ads[ads[C.EVENT_TYPE] == "impression"].merge(
+        world.ads.rename(columns={C.AD_ID: C.ITEM_ID}), on=C.ITEM_ID).merge(
+        world.users, on=C.USER_ID)
+    clicks = ads[ads[C.EVENT_TYPE] == "click"][[C.USER_ID, C.ITEM_ID]].drop_duplicates()
+    shown = shown.merge(clicks.assign(clicked=1), how="left", on=[C.USER_ID, C.ITEM_ID])
+    match = ((shown["target_gender"] == "any") | (shown["target_gender"] == shown["gender"])) & (
+        shown["age"].between(shown["target_age_min"], shown["target_age_max"]))
+    rate = shown["clicked"].fillna(0).groupby(match).mean()
+    assert rate[True] > 2 * rate[False]
+
+
+def test_written_tables_and_snapshots(world, tmp_path):
+    counts = tables.write_dataset(world, tmp_path)
+    assert set(counts) == {C.EVENTS_FILE, C.USERS_FILE, C.ITEMS_FILE, C.ADS_FILE,
+                           C.USER_ACTIVITY_FILE, C.ITEM_POPULARITY_FILE}
+    events = pd.read_parquet(tmp_path / C.EVENTS_FILE)
+    assert str(events[C.EVENT_TIMESTAMP].dtype) == "datetime64[us, UTC]"
+    activity = pd.read_parquet(tmp_path / C.USER_ACTIVITY_FILE)
+    user = activity[C.USER_ID].iloc[0]
+    snap = activity[activity[C.USER_ID] == user].iloc[-1]
+    mine = events[(events[C.USER_ID] == user) & (events[C.EVENT_TIMESTAMP]
+                                                 <= snap[C.EVENT_TIMESTAMP])]
+    assert snap["events_total"] == len(mine)
+    assert snap["items_total"] == mine[C.ITEM_ID].nunique()
+    week = mine[mine[C.EVENT_TIMESTAMP] > snap[C.EVENT_TIMESTAMP].floor("D") - pd.Timedelta(days=6)]
+    assert snap["events_7d"] == len(week)
+
+
+def test_bad_sizes_are_rejected():
+    with pytest.raises(ValueError, match="users"):
+        synthetic.SyntheticConfig(users=0)
+
+
+@pytest.mark.skipif(not ML100K.exists(), reason=f"MovieLens 100K not found at {ML100K}")
+def test_movielens_loads_into_the_common_schema():
+    data = movielens.load(ML100K)
+    assert len(data.events) == 100_000
+    assert len(data.users) == 943 and len(data.items) == 1682
+    assert set(data.events[C.SCENARIO]) == {"movies"}
+    assert set(data.events[C.VALUE].unique()) == {1.0, 2.0, 3.0, 4.0, 5.0}
+    toy = data.items.set_index(C.ITEM_ID).loc["m1"]
+    assert "Toy Story" in toy["title"] and "Animation" in toy["text"] and "1995" in toy["text"]
+
+
+def test_movielens_reports_a_wrong_directory(tmp_path):
+    with pytest.raises(FileNotFoundError, match="u.data"):
+        movielens.load(tmp_path)

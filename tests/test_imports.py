@@ -1,0 +1,42 @@
+"""Importing the core and asking the CLI for help stay light: no torch, Feast or pandas."""
+
+import subprocess
+import sys
+
+HEAVY = ("torch", "transformers", "feast", "pandas", "implicit", "lightgbm", "fastapi")
+
+PROBE = """
+import sys
+{setup}
+heavy = sorted(m for m in {heavy!r} if m in sys.modules)
+print("HEAVY:" + ",".join(heavy))
+"""
+
+
+def imported_after(setup: str) -> list[str]:
+    code = PROBE.format(setup=setup, heavy=HEAVY)
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                         check=True).stdout
+    line = out.strip().splitlines()[-1]
+    assert line.startswith("HEAVY:"), out
+    return [m for m in line.removeprefix("HEAVY:").split(",") if m]
+
+
+def test_import_hybridrec_is_light():
+    assert imported_after("import hybridrec") == []
+
+
+def test_cli_help_is_light():
+    setup = """
+from hybridrec.cli import main
+try:
+    main(["--help"])
+except SystemExit:
+    pass
+"""
+    assert imported_after(setup) == []
+
+
+def test_registry_listing_is_light():
+    setup = "from hybridrec.plugins import get_registry\nget_registry().scorers"
+    assert imported_after(setup) == []

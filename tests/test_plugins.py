@@ -1,0 +1,130 @@
+"""The plugin system: registration rules in-process, and real pip-installed plugins."""
+
+import json
+import types
+
+import pytest
+from conftest import BIN, base_env, run
+
+from hybridrec import Scenario, hookimpl
+from hybridrec.builtin.popularity import PopularityScorer
+from hybridrec.plugins import PluginError, build_registry
+
+
+def plugin(**hooks) -> types.ModuleType:
+    module = types.ModuleType("test_plugin")
+    for name, fn in hooks.items():
+        setattr(module, name, hookimpl(fn))
+    return module
+
+
+def test_builtins_register_through_the_hooks():
+    registry = build_registry()
+    assert registry.scorers["popularity"] is PopularityScorer
+    assert {"shop", "video", "ads", "movies"} <= set(registry.scenarios)
+    assert "weighted" in registry.blenders
+    assert registry.owner("scorers", "popularity") == "hybridrec.builtin.popularity"
+
+
+def test_duplicate_name_is_reported_with_both_plugins_and_first_kept():
+    def register_scenarios(register):
+        register(Scenario(name="shop", description="impostor"))
+
+    registry = build_registry(extra=[("impostor", plugin(register_scenarios=register_scenarios))])
+    assert registry.scenarios["shop"].description != "impostor"
+    [problem] = registry.problems
+    assert "'impostor'" in problem and "'hybridrec.builtin.scenarios'" in problem
+    assert "'shop'" in problem
+
+
+def test_replace_true_overrides_explicitly():
+    def register_scenarios(register):
+        register(Scenario(name="shop", description="mine"), replace=True)
+
+    registry = build_registry(extra=[("mine", plugin(register_scenarios=register_scenarios))])
+    assert registry.scenarios["shop"].description == "mine"
+    assert registry.owner("scenarios", "shop") == "mine"
+    assert registry.problems == []
+
+
+def test_a_failing_hook_does_not_take_the_others_down():
+    def register_scorers(register):
+        raise RuntimeError("boom")
+
+    registry = build_registry(extra=[("faulty", plugin(register_scorers=register_scorers))])
+    assert "popularity" in registry.scorers
+    assert any("'faulty'" in p and "boom" in p for p in registry.problems)
+
+
+def test_invalid_objects_are_reported():
+    def register_scorers(register):
+        register(object)
+
+    registry = build_registry(extra=[("odd", plugin(register_scorers=register_scorers))])
+    assert any("'odd'" in p and "Scorer" in p for p in registry.problems)
+
+
+def test_strict_mode_raises():
+    def register_scorers(register):
+        register(PopularityScorer)
+
+    with pytest.raises(PluginError, match="popularity"):
+        build_registry(strict=True, extra=[("dup", plugin(register_scorers=register_scorers))])
+
+
+def test_unknown_name_lists_known_ones():
+    with pytest.raises(KeyError, match="known: .*popularity"):
+        build_registry().get("scorers", "nope")
+
+
+# Real packages, installed with pip and found through their entry points -----------------
+
+def plugins_json(env) -> list[dict]:
+    out = run([str(BIN / "hybridrec"), "plugins", "--json"], env).stdout
+    return json.loads(out)
+
+
+def test_installed_plugin_is_discovered_with_version_and_registrations(hello_site):
+    listing = {p["name"]: p for p in plugins_json(base_env(PYTHONPATH=str(hello_site)))}
+    hello = listing["hello"]
+    assert hello["version"] == "0.3.0" and not hello["builtin"]
+    assert hello["registered"] == {"scorers": ["cheapest"], "feature_definitions": ["merchant"]}
+    assert listing["hybridrec.builtin.popularity"]["registered"]["scorers"] == ["popularity"]
+
+
+def test_broken_plugins_are_reported_and_the_rest_still_load(hello_site, broken_site):
+    env = base_env(PYTHONPATH=f"{hello_site}:{broken_site}")
+    listing = {p["name"]: p for p in plugins_json(env)}
+    assert "cheapest" in listing["hello"]["registered"]["scorers"]
+    [missing] = listing["broken"]["problems"]
+    assert "failed to load" in missing and "a_module_that_does_not_exist" in missing
+    [taken] = listing["squatter"]["problems"]
+    assert "'shop'" in taken and "hybridrec.builtin.scenarios" in taken
+
+    strict = run([str(BIN / "hybridrec"), "plugins", "--strict"], env, check=False)
+    assert strict.returncode != 0
+    assert "broken" in strict.stderr and "squatter" in strict.stderr
+
+
+def test_load_plugins_variable_restricts_installed_plugins(hello_site, broken_site):
+    env = base_env(PYTHONPATH=f"{hello_site}:{broken_site}", HYBRIDREC_LOAD_PLUGINS="hello")
+    names = {p["name"] for p in plugins_json(env)}
+    assert "hello" in names and "broken" not in names and "squatter" not in names
+    env["HYBRIDREC_LOAD_PLUGINS"] = ""
+    names = {p["name"] for p in plugins_json(env)}
+    assert not names & {"hello", "broken", "squatter"}
+    assert "hybridrec.builtin.popularity" in names  # built-ins always load
+
+
+def test_plugin_commands_hook(tmp_path):
+    import click
+
+    def register_commands(cli):
+        @cli.command()
+        def hello():
+            click.echo("hi")
+
+    registry = build_registry(extra=[("cmds", plugin(register_commands=register_commands))])
+    group = click.Group()
+    registry.add_commands(group)
+    assert "hello" in group.commands

@@ -1,0 +1,200 @@
+"""The HTTP API: a real `hybridrec serve` subprocess on 127.0.0.1, called over HTTP."""
+
+import json
+import random
+import signal
+import sqlite3
+
+import pytest
+from conftest import Server
+
+USER = "u00003"
+
+
+def recommend(server, **body):
+    body = {"user_id": USER, "scenario": "shop", **body}
+    return server.call("POST", "/v1/recommend", body)
+
+
+@pytest.mark.parametrize("scenario", ["shop", "video", "ads"])
+def test_recommend_each_scenario(server, scenario):
+    status, body = recommend(server, scenario=scenario, k=7)
+    assert status == 200, body
+    assert len(body["items"]) == 7 and len({i["item_id"] for i in body["items"]}) == 7
+    assert body["scenario"] == scenario and body["cold_start"] is False
+    assert len(body["request_id"]) == 32 and body["bundle_version"]
+    scores = [i["score"] for i in body["items"]]
+    assert scores == sorted(scores, reverse=True)
+    prefix = {"shop": "s", "video": "v", "ads": "a"}[scenario]
+    assert all(i["item_id"].startswith(prefix) for i in body["items"])
+    expected = {"popularity.click", "cheapest.click"} if scenario == "shop" else {
+        "popularity.click"}
+    assert all(set(i["scores"]) == expected for i in body["items"])
+
+
+def test_default_k_and_exclude_seen(server, workspace):
+    import pandas as pd
+
+    status, body = recommend(server)
+    assert status == 200 and len(body["items"]) == 10
+    history = pd.read_parquet(workspace.bundles / "current" / "history.parquet")
+    seen = set(history[(history.user_id == USER) & (history.scenario == "shop")].item_id)
+    assert seen and not seen & {i["item_id"] for i in body["items"]}
+    status, everything = recommend(server, exclude_seen=False, k=100)
+    assert seen & {i["item_id"] for i in everything["items"]}
+
+
+def test_explicit_candidates_are_ranked_and_unknown_ones_reported(server):
+    status, body = recommend(server, candidates=["s00001", "s00002", "nope", "s00001"],
+                             exclude_seen=False)
+    assert status == 200
+    assert sorted(i["item_id"] for i in body["items"]) == ["s00001", "s00002"]
+    assert body["unknown_candidates"] == ["nope"]
+
+
+def test_unknown_user_gets_the_cold_start_fallback(server):
+    status, body = recommend(server, user_id="someone-brand-new", k=5)
+    assert status == 200
+    assert body["cold_start"] is True and body["fallback"] == "scenario_popularity"
+    assert all(set(i["scores"]) == {"popularity.click"} for i in body["items"])
+
+
+def test_unknown_scenario_is_404_listing_the_known_ones(server):
+    status, body = recommend(server, scenario="news")
+    assert status == 404
+    assert body["detail"]["known_scenarios"] == ["ads", "shop", "video"]
+    assert "news" in body["detail"]["message"]
+
+
+@pytest.mark.parametrize("body,field", [
+    ({"user_id": USER, "scenario": "shop", "k": 0}, "k"),
+    ({"user_id": USER, "scenario": "shop", "k": 101}, "k"),  # over the scenario's max_k
+    ({"user_id": USER, "scenario": "shop", "k": "5"}, "k"),
+    ({"user_id": USER, "scenario": "shop", "k": 2.5}, "k"),
+    ({"user_id": 42, "scenario": "shop"}, "user_id"),
+    ({"user_id": "", "scenario": "shop"}, "user_id"),
+    ({"scenario": "shop"}, "user_id"),
+    ({"user_id": USER}, "scenario"),
+    ({"user_id": USER, "scenario": "shop", "candidates": []}, "candidates"),
+    ({"user_id": USER, "scenario": "shop", "candidates": "s00001"}, "candidates"),
+    ({"user_id": USER, "scenario": "shop", "exclude_seen": "yes"}, "exclude_seen"),
+    ({"user_id": USER, "scenario": "shop", "context": [1]}, "context"),
+    ({"user_id": USER, "scenario": "shop", "kk": 3}, "kk"),
+])
+def test_invalid_requests_are_422_naming_the_field(server, body, field):
+    status, answer = server.call("POST", "/v1/recommend", body)
+    assert status == 422, answer
+    assert field in {str(part) for err in answer["detail"] for part in err["loc"]}
+
+
+def test_malformed_json_is_422(server):
+    status, answer = server.call("POST", "/v1/recommend", raw=b'{"user_id": ')
+    assert status == 422 and answer["detail"][0]["type"] == "json_invalid"
+
+
+def test_curl_style_body_without_json_content_type_is_read(server):
+    body = json.dumps({"user_id": USER, "scenario": "video", "k": 2}).encode()
+    status, answer = server.call("POST", "/v1/recommend", raw=body,
+                                 headers={"Content-Type": "application/x-www-form-urlencoded"})
+    assert status == 200 and len(answer["items"]) == 2
+
+
+def test_no_client_input_produces_a_server_error(server):
+    rng = random.Random(0)
+    atoms = [None, True, 0, -1, 10**30, 1.5, float("inf"), "", "x" * 5000, "shop", [], {},
+             ["s00001"], {"a": [1]}, "\u0000", "😀"]
+    fields = ["user_id", "scenario", "k", "context", "candidates", "exclude_seen", "zz"]
+    for _ in range(150):
+        body = {f: rng.choice(atoms) for f in rng.sample(fields, rng.randint(0, len(fields)))}
+        raw = json.dumps(body, allow_nan=True).encode()
+        for path in ("/v1/recommend", "/v1/feedback"):
+            status, answer = server.call("POST", path, raw=raw)
+            assert status < 500, (path, body, answer)
+    for raw in (b"", b"[]", b"null", b"\xff\xfe", b'{"events": [null, 1, "x"]}', b"1e999"):
+        for path in ("/v1/recommend", "/v1/feedback"):
+            assert server.call("POST", path, raw=raw)[0] < 500, raw
+
+
+def test_feedback_keeps_valid_events_and_rejects_bad_ones_by_index(server, workspace):
+    status, rec = recommend(server, scenario="video", k=3)
+    rid, item = rec["request_id"], rec["items"][0]["item_id"]
+    events = [
+        {"request_id": rid, "item_id": item, "event_type": "like"},
+        {"request_id": "not-a-request", "item_id": item, "event_type": "like"},
+        {"request_id": rid, "item_id": item, "event_type": "purchase"},  # not a video event
+        {"request_id": rid, "item_id": item, "event_type": "watch", "value": "lots"},
+        {"request_id": rid, "item_id": "zzz", "event_type": "watch"},
+        {"request_id": rid, "item_id": item, "event_type": "watch", "value": 0.5,
+         "timestamp": "2025-03-30T10:00:00Z"},
+        "not an object",
+        {"request_id": rid, "item_id": item, "event_type": "watch", "user_id": "someone-else"},
+        {"request_id": rid, "item_id": item, "event_type": "watch", "surprise": 1},
+        {"request_id": rid, "item_id": item, "event_type": "watch",
+         "timestamp": "2025-03-30T10:00:00"},
+    ]
+    status, body = server.call("POST", "/v1/feedback", {"events": events})
+    assert status == 200, body
+    assert body["accepted"] == 2
+    rejected = {r["index"]: " ".join(r["errors"]) for r in body["rejected"]}
+    assert set(rejected) == {1, 2, 3, 4, 6, 7, 8, 9}
+    assert "request_id" in rejected[1] and "event_type" in rejected[2]
+    assert "value" in rejected[3] and "item_id" in rejected[4]
+    assert "user_id" in rejected[7] and "surprise" in rejected[8] and "zone" in rejected[9]
+    with sqlite3.connect(workspace.repo / "data" / "feedback.db") as db:
+        rows = db.execute("SELECT event_type, value, event_timestamp FROM feedback "
+                          "WHERE request_id = ? ORDER BY id", (rid,)).fetchall()
+    assert rows[0][:2] == ("like", 1.0)
+    assert rows[1] == ("watch", 0.5, "2025-03-30T10:00:00+00:00")
+
+
+def test_feedback_with_nothing_valid_is_422(server):
+    status, body = server.call("POST", "/v1/feedback", {"events": [{"request_id": "x"}]})
+    assert status == 422 and body["rejected"][0]["index"] == 0
+    status, body = server.call("POST", "/v1/feedback", {"events": []})
+    assert status == 422
+
+
+def test_feedback_changes_what_is_seen(server):
+    status, first = recommend(server, user_id="u00010", scenario="video", k=3)
+    top = first["items"][0]["item_id"]
+    server.call("POST", "/v1/feedback", {"events": [
+        {"request_id": first["request_id"], "item_id": top, "event_type": "watch"}]})
+    status, again = recommend(server, user_id="u00010", scenario="video", k=3)
+    assert top not in {i["item_id"] for i in again["items"]}
+
+
+def test_acknowledged_feedback_survives_a_killed_server(workspace):
+    srv = Server(workspace, "--refresh-seconds", "0")
+    srv.wait_ready()
+    try:
+        status, rec = srv.call("POST", "/v1/recommend",
+                               {"user_id": "u00020", "scenario": "shop", "k": 2})
+        status, ack = srv.call("POST", "/v1/feedback", {"events": [
+            {"request_id": rec["request_id"], "item_id": rec["items"][1]["item_id"],
+             "event_type": "purchase"}]})
+        assert status == 200 and ack["accepted"] == 1
+    finally:
+        srv.stop(signal.SIGKILL)
+    with sqlite3.connect(workspace.repo / "data" / "feedback.db") as db:
+        rows = db.execute("SELECT item_id, event_type FROM feedback WHERE request_id = ?",
+                          (rec["request_id"],)).fetchall()
+    assert rows == [(rec["items"][1]["item_id"], "purchase")]
+
+
+def test_operational_endpoints(server):
+    assert server.call("GET", "/healthz") == (200, {"status": "ok"})
+    status, ready = server.call("GET", "/readyz")
+    assert status == 200 and ready["items_cached"] == 120 + 120 + 30
+    status, scenarios = server.call("GET", "/v1/scenarios")
+    assert [s["name"] for s in scenarios] == ["ads", "shop", "video"]
+    shop = next(s for s in scenarios if s["name"] == "shop")
+    assert shop["scorers"] == ["popularity", "cheapest"] and shop["items"] == 120
+    status, plugins = server.call("GET", "/v1/plugins")
+    assert "hello" in {p["name"] for p in plugins}
+    status, metrics = server.call("GET", "/metrics")
+    assert 'hybridrec_http_requests_total{method="POST",route="/v1/recommend",status="200"}' \
+        in metrics
+    assert "hybridrec_bundle_info{version=" in metrics
+    status, openapi = server.call("GET", "/openapi.json")
+    assert {"/v1/recommend", "/v1/feedback"} <= set(openapi["paths"])
+    assert server.call("GET", "/docs")[0] == 200

@@ -1,0 +1,92 @@
+"""hybridrec train / evaluate / recommend through the real CLI on the session workspace."""
+
+import json
+import os
+
+import pytest
+from conftest import BIN, ML100K, Workspace, base_env, copy_feature_repo, run
+
+
+def manifest(ws):
+    return json.loads((ws.bundles / "current" / "manifest.json").read_text())
+
+
+def test_bundle_manifest_records_what_was_trained(workspace):
+    m = manifest(workspace)
+    assert set(m["scenarios"]) == {"shop", "video", "ads"}
+    assert m["scenarios"]["shop"]["scorers"] == ["popularity", "cheapest"]  # plugin included
+    assert m["scenarios"]["video"]["scorers"] == ["popularity"]  # cheapest: shop only
+    assert "user_activity:events_total" in m["feature_refs"]["shop"]
+    assert "ad_profile:bid" in m["feature_refs"]["ads"]
+    assert m["plugins"]["hello"] == "0.3.0"
+    window = m["data_window"]
+    assert window["start"] < window["test_cutoff"] < window["end"]
+    shop = m["metrics"]["shop"]
+    assert set(shop) == {"popularity", "cheapest", "blend"}
+    assert 0 < shop["popularity"]["ndcg@10"] <= 1
+    comps = {c["dir"]: c for c in m["components"]}
+    assert comps["popularity"]["roles"] == {"candidate_sources": ["popularity"],
+                                            "scorers": ["popularity"]}
+    assert comps["cheapest"]["plugin"] == "hello"
+
+
+def test_train_again_switches_current_atomically(workspace):
+    before = os.readlink(workspace.bundles / "current")
+    out = workspace.cli("train", "--quiet", "--scenario", "shop", "--no-refit").stdout
+    after = os.readlink(workspace.bundles / "current")
+    assert after != before and after in out
+    assert (workspace.bundles / before / "manifest.json").exists()  # old version kept
+    assert set(manifest(workspace)["scenarios"]) == {"shop"}
+    workspace.cli("train", "--quiet")  # restore every scenario for the other tests
+
+
+def test_evaluate_prints_every_scorer_per_scenario(workspace):
+    result = workspace.cli("evaluate", "--quiet", "--json")
+    metrics = json.loads(result.stdout)
+    assert set(metrics["ads"]) == {"popularity", "blend"}
+    assert "gauc" in metrics["ads"]["popularity"]
+    table = workspace.cli("evaluate", "--quiet", "--scenario", "video").stdout
+    assert "ndcg@10" in table and "video" in table and "shop" not in table
+
+
+def test_recommend_prints_a_ranked_list(workspace):
+    out = workspace.cli("recommend", "u00001", "--scenario", "shop", "-k", "4").stdout
+    lines = [line for line in out.splitlines() if line[:1].isdigit()]
+    assert [line.split()[0] for line in lines] == ["1", "2", "3", "4"]
+    cold = workspace.cli("recommend", "stranger", "--scenario", "shop").stdout
+    assert "cold start" in cold
+
+
+def test_cli_errors_name_the_problem(workspace):
+    bad = workspace.cli("recommend", "u00001", "--scenario", "news", check=False)
+    assert bad.returncode != 0 and "unknown scenario 'news'" in bad.stderr
+    bad = workspace.cli("train", "--scenario", "movies", check=False)
+    assert bad.returncode != 0 and "no events for scenario(s) movies" in bad.stderr
+    bad = workspace.cli("train", "--scorer", "nope", check=False)
+    assert bad.returncode != 0 and "unknown scorer(s) nope" in bad.stderr
+
+
+def test_train_before_feast_apply_says_what_to_do(tmp_path):
+    repo = copy_feature_repo(tmp_path)
+    env = base_env(HYBRIDREC_FEATURE_REPO=str(repo), HYBRIDREC_BUNDLES=str(tmp_path / "b"))
+    ws = Workspace(tmp_path, repo, tmp_path / "b", env)
+    missing = ws.cli("train", check=False)
+    assert missing.returncode != 0 and "hybridrec data synthetic" in missing.stderr
+    ws.cli("data", "synthetic", "--users", "50", "--items", "20", "--ads", "5",
+           "--events", "2000")
+    unapplied = ws.cli("train", check=False)
+    assert unapplied.returncode != 0 and "feast apply" in unapplied.stderr
+
+
+@pytest.mark.slow
+@pytest.mark.skipif(not ML100K.exists(), reason=f"MovieLens 100K not found at {ML100K}")
+def test_evaluate_movielens_popularity(tmp_path):
+    repo = copy_feature_repo(tmp_path)
+    env = base_env(HYBRIDREC_FEATURE_REPO=str(repo), HYBRIDREC_BUNDLES=str(tmp_path / "b"))
+    ws = Workspace(tmp_path, repo, tmp_path / "b", env)
+    ws.cli("data", "movielens", str(ML100K))
+    run([str(BIN / "feast"), "apply"], env, cwd=repo)
+    metrics = json.loads(ws.cli("evaluate", "--quiet", "--json").stdout)
+    pop = metrics["movies"]["popularity"]
+    assert pop["users"] > 50
+    assert 0.02 < pop["ndcg@10"] < 0.5 and 0.01 < pop["recall@10"] < 0.5
