@@ -104,12 +104,18 @@ def historical_frame(
     return out
 
 
+_ONLINE_LOCK = threading.Lock()
+
+
 def _online_rows(
     store: FeatureStore, refs: list[str], key: str, ids: Sequence[str]
 ) -> dict[str, list[Any]]:
-    response = store.get_online_features(
-        features=refs, entity_rows=[{key: i} for i in ids], full_feature_names=True
-    )
+    # Feast's SQLite online store shares one connection across threads; reads are serialised
+    # here so the server's worker threads and the cache refresh never interleave on it.
+    with _ONLINE_LOCK:
+        response = store.get_online_features(
+            features=refs, entity_rows=[{key: i} for i in ids], full_feature_names=True
+        )
     return response.to_dict()
 
 

@@ -198,3 +198,36 @@ def test_operational_endpoints(server):
     status, openapi = server.call("GET", "/openapi.json")
     assert {"/v1/recommend", "/v1/feedback"} <= set(openapi["paths"])
     assert server.call("GET", "/docs")[0] == 200
+
+
+def test_concurrent_requests_all_succeed(server):
+    from concurrent.futures import ThreadPoolExecutor
+
+    def one(i):
+        scenario = ("shop", "video", "ads")[i % 3]
+        return recommend(server, user_id=f"u{i % 300:05d}", scenario=scenario, k=5)[0]
+
+    with ThreadPoolExecutor(max_workers=8) as pool:
+        statuses = list(pool.map(one, range(120)))
+    assert statuses == [200] * 120
+
+
+def test_server_follows_a_newly_trained_bundle(workspace):
+    srv = Server(workspace, "--refresh-seconds", "0.5")
+    srv.wait_ready()
+    try:
+        before = srv.call("GET", "/readyz")[1]["bundle_version"]
+        workspace.cli("train", "--quiet", "--no-refit")
+        import time
+
+        deadline = time.monotonic() + 60
+        version = before
+        while version == before and time.monotonic() < deadline:
+            time.sleep(0.5)
+            version = srv.call("GET", "/readyz")[1]["bundle_version"]
+        assert version != before
+        assert version == (workspace.bundles / "current").resolve().name
+        status, body = srv.call("POST", "/v1/recommend", {"user_id": USER, "scenario": "ads"})
+        assert status == 200 and body["bundle_version"] == version
+    finally:
+        srv.stop()
