@@ -13,6 +13,7 @@ from hybridrec.contracts import (  # noqa: E402  (light: numpy and stdlib only)
     Scenario,
     ScoreBatch,
     Scorer,
+    SimilarItems,
     TrainingData,
 )
 from hybridrec.hookspecs import hookimpl  # noqa: E402
@@ -25,6 +26,7 @@ __all__ = [
     "Scenario",
     "ScoreBatch",
     "Scorer",
+    "SimilarItems",
     "TrainingData",
     "__version__",
     "hookimpl",

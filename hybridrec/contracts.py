@@ -25,6 +25,7 @@ __all__ = [
     "Scenario",
     "ScoreBatch",
     "Scorer",
+    "SimilarItems",
     "TrainingData",
     "TASKS",
 ]
@@ -48,7 +49,7 @@ class Scenario:
     event_weights: Mapping[str, float] = field(default_factory=lambda: {"click": 1.0})
     positive_events: tuple[str, ...] = ("click",)
     objective: tuple[str, ...] = ("click",)
-    candidate_sources: tuple[str, ...] = ("popularity",)
+    candidate_sources: tuple[str, ...] | None = None
     scorers: tuple[str, ...] | None = None
     blender: str = "weighted"
     feature_service: str | None = None
@@ -125,6 +126,11 @@ class _Persistent(ABC):
         """Parameters worth recording in the bundle manifest."""
         return dict(self.config)
 
+    def supports(self, scenario: Scenario) -> bool:
+        """Whether this component applies to ``scenario`` (used when the scenario does not
+        list its scorers or candidate sources by name)."""
+        return True
+
     @abstractmethod
     def fit(self, data: TrainingData) -> None: ...
 
@@ -149,10 +155,6 @@ class Scorer(_Persistent):
     tasks: ClassVar[tuple[str, ...]]
     feature_refs: ClassVar[tuple[str, ...]] = ()
 
-    def supports(self, scenario: Scenario) -> bool:
-        """Whether this scorer applies to ``scenario`` (used when ``scenario.scorers`` is None)."""
-        return True
-
     @abstractmethod
     def score(self, batch: ScoreBatch) -> dict[str, np.ndarray]:
         """Return ``{task: float array of len(batch)}``; NaN where the scorer has no opinion."""
@@ -164,6 +166,20 @@ class CandidateSource(_Persistent):
     @abstractmethod
     def retrieve(self, request: RetrievalRequest, n: int) -> np.ndarray:
         """Return up to ``n`` item ids, best first, none of them in ``request.exclude``."""
+
+
+class SimilarItems(ABC):
+    """Item-to-item similarity, served by ``GET /v1/items/{item_id}/similar``.
+
+    A mix-in for a fitted component (ALS's item factors, say); any scenario or endpoint can
+    reuse it.
+    """
+
+    @abstractmethod
+    def similar_items(self, scenario: str, item_id: str, n: int) -> tuple[np.ndarray,
+                                                                          np.ndarray]:
+        """Up to ``n`` (item ids, similarities) most similar to ``item_id``, best first,
+        without the item itself. KeyError if the item or scenario is unknown to it."""
 
 
 class Blender(_Persistent):

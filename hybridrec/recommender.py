@@ -17,12 +17,14 @@ import numpy as np
 
 from hybridrec import columns as C
 from hybridrec.bundle import Bundle
-from hybridrec.contracts import RetrievalRequest, Scenario, ScoreBatch
+from hybridrec.contracts import RetrievalRequest, Scenario, ScoreBatch, SimilarItems
 from hybridrec.feedback import FeedbackLog
 
 #: The scorer and candidate source every deployment has, used for cold starts.
 FALLBACK = "popularity"
 FALLBACK_LABEL = "scenario_popularity"
+#: Context key: item ids the user just interacted with, not yet sent as feedback.
+RECENT_ITEMS = "recent_items"
 
 
 class UnknownScenario(LookupError):
@@ -30,6 +32,10 @@ class UnknownScenario(LookupError):
         super().__init__(f"unknown scenario {name!r}; known scenarios: {', '.join(known)}")
         self.name = name
         self.known = list(known)
+
+
+class UnknownItem(LookupError):
+    """An item that is not in the scenario, or has no similarity data."""
 
 
 class InvalidRequest(ValueError):
@@ -90,11 +96,43 @@ class Recommender:
             raise UnknownScenario(name, sorted(self.scenarios))
         return self.scenarios[name]
 
-    def user_history(self, user_id: str, scenario: str) -> list[str]:
+    def user_history(self, user_id: str, scenario: str,
+                     context: Mapping[str, Any] | None = None) -> list[str]:
+        """Items the user acted on, oldest first: the training window, feedback received
+        since, then ``context["recent_items"]`` sent with the request."""
         seen = list(self.history.get((scenario, user_id), ()))
         if self.feedback is not None:
             seen.extend(self.feedback.items_of(user_id, scenario))
+        recent = (context or {}).get(RECENT_ITEMS)
+        if recent is not None:
+            if not isinstance(recent, list) or not all(isinstance(i, str) for i in recent):
+                raise InvalidRequest("context", f"context.{RECENT_ITEMS} must be a list of "
+                                                "item id strings")
+            seen.extend(recent)
         return seen
+
+    def similar(self, scenario_name: str, item_id: str, k: int) -> tuple[str, list[str],
+                                                                        list[float]]:
+        """Items like ``item_id`` from the first component of the scenario that offers
+        similarity; returns (component name, item ids, similarities)."""
+        scenario = self.scenario(scenario_name)
+        if not 1 <= k <= scenario.max_k:
+            raise InvalidRequest("k", f"k must be between 1 and {scenario.max_k}, got {k}")
+        if not self.knows_item(scenario.name, item_id):
+            raise UnknownItem(f"unknown item {item_id!r} in scenario {scenario.name!r}")
+        plan = self.plans[scenario.name]
+        for name in [*plan["candidate_sources"], *plan["scorers"]]:
+            component = (self.bundle.candidate_sources.get(name)
+                         or self.bundle.scorers.get(name))
+            if isinstance(component, SimilarItems):
+                try:
+                    ids, sims = component.similar_items(scenario.name, item_id, k)
+                except KeyError:
+                    continue
+                return name, [str(i) for i in ids], [float(s) for s in sims]
+        raise UnknownItem(f"no component of scenario {scenario.name!r} knows items similar "
+                          f"to {item_id!r} (install a plugin that offers item similarity, "
+                          "such as hybridrec-als)")
 
     def recommend(
         self,
@@ -114,7 +152,7 @@ class Recommender:
         context = dict(context or {})
         plan = self.plans[scenario.name]
         user_feats = self.user_features.get(user_id)
-        history = self.user_history(user_id, scenario.name)
+        history = self.user_history(user_id, scenario.name, context)
         cold = not user_feats and not history
         fallback = FALLBACK if cold and FALLBACK in self.bundle.scorers else None
         scorer_names = [fallback] if fallback else plan["scorers"]

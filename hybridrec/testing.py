@@ -37,7 +37,7 @@ from hybridrec.contracts import (
     TrainingData,
 )
 
-__all__ = ["CandidateSourceContract", "ScorerContract", "tiny_training_data"]
+__all__ = ["CandidateSourceContract", "ScorerContract", "active_user", "tiny_training_data"]
 
 UNKNOWN_ITEM = "no-such-item"
 
@@ -56,10 +56,23 @@ def tiny_training_data(users: int = 60, items: int = 40, events: int = 3000,
                         scenarios={"shop": SHOP, "video": VIDEO})
 
 
+def active_user(data: TrainingData, scenario: Scenario) -> tuple[str, list[str]]:
+    """The scenario's most active user and the items they interacted with."""
+    events = data.scenario_events(scenario.name)
+    user = str(events[C.USER_ID].value_counts().index[0])
+    return user, events.loc[events[C.USER_ID] == user, C.ITEM_ID].tolist()
+
+
+def _request(data: TrainingData, scenario: Scenario,
+             exclude: frozenset[str] = frozenset()) -> RetrievalRequest:
+    user, history = active_user(data, scenario)
+    return RetrievalRequest(scenario=scenario, user_id=user, history=history, exclude=exclude)
+
+
 def _batch(data: TrainingData, scenario: Scenario, item_ids: np.ndarray,
            user: str | None = None) -> ScoreBatch:
     events = data.scenario_events(scenario.name)
-    user = user or str(events[C.USER_ID].value_counts().index[0])
+    user = user or active_user(data, scenario)[0]
     history = events.loc[events[C.USER_ID] == user, C.ITEM_ID].tolist()
     feats = data.items.set_index(C.ITEM_ID).reindex(item_ids)
     item_features = {f"item_profile__{c}": feats[c].to_numpy(dtype=object)
@@ -149,16 +162,15 @@ class CandidateSourceContract(_FittedFixture):
     def test_retrieves_catalogue_items_without_repeats(self, fitted: CandidateSource,
                                                        data: TrainingData) -> None:
         for scenario in self.scenarios(fitted, data):
-            got = fitted.retrieve(RetrievalRequest(scenario=scenario, user_id="anyone"), 10)
+            got = fitted.retrieve(_request(data, scenario), 10)
             assert 0 < len(got) <= 10
             assert len(set(got)) == len(got)
             assert set(got) <= set(self.catalogue(data, scenario))
 
     def test_respects_exclude(self, fitted: CandidateSource, data: TrainingData) -> None:
         for scenario in self.scenarios(fitted, data):
-            first = fitted.retrieve(RetrievalRequest(scenario=scenario, user_id="anyone"), 5)
-            again = fitted.retrieve(RetrievalRequest(scenario=scenario, user_id="anyone",
-                                                     exclude=frozenset(first[:3])), 5)
+            first = fitted.retrieve(_request(data, scenario), 5)
+            again = fitted.retrieve(_request(data, scenario, frozenset(first[:3])), 5)
             assert not set(first[:3]) & set(again)
             assert len(again) == 5
 
@@ -167,7 +179,7 @@ class CandidateSourceContract(_FittedFixture):
         fitted.save(tmp_path)
         loaded = type(fitted).load(tmp_path)
         for scenario in self.scenarios(fitted, data):
-            request = RetrievalRequest(scenario=scenario, user_id="anyone")
+            request = _request(data, scenario)
             assert list(fitted.retrieve(request, 10)) == list(loaded.retrieve(request, 10))
 
 

@@ -140,13 +140,14 @@ def make_plan(scenarios: Iterable[str], only_scorers: Iterable[str] | None = Non
             raise TrainingError(f"no installed scorer applies to scenario {name!r}")
         plan.scorers[name] = chosen
         sources = []
-        for source in scenario.candidate_sources:
-            if source in registry.candidate_sources:
-                instance(registry.candidate_sources[source])
-                sources.append(source)
-            else:
+        listed = (scenario.candidate_sources if scenario.candidate_sources is not None
+                  else tuple(registry.candidate_sources))
+        for source in listed:
+            if source not in registry.candidate_sources:
                 plan.notes.append(f"scenario {name!r} lists candidate source {source!r}, "
                                   "not installed")
+            elif instance(registry.candidate_sources[source]).supports(scenario):
+                sources.append(source)
         if not sources:
             raise TrainingError(f"no installed candidate source for scenario {name!r}")
         plan.sources[name] = sources

@@ -6,6 +6,7 @@ import signal
 import sqlite3
 
 import pytest
+
 from conftest import Server
 
 USER = "u00003"
@@ -27,9 +28,9 @@ def test_recommend_each_scenario(server, scenario):
     assert scores == sorted(scores, reverse=True)
     prefix = {"shop": "s", "video": "v", "ads": "a"}[scenario]
     assert all(i["item_id"].startswith(prefix) for i in body["items"])
-    expected = {"popularity.click", "cheapest.click"} if scenario == "shop" else {
-        "popularity.click"}
-    assert all(set(i["scores"]) == expected for i in body["items"])
+    for item in body["items"]:
+        assert "popularity.click" in item["scores"]
+        assert ("cheapest.click" in item["scores"]) == (scenario == "shop")
 
 
 def test_default_k_and_exclude_seen(server, workspace):
@@ -188,7 +189,7 @@ def test_operational_endpoints(server):
     status, scenarios = server.call("GET", "/v1/scenarios")
     assert [s["name"] for s in scenarios] == ["ads", "shop", "video"]
     shop = next(s for s in scenarios if s["name"] == "shop")
-    assert shop["scorers"] == ["popularity", "cheapest"] and shop["items"] == 120
+    assert "cheapest" in shop["scorers"] and shop["items"] == 120
     status, plugins = server.call("GET", "/v1/plugins")
     assert "hello" in {p["name"] for p in plugins}
     status, metrics = server.call("GET", "/metrics")

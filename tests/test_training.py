@@ -4,6 +4,7 @@ import json
 import os
 
 import pytest
+
 from conftest import BIN, ML100K, Workspace, base_env, copy_feature_repo, run
 
 
@@ -14,15 +15,16 @@ def manifest(ws):
 def test_bundle_manifest_records_what_was_trained(workspace):
     m = manifest(workspace)
     assert set(m["scenarios"]) == {"shop", "video", "ads"}
-    assert m["scenarios"]["shop"]["scorers"] == ["popularity", "cheapest"]  # plugin included
-    assert m["scenarios"]["video"]["scorers"] == ["popularity"]  # cheapest: shop only
+    assert m["scenarios"]["shop"]["scorers"][0] == "popularity"
+    assert "cheapest" in m["scenarios"]["shop"]["scorers"]  # the pip-installed plugin
+    assert "cheapest" not in m["scenarios"]["video"]["scorers"]  # it supports shop only
     assert "user_activity:events_total" in m["feature_refs"]["shop"]
     assert "ad_profile:bid" in m["feature_refs"]["ads"]
     assert m["plugins"]["hello"] == "0.3.0"
     window = m["data_window"]
     assert window["start"] < window["test_cutoff"] < window["end"]
     shop = m["metrics"]["shop"]
-    assert set(shop) == {"popularity", "cheapest", "blend"}
+    assert {"popularity", "cheapest", "blend"} <= set(shop)
     assert 0 < shop["popularity"]["ndcg@10"] <= 1
     comps = {c["dir"]: c for c in m["components"]}
     assert comps["popularity"]["roles"] == {"candidate_sources": ["popularity"],
@@ -43,7 +45,7 @@ def test_train_again_switches_current_atomically(workspace):
 def test_evaluate_prints_every_scorer_per_scenario(workspace):
     result = workspace.cli("evaluate", "--quiet", "--json")
     metrics = json.loads(result.stdout)
-    assert set(metrics["ads"]) == {"popularity", "blend"}
+    assert {"popularity", "blend"} <= set(metrics["ads"])
     assert "gauc" in metrics["ads"]["popularity"]
     table = workspace.cli("evaluate", "--quiet", "--scenario", "video").stdout
     assert "ndcg@10" in table and "video" in table and "shop" not in table

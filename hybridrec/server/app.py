@@ -41,8 +41,9 @@ class RecommendRequest(BaseModel):
     scenario: Id
     k: int | None = Field(default=None, ge=1, le=1000,
                           description="How many items; defaults to the scenario's default_k.")
-    context: dict[str, Any] | None = Field(default=None, description="Free-form request "
-                                           "context (device, page, time of day, ...).")
+    context: dict[str, Any] | None = Field(
+        default=None, description="Free-form request context (device, page, ...). "
+        "`recent_items`: item ids the user just interacted with, used like history.")
     candidates: list[Id] | None = Field(default=None, min_length=1, max_length=MAX_CANDIDATES,
                                         description="Rank these items instead of retrieving "
                                         "candidates; ids unknown to the scenario are reported.")
@@ -66,6 +67,19 @@ class RecommendResponse(BaseModel):
     fallback: str | None
     items: list[RecommendedItem]
     unknown_candidates: list[str]
+
+
+class SimilarItem(BaseModel):
+    item_id: str
+    similarity: float
+
+
+class SimilarResponse(BaseModel):
+    item_id: str
+    scenario: str
+    source: str = Field(description="The component whose similarity answered.")
+    bundle_version: str
+    items: list[SimilarItem]
 
 
 class FeedbackEvent(BaseModel):
@@ -290,6 +304,30 @@ def create_app(
             items=[RecommendedItem(item_id=i, score=s, scores=d) for i, s, d in
                    zip(result.item_ids, result.scores, result.scorer_scores, strict=True)],
         )
+
+    @app.get("/v1/items/{item_id}/similar", response_model=SimilarResponse,
+             responses={404: {"description": "Unknown scenario or item"},
+                        422: {"description": "Invalid k"}, 503: {"description": "Not ready"}})
+    def similar(item_id: str, scenario: str, k: int = 10) -> Any:
+        from hybridrec.recommender import InvalidRequest, UnknownItem, UnknownScenario
+
+        rec = state.recommender
+        if rec is None:
+            return unavailable()
+        try:
+            source, ids, sims = rec.similar(scenario, item_id, k)
+        except UnknownScenario as exc:
+            return JSONResponse(status_code=404, content={"detail": {
+                "message": str(exc), "known_scenarios": exc.known}})
+        except UnknownItem as exc:
+            return JSONResponse(status_code=404, content={"detail": {"message": str(exc)}})
+        except InvalidRequest as exc:
+            return JSONResponse(status_code=422, content={"detail": [
+                {"loc": ["query", exc.field], "msg": str(exc), "type": "value_error"}]})
+        return SimilarResponse(item_id=item_id, scenario=scenario, source=source,
+                               bundle_version=rec.version,
+                               items=[SimilarItem(item_id=i, similarity=s)
+                                      for i, s in zip(ids, sims, strict=True)])
 
     @app.post("/v1/feedback", response_model=FeedbackResponse,
               responses={422: {"description": "No event in the batch was valid"},

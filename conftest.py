@@ -1,4 +1,5 @@
-"""Shared fixtures: real pip installs of the test plugins, a real Feast workspace, a real server.
+"""Shared fixtures for tests/ and every plugin's tests: real pip installs of the test plugins,
+a real Feast workspace, a real server.
 
 Everything heavy is session-scoped and built once: a small synthetic world in a temporary
 copy of ``feature_repo/``, ``feast apply`` and materialisation through the real CLIs, a trained
@@ -22,11 +23,11 @@ from pathlib import Path
 
 import pytest
 
-ROOT = Path(__file__).resolve().parent.parent
+ROOT = Path(__file__).resolve().parent
 BIN = Path(sys.executable).parent
 SHARED_DATA = ROOT.parent / "shared" / "data"
 ML100K = SHARED_DATA / "ml-100k"
-TEST_PLUGINS = Path(__file__).parent / "plugins"
+TEST_PLUGINS = ROOT / "tests" / "plugins"
 
 SMALL_WORLD = ["--users", "300", "--items", "120", "--ads", "30", "--events", "20000",
                "--weeks", "4", "--seed", "7"]

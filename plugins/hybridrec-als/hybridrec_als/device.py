@@ -1,0 +1,65 @@
+"""The one place that decides CPU or GPU, and how many threads.
+
+``device`` is ``auto`` (the GPU when implicit was built with CUDA and sees a device, else the
+CPU), ``cpu`` or ``cuda`` (an error when CUDA is not there). Factors are always saved as CPU
+NumPy arrays, so a bundle trained on either device serves on either.
+"""
+
+from __future__ import annotations
+
+import os
+from typing import Any
+
+DEVICES = ("auto", "cpu", "cuda")
+
+
+def has_cuda() -> bool:
+    import implicit.gpu
+
+    return bool(implicit.gpu.HAS_CUDA)
+
+
+def choose_device(requested: str = "auto") -> str:
+    if requested not in DEVICES:
+        raise ValueError(f"device must be one of {', '.join(DEVICES)}, got {requested!r}")
+    if requested == "auto":
+        return "cuda" if has_cuda() else "cpu"
+    if requested == "cuda" and not has_cuda():
+        raise RuntimeError("device 'cuda' was requested but implicit reports no CUDA support "
+                           "(install implicit with CUDA and check the GPU is visible)")
+    return requested
+
+
+def model_class(device: str) -> type:
+    """implicit's ALS class for a resolved device (``cpu`` or ``cuda``)."""
+    if device == "cuda":
+        import implicit.gpu.als
+
+        return implicit.gpu.als.AlternatingLeastSquares
+    import implicit.cpu.als
+
+    return implicit.cpu.als.AlternatingLeastSquares
+
+
+def cpu_threads(requested: int | None = None) -> int:
+    """Threads for implicit's own loops: the cores this process may use, unless set."""
+    if requested:
+        return int(requested)
+    try:
+        return len(os.sched_getaffinity(0))
+    except AttributeError:  # not on Linux
+        return os.cpu_count() or 1
+
+
+def make_model(device: str, threads: int, **params: Any) -> Any:
+    cls = model_class(device)
+    if device == "cuda":
+        return cls(**params)
+    return cls(num_threads=threads, **params)
+
+
+def single_threaded_blas() -> Any:
+    """BLAS limited to one thread while implicit runs its own threads (no oversubscription)."""
+    from threadpoolctl import threadpool_limits
+
+    return threadpool_limits(limits=1, user_api="blas")

@@ -1,0 +1,339 @@
+"""ALS over each scenario's user x item confidence matrix.
+
+Confidence of a (user, item) pair is the sum of its events' weights; the weights default to
+the scenario's ``event_weights`` (purchase > cart > view, like > watch) and can be set per
+scenario in config (``weights: {shop: {view: 1, cart: 3, purchase: 8}}``). Factors,
+regularisation and alpha are chosen per scenario by a small grid search on a validation slice
+carved from the end of the training window (never the test window), scored by NDCG@10; the
+chosen values and the grid's results are recorded in ``describe()`` and so in the manifest.
+
+At request time a user's vector is the trained one, or, when the user has events the model
+did not see (feedback since training, or ``context["recent_items"]``), a vector folded in from
+all of them with implicit's ``recalculate_user`` (one least-squares solve against the fixed
+item factors). Items the model does not know get NaN, never a made-up zero.
+"""
+
+from __future__ import annotations
+
+import itertools
+import json
+import logging
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Self
+
+import numpy as np
+
+from hybridrec import columns as C
+from hybridrec.contracts import (
+    CandidateSource,
+    RetrievalRequest,
+    Scenario,
+    ScoreBatch,
+    Scorer,
+    SimilarItems,
+    TrainingData,
+)
+from hybridrec_als import device as D
+
+log = logging.getLogger(__name__)
+
+DEFAULT_GRID = {"factors": [16, 32], "regularization": [5.0, 20.0], "alpha": [1.0, 2.0]}
+DEFAULT_PARAMS = {"factors": 16, "regularization": 5.0, "alpha": 1.0}
+
+
+@dataclass
+class ScenarioModel:
+    """Fitted state for one scenario; NumPy and SciPy only, whatever the training device."""
+
+    user_ids: np.ndarray
+    item_ids: np.ndarray
+    user_factors: np.ndarray
+    item_factors: np.ndarray
+    user_items: Any  # scipy.sparse.csr_matrix of confidences
+    params: dict[str, Any]
+    tuning: list[dict[str, Any]] = field(default_factory=list)
+    _folder: Any = None
+
+    def __post_init__(self) -> None:
+        import pandas as pd
+
+        self.user_index = pd.Index(self.user_ids)
+        self.item_index = pd.Index(self.item_ids)
+        norms = np.linalg.norm(self.item_factors, axis=1, keepdims=True)
+        self.unit_items = self.item_factors / np.where(norms > 0, norms, 1.0)
+
+    def folder(self) -> Any:
+        """A CPU implicit model over the fixed item factors, for fold-in."""
+        if self._folder is None:
+            import implicit.cpu.als
+
+            model = implicit.cpu.als.AlternatingLeastSquares(
+                factors=self.item_factors.shape[1], regularization=self.params["regularization"],
+                alpha=self.params["alpha"], num_threads=1)
+            model.item_factors = self.item_factors
+            self._folder = model
+        return self._folder
+
+    def user_vector(self, user_id: str, recent: list[str]) -> np.ndarray | None:
+        """The trained vector, or one folded in when there are events the model has not seen."""
+        import scipy.sparse as sp
+
+        row = self.user_index.get_indexer([user_id])[0]
+        extra = self.item_index.get_indexer(recent)
+        extra = extra[extra >= 0]
+        if row >= 0:
+            trained = self.user_items[row]
+            extra = np.setdiff1d(extra, trained.indices)
+            if len(extra) == 0:
+                return self.user_factors[row]
+            cols = np.r_[trained.indices, extra]
+            data = np.r_[trained.data, np.ones(len(extra), dtype=np.float32)]
+        elif len(extra):
+            cols = np.unique(extra)
+            data = np.ones(len(cols), dtype=np.float32)
+        else:
+            return None
+        matrix = sp.csr_matrix((data.astype(np.float32), (np.zeros(len(cols), int), cols)),
+                               shape=(1, len(self.item_ids)))
+        return np.asarray(self.folder().recalculate_user(0, matrix), dtype=np.float32)
+
+    def seen(self, user_id: str) -> np.ndarray:
+        row = self.user_index.get_indexer([user_id])[0]
+        return self.user_items[row].indices if row >= 0 else np.array([], dtype=np.int32)
+
+
+def confidence_matrix(events: Any, weights: dict[str, float], users: np.ndarray,
+                      items: np.ndarray) -> Any:
+    """(users x items) CSR of summed event weights; zero-weight events are dropped."""
+    import pandas as pd
+    import scipy.sparse as sp
+
+    w = events[C.EVENT_TYPE].map(weights).fillna(0.0).to_numpy(np.float32)
+    rows = pd.Index(users).get_indexer(events[C.USER_ID])
+    cols = pd.Index(items).get_indexer(events[C.ITEM_ID])
+    keep = (w > 0) & (rows >= 0) & (cols >= 0)
+    matrix = sp.csr_matrix((w[keep], (rows[keep], cols[keep])), shape=(len(users), len(items)),
+                           dtype=np.float32)
+    matrix.sum_duplicates()
+    return matrix
+
+
+def ndcg_at(model: Any, train: Any, valid: Any, k: int = 10) -> float:
+    """NDCG@k of ``model`` on users with validation items, seen training items filtered."""
+    from hybridrec import metrics as M
+
+    users = np.flatnonzero(np.diff(valid.indptr) > 0)
+    users = users[np.diff(train.indptr)[users] > 0]
+    if len(users) == 0:
+        return float("nan")
+    ids, _ = model.recommend(users, train[users], N=k, filter_already_liked_items=True)
+    sub = valid[users].tocoo()
+    hits = M.hits_matrix(np.asarray(ids), sub.row, sub.col)
+    return M.ranking_metrics(hits, np.diff(valid[users].indptr))["ndcg"]
+
+
+class AlsScorer(Scorer, CandidateSource, SimilarItems):
+    name = "als"
+    tasks = ("click",)
+
+    def __init__(
+        self,
+        device: str = "auto",
+        threads: int | None = None,
+        iterations: int = 15,
+        tune: bool = True,
+        grid: dict[str, list[Any]] | None = None,
+        factors: int | None = None,
+        regularization: float | None = None,
+        alpha: float | None = None,
+        weights: dict[str, dict[str, float]] | None = None,
+        scenarios: list[str] | None = None,
+        validation_fraction: float = 0.1,
+        random_state: int = 0,
+        **config: Any,
+    ) -> None:
+        super().__init__(device=device, threads=threads, iterations=iterations, tune=tune,
+                         grid=grid, factors=factors, regularization=regularization,
+                         alpha=alpha, weights=weights, scenarios=scenarios,
+                         validation_fraction=validation_fraction, random_state=random_state,
+                         **config)
+        self.models: dict[str, ScenarioModel] = {}
+        self.fit_info: dict[str, Any] = {}
+
+    # Which scenarios ---------------------------------------------------------------------
+    def supports(self, scenario: Scenario) -> bool:
+        """Preference scenarios: any listed in config, else every one whose objective is not
+        click-through rate (ad ranking is the CTR model's job) and that has positive weights."""
+        if self.config.get("scenarios"):
+            return scenario.name in self.config["scenarios"]
+        return "ctr" not in scenario.objective and any(
+            w > 0 for w in scenario.event_weights.values())
+
+    def weights_for(self, scenario: Scenario) -> dict[str, float]:
+        return dict((self.config.get("weights") or {}).get(scenario.name,
+                                                           scenario.event_weights))
+
+    # Fitting ----------------------------------------------------------------------------
+    def fit(self, data: TrainingData) -> None:
+        device = D.choose_device(self.config["device"])
+        threads = D.cpu_threads(self.config["threads"])
+        self.fit_info = {"device": device, "threads": threads, "blas_threads": 1}
+        for name, scenario in data.scenarios.items():
+            if not self.supports(scenario):
+                continue
+            events = data.scenario_events(name)
+            items = data.items.loc[data.items[C.SCENARIO] == name, C.ITEM_ID].to_numpy(str)
+            users = np.unique(events[C.USER_ID].to_numpy(str))
+            if len(users) == 0 or len(items) == 0:
+                continue
+            weights = self.weights_for(scenario)
+            matrix = confidence_matrix(events, weights, users, items)
+            tuning: list[dict[str, Any]] = []
+            params = self._fixed_params()
+            if self.config["tune"]:
+                params, tuning = self._tune(events, weights, users, items, device, threads)
+            start = time.perf_counter()
+            model = self._fit_one(matrix, params, device, threads)
+            seconds = time.perf_counter() - start
+            self.models[name] = ScenarioModel(users, items, *_cpu_factors(model), matrix,
+                                              {**params, "fit_seconds": round(seconds, 3)},
+                                              tuning)
+
+    def _fixed_params(self) -> dict[str, Any]:
+        return {k: self.config[k] if self.config.get(k) is not None else v
+                for k, v in DEFAULT_PARAMS.items()}
+
+    def _fit_one(self, matrix: Any, params: dict[str, Any], device: str, threads: int) -> Any:
+        model = D.make_model(device, threads, iterations=self.config["iterations"],
+                             random_state=self.config["random_state"],
+                             **{k: params[k] for k in DEFAULT_PARAMS})
+        with D.single_threaded_blas():
+            model.fit(matrix, show_progress=False)
+        return model
+
+    def _tune(self, events: Any, weights: dict[str, float], users: np.ndarray,
+              items: np.ndarray, device: str, threads: int
+              ) -> tuple[dict[str, Any], list[dict[str, Any]]]:
+        """Grid search on the last ``validation_fraction`` of the training window."""
+        ts = events[C.EVENT_TIMESTAMP]
+        cutoff = ts.quantile(1 - self.config["validation_fraction"])
+        train = confidence_matrix(events[ts < cutoff], weights, users, items)
+        valid = confidence_matrix(events[ts >= cutoff], weights, users, items)
+        valid = (valid - valid.multiply(train > 0)).tocsr()  # only items new to the user
+        valid.eliminate_zeros()
+        grid = {**DEFAULT_GRID, **(self.config.get("grid") or {})}
+        for key in DEFAULT_PARAMS:  # an explicit value pins that parameter
+            if self.config.get(key) is not None:
+                grid[key] = [self.config[key]]
+        results = []
+        for values in itertools.product(*(grid[k] for k in DEFAULT_PARAMS)):
+            params = dict(zip(DEFAULT_PARAMS, values, strict=True))
+            score = ndcg_at(self._fit_one(train, params, device, threads), train, valid)
+            results.append({**params, "val_ndcg@10": round(score, 5)})
+        scored = [r for r in results if r["val_ndcg@10"] == r["val_ndcg@10"]]
+        if not scored:
+            log.warning("no validation users for ALS tuning; using the defaults")
+            return self._fixed_params(), results
+        best = max(scored, key=lambda r: r["val_ndcg@10"])
+        return {k: best[k] for k in DEFAULT_PARAMS}, results
+
+    def describe(self) -> dict[str, Any]:
+        return {"config": {k: v for k, v in self.config.items() if v is not None},
+                **self.fit_info,
+                "scenarios": {name: {"params": m.params, "tuning": m.tuning,
+                                     "users": len(m.user_ids), "items": len(m.item_ids)}
+                              for name, m in self.models.items()}}
+
+    # Serving ----------------------------------------------------------------------------
+    def _vector(self, model: ScenarioModel, user_id: str, history: Any,
+                context: Any) -> np.ndarray | None:
+        recent = list(history) + list((context or {}).get("recent_items", ()))
+        return model.user_vector(user_id, recent)
+
+    def score(self, batch: ScoreBatch) -> dict[str, np.ndarray]:
+        out = np.full(len(batch), np.nan)
+        model = self.models.get(batch.scenario.name)
+        if model is None or len(batch) == 0:
+            return {"click": out}
+        vector = self._vector(model, batch.user_id, batch.history, batch.context)
+        if vector is None:
+            return {"click": out}
+        pos = model.item_index.get_indexer(batch.item_ids)
+        known = pos >= 0
+        out[known] = model.item_factors[pos[known]] @ vector
+        return {"click": out}
+
+    def retrieve(self, request: RetrievalRequest, n: int) -> np.ndarray:
+        model = self.models.get(request.scenario.name)
+        if model is None:
+            return np.array([], dtype=str)
+        vector = self._vector(model, request.user_id, request.history, request.context)
+        if vector is None:
+            return np.array([], dtype=str)
+        scores = model.item_factors @ vector
+        if request.exclude:
+            excluded = model.item_index.get_indexer(list(request.exclude))
+            scores[excluded[excluded >= 0]] = -np.inf
+        return model.item_ids[_top(scores, n)]
+
+    def similar_items(self, scenario: str, item_id: str, n: int) -> tuple[np.ndarray,
+                                                                          np.ndarray]:
+        model = self.models.get(scenario)
+        if model is None:
+            raise KeyError(f"ALS has no model for scenario {scenario!r}")
+        pos = model.item_index.get_indexer([item_id])[0]
+        if pos < 0:
+            raise KeyError(f"item {item_id!r} is unknown to the ALS model of {scenario!r}")
+        cosine = model.unit_items @ model.unit_items[pos]
+        cosine[pos] = -np.inf
+        order = _top(cosine, n)
+        return model.item_ids[order], cosine[order]
+
+    # Persistence ------------------------------------------------------------------------
+    def save(self, path: Path) -> None:
+        import scipy.sparse as sp
+
+        meta = {"config": self.config, "fit_info": self.fit_info, "scenarios": {}}
+        for name, m in self.models.items():
+            directory = path / name
+            directory.mkdir()
+            np.save(directory / "user_ids.npy", m.user_ids)
+            np.save(directory / "item_ids.npy", m.item_ids)
+            np.save(directory / "user_factors.npy", m.user_factors)
+            np.save(directory / "item_factors.npy", m.item_factors)
+            sp.save_npz(directory / "user_items.npz", m.user_items)
+            meta["scenarios"][name] = {"params": m.params, "tuning": m.tuning}
+        (path / "als.json").write_text(json.dumps(meta, indent=2))
+
+    @classmethod
+    def load(cls, path: Path) -> Self:
+        import scipy.sparse as sp
+
+        meta = json.loads((path / "als.json").read_text())
+        scorer = cls(**meta["config"])
+        scorer.fit_info = meta["fit_info"]
+        for name, info in meta["scenarios"].items():
+            d = path / name
+            scorer.models[name] = ScenarioModel(
+                np.load(d / "user_ids.npy"), np.load(d / "item_ids.npy"),
+                np.load(d / "user_factors.npy"), np.load(d / "item_factors.npy"),
+                sp.load_npz(d / "user_items.npz").tocsr(), info["params"], info["tuning"])
+        return scorer
+
+
+def _cpu_factors(model: Any) -> tuple[np.ndarray, np.ndarray]:
+    """Factors as float32 NumPy arrays, moving them off the GPU if they are there."""
+    if hasattr(model, "to_cpu"):
+        model = model.to_cpu()
+    return (np.ascontiguousarray(model.user_factors, dtype=np.float32),
+            np.ascontiguousarray(model.item_factors, dtype=np.float32))
+
+
+def _top(scores: np.ndarray, n: int) -> np.ndarray:
+    n = min(n, int(np.isfinite(scores).sum()))
+    if n <= 0:
+        return np.array([], dtype=np.int64)
+    part = np.argpartition(-scores, n - 1)[:n]
+    return part[np.argsort(-scores[part], kind="stable")]

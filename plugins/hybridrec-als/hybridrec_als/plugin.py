@@ -1,0 +1,20 @@
+"""The entry point: registers ALS as a scorer and as a candidate source.
+
+Importing this module is cheap; implicit is imported when a model is fitted or loaded.
+"""
+
+from hybridrec import hookimpl
+
+
+@hookimpl
+def register_scorers(register):
+    from hybridrec_als.model import AlsScorer
+
+    register(AlsScorer)
+
+
+@hookimpl
+def register_candidate_sources(register):
+    from hybridrec_als.model import AlsScorer
+
+    register(AlsScorer)
