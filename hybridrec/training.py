@@ -20,7 +20,7 @@ import logging
 import shutil
 import sys
 from collections.abc import Iterable, Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
 from importlib import metadata
 from pathlib import Path
@@ -354,6 +354,7 @@ def _training_data(store: Any, events: pd.DataFrame, inputs: Inputs,
         if len(scenario_events):
             frames.append(store_frame(store, scenario_events, plan.scenarios[name]))
     frame = pd.concat(frames, ignore_index=True) if frames else events.iloc[:0]
+    frame[C.EVENT_TIMESTAMP] = as_utc_us(frame[C.EVENT_TIMESTAMP])
     return TrainingData(events=frame, items=inputs.items, users=inputs.users,
                         scenarios=plan.scenarios)
 
@@ -393,9 +394,12 @@ def run(
     check_applied(store)
     events = inputs.events[inputs.events[C.SCENARIO].isin(names)]
 
+    # One point-in-time join for the whole window: each row's features depend only on that
+    # row's time, so the training part is a slice of it.
+    full = _training_data(store, events, inputs, plan, progress)
     train_events, test_events, cutoff = temporal_split(events, test_fraction)
+    data = replace(full, events=full.events[full.events[C.EVENT_TIMESTAMP] < cutoff])
     blenders = _blenders(plan, config)
-    data = _training_data(store, train_events, inputs, plan, progress)
     fit_all(instances, blenders, data, progress)
     scorers = _named(plan, instances, "scorers")
     metrics = {}
@@ -411,8 +415,7 @@ def run(
     if refit:
         plan, instances = make_plan(names, only_scorers, config)
         blenders = _blenders(plan, config)
-        data = _training_data(store, events, inputs, plan, progress)
-        seconds = fit_all(instances, blenders, data, progress)
+        seconds = fit_all(instances, blenders, full, progress)
     version = new_version()
     path = _write_bundle(ws, version, plan, instances, blenders, events, inputs, metrics,
                          {"start": events[C.EVENT_TIMESTAMP].min(),

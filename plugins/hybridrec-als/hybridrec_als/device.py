@@ -60,6 +60,7 @@ def make_model(device: str, threads: int, **params: Any) -> Any:
 
 def single_threaded_blas() -> Any:
     """BLAS limited to one thread while implicit runs its own threads (no oversubscription)."""
+    import implicit.cpu.als  # noqa: F401  (loads the BLAS libraries, so the limit reaches them)
     from threadpoolctl import threadpool_limits
 
     return threadpool_limits(limits=1, user_api="blas")

@@ -69,9 +69,11 @@ class ScenarioModel:
         if self._folder is None:
             import implicit.cpu.als
 
-            model = implicit.cpu.als.AlternatingLeastSquares(
-                factors=self.item_factors.shape[1], regularization=self.params["regularization"],
-                alpha=self.params["alpha"], num_threads=1)
+            with D.single_threaded_blas():
+                model = implicit.cpu.als.AlternatingLeastSquares(
+                    factors=self.item_factors.shape[1],
+                    regularization=self.params["regularization"],
+                    alpha=self.params["alpha"], num_threads=1)
             model.item_factors = self.item_factors
             self._folder = model
         return self._folder
@@ -206,10 +208,10 @@ class AlsScorer(Scorer, CandidateSource, SimilarItems):
                 for k, v in DEFAULT_PARAMS.items()}
 
     def _fit_one(self, matrix: Any, params: dict[str, Any], device: str, threads: int) -> Any:
-        model = D.make_model(device, threads, iterations=self.config["iterations"],
-                             random_state=self.config["random_state"],
-                             **{k: params[k] for k in DEFAULT_PARAMS})
-        with D.single_threaded_blas():
+        with D.single_threaded_blas():  # implicit checks the BLAS threads when constructed
+            model = D.make_model(device, threads, iterations=self.config["iterations"],
+                                 random_state=self.config["random_state"],
+                                 **{k: params[k] for k in DEFAULT_PARAMS})
             model.fit(matrix, show_progress=False)
         return model
 

@@ -177,3 +177,26 @@ def test_empty_scenario_data_is_skipped(world):
     out = model.score(ScoreBatch(scenario=VIDEO, user_id="u00001", item_ids=video))["click"]
     assert np.isnan(out).all()
     assert len(model.retrieve(RetrievalRequest(scenario=VIDEO, user_id="u00001"), 5)) == 0
+
+
+def test_blas_is_single_threaded_without_the_environment_variable():
+    """implicit warns (an error here) if OpenBLAS may use more than one thread while it fits."""
+    import os
+    import subprocess
+    import sys
+
+    code = """
+import numpy as np
+from hybridrec.builtin.scenarios import SHOP
+from hybridrec.contracts import ScoreBatch
+from hybridrec.testing import tiny_training_data
+from hybridrec_als import AlsScorer
+model = AlsScorer(device="cpu", grid={"factors": [4], "regularization": [1.0], "alpha": [1.0]})
+model.fit(tiny_training_data(users=30, items=20, events=1500))
+model.score(ScoreBatch(scenario=SHOP, user_id="new", item_ids=np.array(["s00001"]),
+                       context={"recent_items": ["s00002"]}))
+"""
+    env = {k: v for k, v in os.environ.items() if not k.endswith("_NUM_THREADS")}
+    result = subprocess.run([sys.executable, "-W", "error::RuntimeWarning", "-c", code],
+                            env=env, capture_output=True, text=True)
+    assert result.returncode == 0, result.stderr
