@@ -100,7 +100,7 @@ def main() -> None:
         ready = wait_ready(base, server)
         print(f"ready: bundle {ready['bundle_version']}, {ready['items_cached']} items cached")
         items = pd.read_parquet(REPO / "data" / "items.parquet").set_index("item_id")
-        last = None
+        last = first_shop = None
         for scenario in SCENARIOS:
             status, result = call(base, "/v1/recommend",
                                   {"user_id": USER, "scenario": scenario, "k": 10})
@@ -111,6 +111,20 @@ def main() -> None:
                   f"(request {result['request_id'][:8]}…)")
             show(result, items)
             last = result
+            if scenario == "shop":
+                first_shop = result
+        anchor = first_shop["items"][0]["item_id"]
+        status, similar = call(base, f"/v1/items/{anchor}/similar?scenario=shop&k=5")
+        if status == 200:
+            print(f"\n-- GET /v1/items/{anchor}/similar?scenario=shop&k=5  "
+                  f"(from {similar['source']}; {anchor} is "
+                  f"{items.loc[anchor, 'category']}: {items.loc[anchor, 'title']})")
+            for entry in similar["items"]:
+                meta = items.loc[entry["item_id"]]
+                print(f"   {entry['item_id']}  {meta['category']:<12} {meta['title']:<34} "
+                      f"cosine={entry['similarity']:.3f}")
+        else:
+            print(f"\n-- similar items: {status} {similar['detail']}")
         status, cold = call(base, "/v1/recommend",
                             {"user_id": "someone-new", "scenario": "shop", "k": 5})
         print(f"\n-- a user never seen before gets the fallback: cold_start={cold['cold_start']}"
