@@ -148,8 +148,9 @@ class Scorer(_Persistent):
     """Scores a request's candidates for one or more tasks.
 
     Subclasses set ``name`` and ``tasks`` and implement ``fit``, ``score``, ``save`` and
-    ``load``. ``feature_refs`` lists the Feast features (``view:feature``) the scorer reads from
-    ``ScoreBatch.user_features`` / ``item_features``.
+    ``load``. ``feature_refs`` lists the item features (``view:feature``) the scorer reads from
+    ``ScoreBatch.item_features`` (keyed ``view__feature``); the server passes only the declared
+    ones. ``user_features`` always carries the user's online features.
     """
 
     tasks: ClassVar[tuple[str, ...]]

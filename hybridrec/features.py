@@ -176,14 +176,17 @@ class ItemCache:
             self._index, self._columns = index, columns
             self.loaded_at = time.time()
 
-    def take(self, item_ids: np.ndarray) -> dict[str, np.ndarray]:
-        """Columns aligned with ``item_ids``; None where an item is not in the cache."""
+    def take(self, item_ids: np.ndarray,
+             columns: Iterable[str] | None = None) -> dict[str, np.ndarray]:
+        """Columns (``view__feature``; all when None) aligned with ``item_ids``; None where an
+        item is not in the cache."""
         with self._lock:
-            index, columns = self._index, self._columns
+            index, cached = self._index, self._columns
         pos = index.get_indexer(item_ids)
         missing = pos < 0
         out = {}
-        for name, col in columns.items():
+        wanted = cached if columns is None else {c: cached[c] for c in columns if c in cached}
+        for name, col in wanted.items():
             values = col[np.where(missing, 0, pos)] if len(col) else np.full(len(pos), None)
             if missing.any():
                 values = values.copy()

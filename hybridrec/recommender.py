@@ -86,6 +86,13 @@ class Recommender:
         self.items = ItemCache(store, ids, ad_ids=ids)
         self.user_features = UserFeatures(store)
         self._known = {name: set(items) for name, items in self.catalogue.items()}
+        # Item columns a request needs: what its scorers declare in ``feature_refs``.
+        self.item_columns = {
+            name: sorted({ref.replace(":", "__") for s in set(plan["scorers"]) | {FALLBACK}
+                          if s in bundle.scorers
+                          for ref in type(bundle.scorers[s]).feature_refs})
+            for name, plan in self.plans.items()
+        }
 
     @property
     def version(self) -> str:
@@ -175,7 +182,8 @@ class Recommender:
             ids = np.array(list(dict.fromkeys(np.concatenate(pools).tolist())), dtype=str)
 
         batch = ScoreBatch(scenario=scenario, user_id=user_id, item_ids=ids,
-                           user_features=user_feats, item_features=self.items.take(ids),
+                           user_features=user_feats,
+                           item_features=self.items.take(ids, self.item_columns[scenario.name]),
                            history=history, context=context)
         outputs = {name: self.bundle.scorers[name].score(batch) for name in scorer_names}
         if len(ids):

@@ -217,19 +217,7 @@ def create_app(
     app.state.hybridrec = state
     app.add_middleware(_JsonBodies)
 
-    @app.middleware("http")
-    async def observe(request: Request, call_next):  # type: ignore[no-untyped-def]
-        start = time.perf_counter()
-        try:
-            response = await call_next(request)
-        except Exception:
-            log.exception("unhandled error on %s %s", request.method, request.url.path)
-            response = JSONResponse(status_code=500, content={"detail": "internal error"})
-        route = request.scope.get("route")
-        path = getattr(route, "path", "unmatched")
-        http_requests.labels(request.method, path, str(response.status_code)).inc()
-        latency.labels(path).observe(time.perf_counter() - start)
-        return response
+    app.add_middleware(_Observe, requests=http_requests, latency=latency)
 
     @app.exception_handler(RequestValidationError)
     async def validation_error(request: Request, exc: RequestValidationError) -> JSONResponse:
@@ -369,6 +357,39 @@ def create_app(
             accepted=len(rows), rejected=rejected).model_dump())
 
     return app
+
+
+class _Observe:
+    """Counts requests by route template and status, and times them (plain ASGI: Starlette's
+    ``BaseHTTPMiddleware`` costs about a millisecond a request). A handler that raises still
+    answers a JSON 500, so the failure is counted and the client gets a body."""
+
+    def __init__(self, app: Any, requests: Any, latency: Any) -> None:
+        self.app, self.requests, self.latency = app, requests, latency
+
+    async def __call__(self, scope: dict[str, Any], receive: Any, send: Any) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        start = time.perf_counter()
+        status = {"code": 500, "started": False}
+
+        async def observe(message: dict[str, Any]) -> None:
+            if message["type"] == "http.response.start":
+                status["code"], status["started"] = message["status"], True
+            await send(message)
+
+        try:
+            await self.app(scope, receive, observe)
+        except Exception:
+            log.exception("unhandled error on %s %s", scope["method"], scope["path"])
+            if not status["started"]:
+                await JSONResponse(status_code=500, content={"detail": "internal error"})(
+                    scope, receive, send)
+        finally:
+            path = getattr(scope.get("route"), "path", "unmatched")
+            self.requests.labels(scope["method"], path, str(status["code"])).inc()
+            self.latency.labels(path).observe(time.perf_counter() - start)
 
 
 class _JsonBodies:

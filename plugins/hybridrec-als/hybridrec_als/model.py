@@ -61,6 +61,9 @@ class ScenarioModel:
 
         self.user_index = pd.Index(self.user_ids)
         self.item_index = pd.Index(self.item_ids)
+        # dicts for the per-request lookups of one user and a short history
+        self.user_rows = {u: n for n, u in enumerate(self.user_ids.tolist())}
+        self.item_rows = {i: n for n, i in enumerate(self.item_ids.tolist())}
         norms = np.linalg.norm(self.item_factors, axis=1, keepdims=True)
         self.unit_items = self.item_factors / np.where(norms > 0, norms, 1.0)
 
@@ -82,8 +85,9 @@ class ScenarioModel:
         """The trained vector, or one folded in when there are events the model has not seen."""
         import scipy.sparse as sp
 
-        row = self.user_index.get_indexer([user_id])[0]
-        extra = self.item_index.get_indexer(recent)
+        row = self.user_rows.get(user_id, -1)
+        lookup = self.item_rows.get
+        extra = np.fromiter((lookup(i, -1) for i in recent), dtype=np.int64, count=len(recent))
         extra = extra[extra >= 0]
         if row >= 0:
             trained = self.user_items[row]
@@ -100,10 +104,6 @@ class ScenarioModel:
         matrix = sp.csr_matrix((data.astype(np.float32), (np.zeros(len(cols), int), cols)),
                                shape=(1, len(self.item_ids)))
         return np.asarray(self.folder().recalculate_user(0, matrix), dtype=np.float32)
-
-    def seen(self, user_id: str) -> np.ndarray:
-        row = self.user_index.get_indexer([user_id])[0]
-        return self.user_items[row].indices if row >= 0 else np.array([], dtype=np.int32)
 
 
 def confidence_matrix(events: Any, weights: dict[str, float], users: np.ndarray,
