@@ -218,6 +218,8 @@ def make_cli() -> click.Group:
     def recommend(ctx: click.Context, user_id: str, scenario: str, k: int | None,
                   as_json: bool) -> None:
         """Print a ranked list for USER_ID from the current bundle."""
+        import numpy as np
+
         from hybridrec.bundle import Bundle, BundleError
         from hybridrec.features import open_store
         from hybridrec.recommender import InvalidRequest, Recommender, UnknownScenario
@@ -231,7 +233,8 @@ def make_cli() -> click.Group:
         if as_json:
             click.echo(json.dumps(result.__dict__, indent=2))
             return
-        titles = rec.items.take(result.item_ids).get("item_profile__title")
+        titles = rec.items.take(np.asarray(result.item_ids, dtype=str),
+                                ["item_profile__title"]).get("item_profile__title")
         rows = [{"rank": i + 1, "item": item, "score": score,
                  "title": titles[i] if titles is not None else ""}
                 for i, (item, score) in enumerate(zip(result.item_ids, result.scores,
@@ -268,6 +271,9 @@ def make_cli() -> click.Group:
 def _report_written(ws: Workspace, counts: dict[str, int]) -> None:
     for name, n in counts.items():
         click.echo(f"{n:>9,} rows  {ws.data_dir / name}")
+    if ws.feedback_db.exists():
+        click.echo(f"note: the feedback log {ws.feedback_db} was kept; its events join the next "
+                   "training run (delete it to start fresh)", err=True)
     click.echo(f"next: (cd {ws.feature_repo} && feast apply) && hybridrec materialize")
 
 

@@ -279,9 +279,9 @@ def build_registry(strict: bool | None = None,
                 f"plugin {ep.name!r} (distribution {dist_name!r}, {ep.value}) failed to load: "
                 f"{type(exc).__name__}: {exc}"
             )
-    for name, module in extra:
-        pm.register(module, name=name)
-        infos[name] = PluginInfo(name, None, getattr(module, "__name__", name), builtin=False)
+    for name, plugin in extra:
+        pm.register(plugin, name=name)
+        infos[name] = PluginInfo(name, None, getattr(plugin, "__name__", name), builtin=False)
     registry = Registry(pm, infos)
     if strict:
         registry.collect_all()

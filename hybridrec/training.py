@@ -113,7 +113,7 @@ def make_plan(scenarios: Iterable[str], only_scorers: Iterable[str] | None = Non
     config = config or {}
     instances: dict[type, Any] = {}
 
-    def instance(cls: type) -> Any:
+    def instance(cls: Any) -> Any:
         if cls not in instances:
             instances[cls] = cls(**dict(config.get(cls.name, {})))
         return instances[cls]
@@ -276,8 +276,8 @@ def evaluate_scenario(
         row["users"] = float(len(users))
         results[name] = row
     auc = _pairwise_auc(scenario, scorers, blender, te, warm, item_feats, item_pos)
-    for name, values in auc.items():
-        results[name].update(values)
+    for name, aucs in auc.items():
+        results[name].update(aucs)
     return results
 
 
@@ -288,6 +288,13 @@ def _objective(outputs: Mapping[str, np.ndarray], scenario: Scenario) -> np.ndar
         if task in outputs:
             return outputs[task]
     return next(iter(outputs.values()))
+
+
+def _aligned(column: np.ndarray, pos: np.ndarray) -> np.ndarray:
+    """``column`` at positions ``pos``, None where ``pos`` is -1 (not in the catalogue)."""
+    out = column[np.maximum(pos, 0)].astype(object)
+    out[pos < 0] = None
+    return out
 
 
 def _top_k(values: np.ndarray, k: int) -> np.ndarray:
@@ -312,28 +319,28 @@ def _pairwise_auc(scenario: Scenario, scorers: Mapping[str, Scorer], blender: Bl
     if pairs["_pos"].nunique() < 2:
         return {}
     scores: dict[str, list[np.ndarray]] = {name: [] for name in [*scorers, BLEND]}
-    labels, groups = [], []
+    labels: list[np.ndarray] = []
+    groups: list[np.ndarray] = []
     for user, group in pairs.groupby(C.USER_ID, sort=False):
         ids = group[C.ITEM_ID].to_numpy(str)
         pos = item_pos.get_indexer(ids)
         batch = ScoreBatch(scenario=scenario, user_id=str(user), item_ids=ids,
-                           item_features={c: np.where(pos >= 0, v[pos], None)
-                                          for c, v in item_feats.items()})
+                           item_features={c: _aligned(v, pos) for c, v in item_feats.items()})
         outputs = {name: scorer.score(batch) for name, scorer in scorers.items()}
-        for name, out in outputs.items():
-            scores[name].append(_objective(out, scenario))
+        for name, output in outputs.items():
+            scores[name].append(_objective(output, scenario))
         scores[BLEND].append(blender.blend(outputs, scenario, {}))
         labels.append(group["_pos"].to_numpy())
         groups.append(np.full(len(group), len(groups)))
     y, g = np.concatenate(labels), np.concatenate(groups)
-    out = {}
+    result: dict[str, dict[str, float]] = {}
     for name, parts in scores.items():
         values = np.concatenate(parts)
         # Pooled AUC compares scores across users; a blend standardised per request has no
         # such scale, so it gets the per-user (grouped) AUC only.
-        out[name] = {"gauc": M.grouped_auc(g, y, values),
-                     "auc": M.auc(y, values) if name != BLEND else float("nan")}
-    return out
+        result[name] = {"gauc": M.grouped_auc(g, y, values),
+                        "auc": M.auc(y, values) if name != BLEND else float("nan")}
+    return result
 
 
 # The whole run ---------------------------------------------------------------------------

@@ -45,8 +45,8 @@ class WeightedBlender(Blender):
         scenario: Scenario,
         context: Mapping[str, Any],
     ) -> np.ndarray:
-        total = None
-        weight_sum = None
+        total: np.ndarray | None = None
+        weight_sum: np.ndarray | None = None
         for scorer, tasks in scores.items():
             for task, values in tasks.items():
                 w = self.weight(scenario.name, f"{scorer}.{task}")
@@ -56,7 +56,7 @@ class WeightedBlender(Blender):
                 mass = np.where(present, abs(w), 0.0)
                 total = contrib if total is None else total + contrib
                 weight_sum = mass if weight_sum is None else weight_sum + mass
-        if total is None:
+        if total is None or weight_sum is None:
             raise ValueError(f"no scores to blend for scenario {scenario.name!r}")
         return np.divide(total, weight_sum, out=np.zeros_like(total), where=weight_sum > 0)
 

@@ -81,7 +81,7 @@ class PopularityScorer(Scorer, CandidateSource):
     # Persistence ------------------------------------------------------------------------
     def save(self, path: Path) -> None:
         (path / "config.json").write_text(json.dumps(self.config))
-        arrays = {}
+        arrays: dict[str, Any] = {}
         for scenario in self._items:
             arrays[f"items__{scenario}"] = self._items[scenario]
             arrays[f"scores__{scenario}"] = self._scores[scenario]
