@@ -30,7 +30,7 @@ test-fast: install
 	$(BIN)/python -m pytest -ra -m "not slow"
 
 lint: install
-	$(BIN)/ruff check .
+	$(BIN)/ruff check --no-cache .
 	$(BIN)/mypy
 
 clean:

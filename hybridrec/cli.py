@@ -152,15 +152,18 @@ def make_cli() -> click.Group:
             _fail(str(exc))
         click.echo(f"materialised {len(views)} feature views: {', '.join(views)}")
 
-    def _run_training(ctx: click.Context, write: bool, **opts: Any) -> Any:
+    def _run_training(ctx: click.Context, write: bool, config_path: Path | None,
+                      **opts: Any) -> Any:
         from hybridrec import training
 
         ws = _ws(ctx)
         try:
-            return training.run(ws, write=write, **opts)
+            config = training.load_config(config_path)
+            return training.run(ws, write=write, config=config, **opts)
         except (training.TrainingError, FileNotFoundError, RuntimeError, KeyError,
                 ValueError) as exc:
-            _fail(str(exc).strip("'\""))
+            # KeyError's str() is the repr of its message; show the message itself
+            _fail(str(exc.args[0]) if isinstance(exc, KeyError) and exc.args else str(exc))
 
     common = [
         click.option("-s", "--scenario", "scenarios", multiple=True,
@@ -172,6 +175,10 @@ def make_cli() -> click.Group:
                      help="Latest share of events held out for evaluation."),
         click.option("-k", default=10, show_default=True, type=click.IntRange(1)),
         click.option("--quiet", is_flag=True, help="No progress bars."),
+        click.option("--config", "config_path", envvar="HYBRIDREC_CONFIG",
+                     type=click.Path(dir_okay=False, path_type=Path),
+                     help="TOML file with one table of parameters per component "
+                          "([als], [popularity], [weighted]) [env HYBRIDREC_CONFIG]."),
     ]
 
     def with_common(f: Any) -> Any:

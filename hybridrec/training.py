@@ -115,9 +115,10 @@ def make_plan(scenarios: Iterable[str], only_scorers: Iterable[str] | None = Non
 
     def instance(cls: Any) -> Any:
         if cls not in instances:
-            instances[cls] = cls(**dict(config.get(cls.name, {})))
+            instances[cls] = construct(cls, config)
         return instances[cls]
 
+    check_config(config)
     wanted = set(only_scorers) if only_scorers else None
     if wanted:
         unknown = wanted - set(registry.scorers)
@@ -155,6 +156,47 @@ def make_plan(scenarios: Iterable[str], only_scorers: Iterable[str] | None = Non
     return plan, instances
 
 
+def check_config(config: Mapping[str, Any]) -> None:
+    """Every config section must name an installed scorer, candidate source or blender."""
+    from hybridrec.plugins import get_registry
+
+    registry = get_registry()
+    known = set(registry.scorers) | set(registry.candidate_sources) | set(registry.blenders)
+    for name, section in config.items():
+        if name not in known:
+            raise TrainingError(f"config section [{name}] names no installed component; "
+                                f"known: {', '.join(sorted(known))}")
+        if not isinstance(section, Mapping):
+            raise TrainingError(f"config section [{name}] must be a table of parameters")
+
+
+def construct(cls: Any, config: Mapping[str, Mapping[str, Any]]) -> Any:
+    """``cls`` built with its config section; a wrong parameter is a TrainingError naming it."""
+    try:
+        return cls(**dict(config.get(cls.name, {})))
+    except (TypeError, ValueError) as exc:
+        raise TrainingError(f"invalid config for [{cls.name}]: {exc}") from None
+
+
+def load_config(path: Path | None) -> dict[str, dict[str, Any]]:
+    """Component config from a TOML file: one table per component name.
+
+    ``[als]`` ``device = "cpu"``, ``[als.weights.shop]`` ``view = 1.0``, ``[weighted.weights.shop]``
+    ``"als.click" = 2.0``, ...
+    """
+    import tomllib
+
+    if path is None:
+        return {}
+    try:
+        with open(path, "rb") as handle:
+            return tomllib.load(handle)
+    except OSError as exc:
+        raise TrainingError(f"cannot read config {path}: {exc.strerror}") from None
+    except tomllib.TOMLDecodeError as exc:
+        raise TrainingError(f"config {path} is not valid TOML: {exc}") from None
+
+
 def _named(plan: Plan, instances: dict, kind: str) -> dict[str, Any]:
     from hybridrec.plugins import get_registry
 
@@ -169,7 +211,7 @@ def _blenders(plan: Plan, config: Mapping[str, Mapping[str, Any]]) -> dict[str, 
 
     registry = get_registry()
     names = {s.blender for s in plan.scenarios.values()}
-    return {n: registry.blenders[n](**dict(config.get(n, {}))) for n in names}
+    return {n: construct(registry.blenders[n], config) for n in names}
 
 
 def fit_all(instances: dict, blenders: dict[str, Blender], data: TrainingData,
@@ -428,14 +470,15 @@ def run(
                          {"start": events[C.EVENT_TIMESTAMP].min(),
                           "end": events[C.EVENT_TIMESTAMP].max(), "test_cutoff": cutoff,
                           "test_fraction": test_fraction, "refit_on_full_window": refit},
-                         seconds, store)
+                         seconds, store, config)
     switch_current(ws.bundles, version)
     return TrainResult(version, path, metrics, plan.notes)
 
 
 def _write_bundle(ws: Workspace, version: str, plan: Plan, instances: dict,
                   blenders: dict[str, Blender], events: pd.DataFrame, inputs: Inputs,
-                  metrics: dict, window: dict, seconds: dict[str, float], store: Any) -> Path:
+                  metrics: dict, window: dict, seconds: dict[str, float], store: Any,
+                  config: Mapping[str, Any]) -> Path:
     from hybridrec.plugins import get_registry
 
     registry = get_registry()
@@ -491,6 +534,7 @@ def _write_bundle(ws: Workspace, version: str, plan: Plan, instances: dict,
         "packages": _versions(("hybridrec", "feast", "numpy", "pandas")),
         "metrics": metrics,
         "notes": plan.notes,
+        "config": config,
     }
     (staging / MANIFEST).write_text(json.dumps(manifest, indent=2, default=_json_default))
     final = ws.bundles / version

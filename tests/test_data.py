@@ -2,8 +2,8 @@
 
 import pandas as pd
 import pytest
-from conftest import ML100K
 
+from conftest import ML100K
 from hybridrec import columns as C
 from hybridrec.data import movielens, synthetic, tables
 

@@ -4,8 +4,8 @@ import json
 import types
 
 import pytest
-from conftest import BIN, base_env, run
 
+from conftest import BIN, base_env, run
 from hybridrec import Scenario, hookimpl
 from hybridrec.builtin.popularity import PopularityScorer
 from hybridrec.plugins import PluginError, build_registry

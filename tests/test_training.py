@@ -92,3 +92,29 @@ def test_evaluate_movielens_popularity(tmp_path):
     pop = metrics["movies"]["popularity"]
     assert pop["users"] > 50
     assert 0.02 < pop["ndcg@10"] < 0.5 and 0.01 < pop["recall@10"] < 0.5
+
+
+def test_component_config_from_a_toml_file(workspace, tmp_path):
+    config = tmp_path / "hybridrec.toml"
+    config.write_text('[popularity]\nhalf_life_days = 7.0\n\n'
+                      '[weighted.weights.shop]\n"popularity.click" = 2.0\n')
+    workspace.cli("train", "--quiet", "--no-refit", "--scenario", "shop", "--config",
+                  str(config))
+    m = manifest(workspace)
+    comps = {c["dir"]: c for c in m["components"]}
+    assert comps["popularity"]["params"] == {"half_life_days": 7.0}
+    assert m["blenders"]["weighted"]["params"] == {"weights": {"shop": {"popularity.click": 2.0}}}
+    assert m["config"]["popularity"] == {"half_life_days": 7.0}
+    workspace.cli("train", "--quiet")  # back to the defaults for the other tests
+
+
+@pytest.mark.parametrize("text,message", [
+    ("[popularty]\nhalf_life_days = 7\n", "config section [popularty] names no installed"),
+    ("[popularity]\nhalf_life = 7\n", "invalid config for [popularity]"),
+    ("[popularity\n", "is not valid TOML"),
+])
+def test_bad_config_is_named(workspace, tmp_path, text, message):
+    config = tmp_path / "bad.toml"
+    config.write_text(text)
+    result = workspace.cli("evaluate", "--quiet", "--config", str(config), check=False)
+    assert result.returncode != 0 and message in result.stderr, result.stderr

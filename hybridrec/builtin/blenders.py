@@ -33,6 +33,9 @@ def standardise(x: np.ndarray) -> np.ndarray:
 class WeightedBlender(Blender):
     name = "weighted"
 
+    def __init__(self, weights: Mapping[str, Mapping[str, float]] | None = None) -> None:
+        super().__init__(weights=dict(weights or {}))
+
     def fit(self, data: TrainingData) -> None:
         """Nothing to learn: the weights are configuration."""
 

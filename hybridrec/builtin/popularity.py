@@ -21,8 +21,8 @@ class PopularityScorer(Scorer, CandidateSource):
     name = "popularity"
     tasks = ("click",)
 
-    def __init__(self, half_life_days: float | None = 30.0, **config: Any) -> None:
-        super().__init__(half_life_days=half_life_days, **config)
+    def __init__(self, half_life_days: float | None = 30.0) -> None:
+        super().__init__(half_life_days=half_life_days)
         self.half_life_days = half_life_days
         self._items: dict[str, np.ndarray] = {}
         self._scores: dict[str, np.ndarray] = {}

@@ -154,13 +154,11 @@ class AlsScorer(Scorer, CandidateSource, SimilarItems):
         scenarios: list[str] | None = None,
         validation_fraction: float = 0.1,
         random_state: int = 0,
-        **config: Any,
     ) -> None:
         super().__init__(device=device, threads=threads, iterations=iterations, tune=tune,
                          grid=grid, factors=factors, regularization=regularization,
                          alpha=alpha, weights=weights, scenarios=scenarios,
-                         validation_fraction=validation_fraction, random_state=random_state,
-                         **config)
+                         validation_fraction=validation_fraction, random_state=random_state)
         self.models: dict[str, ScenarioModel] = {}
         self.fit_info: dict[str, Any] = {}
 

@@ -71,3 +71,18 @@ def test_feedback_moves_a_new_user_towards_the_items_touched(server, workspace):
 
     assert share(warm) > share(cold), (share(warm), share(cold))
     assert not set(chosen) & {i["item_id"] for i in warm["items"]}  # seen ones left out
+
+
+def test_device_and_parameters_come_from_config(workspace, tmp_path):
+    config = tmp_path / "als.toml"
+    config.write_text('[als]\ndevice = "cpu"\ntune = false\nfactors = 8\n\n'
+                      '[als.weights.shop]\nview = 1.0\npurchase = 20.0\n')
+    out = workspace.cli("evaluate", "--quiet", "--json", "--scenario", "shop", "--config",
+                        str(config)).stdout
+    assert "als" in json.loads(out)["shop"]
+    config.write_text('[als]\ndevice = "cuda"\n')
+    result = workspace.cli("evaluate", "--quiet", "--config", str(config), check=False)
+    assert result.returncode != 0 and "no CUDA" in result.stderr
+    config.write_text('[als]\nfactor = 8\n')
+    result = workspace.cli("evaluate", "--quiet", "--config", str(config), check=False)
+    assert result.returncode != 0 and "'factor'" in result.stderr
