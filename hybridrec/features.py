@@ -148,7 +148,7 @@ class ItemCache:
         self._lock = threading.Lock()
         self._index: Any = None
         self._columns: dict[str, np.ndarray] = {}
-        self.loaded_at: float | None = None
+        self.loaded_at = 0.0
         self.refresh()
 
     def refresh(self) -> None:

@@ -69,12 +69,3 @@ def register_feature_definitions(register: Register, repo_path: Path | None) -> 
 def register_commands(cli: click.Group) -> None:
     """Add commands to the ``hybridrec`` CLI group (``@cli.command()``)."""
 
-
-#: Registry hooks whose objects are collected by name, in the order the CLI lists them.
-REGISTRY_HOOKS: tuple[str, ...] = (
-    "register_scorers",
-    "register_scenarios",
-    "register_candidate_sources",
-    "register_blenders",
-    "register_feature_definitions",
-)

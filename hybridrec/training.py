@@ -397,21 +397,19 @@ class TrainResult:
 
 def _training_data(store: Any, events: pd.DataFrame, inputs: Inputs,
                    plan: Plan, progress: bool) -> TrainingData:
+    """Each scenario's events with its feature service joined point-in-time correctly."""
+    from hybridrec.features import historical_frame
+
     frames = []
     for name in _progress(list(plan.scenarios), "joining features", enabled=progress):
         scenario_events = events[events[C.SCENARIO] == name]
         if len(scenario_events):
-            frames.append(store_frame(store, scenario_events, plan.scenarios[name]))
+            frames.append(historical_frame(store, scenario_events,
+                                           plan.scenarios[name].feature_service_name))
     frame = pd.concat(frames, ignore_index=True) if frames else events.iloc[:0]
     frame[C.EVENT_TIMESTAMP] = as_utc_us(frame[C.EVENT_TIMESTAMP])
     return TrainingData(events=frame, items=inputs.items, users=inputs.users,
                         scenarios=plan.scenarios)
-
-
-def store_frame(store: Any, events: pd.DataFrame, scenario: Scenario) -> pd.DataFrame:
-    from hybridrec.features import historical_frame
-
-    return historical_frame(store, events, scenario.feature_service_name)
 
 
 def run(

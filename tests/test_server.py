@@ -186,6 +186,10 @@ def test_operational_endpoints(server):
     assert server.call("GET", "/healthz") == (200, {"status": "ok"})
     status, ready = server.call("GET", "/readyz")
     assert status == 200 and ready["items_cached"] == 120 + 120 + 30
+    from datetime import UTC, datetime, timedelta
+
+    refreshed = datetime.fromisoformat(ready["items_refreshed_at"])
+    assert datetime.now(UTC) - timedelta(hours=1) < refreshed <= datetime.now(UTC)
     status, scenarios = server.call("GET", "/v1/scenarios")
     assert [s["name"] for s in scenarios] == ["ads", "shop", "video"]
     shop = next(s for s in scenarios if s["name"] == "shop")

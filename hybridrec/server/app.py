@@ -238,8 +238,10 @@ def create_app(
         if state.recommender is None:
             return unavailable()
         rec = state.recommender
+        refreshed = datetime.fromtimestamp(rec.items.loaded_at, UTC).isoformat()
         return {"status": "ready", "bundle_version": rec.version,
-                "scenarios": sorted(rec.scenarios), "items_cached": len(rec.items)}
+                "scenarios": sorted(rec.scenarios), "items_cached": len(rec.items),
+                "items_refreshed_at": refreshed}
 
     @app.get("/metrics")
     def metrics_endpoint() -> PlainTextResponse:
