@@ -58,3 +58,12 @@ def test_item_cache_serves_catalogue_columns(store, workspace):
     got = cache.take(np.array([shop_item, ad, "unknown"]))
     assert got["item_profile__scenario"].tolist() == ["shop", "ads", None]
     assert got["ad_profile__advertiser"].tolist() == [None, ads.loc[ad, "advertiser"], None]
+
+
+def test_feast_cli_materialises_too(workspace):
+    from conftest import BIN, run
+
+    result = run([str(BIN / "feast"), "materialize", "1970-01-01T00:00:00",
+                  "2100-01-01T00:00:00", "--views", "item_popularity"],
+                 workspace.env, cwd=workspace.repo)
+    assert "item_popularity" in result.stdout

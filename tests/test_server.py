@@ -236,3 +236,29 @@ def test_server_follows_a_newly_trained_bundle(workspace):
         assert status == 200 and body["bundle_version"] == version
     finally:
         srv.stop()
+
+
+def test_a_server_without_a_bundle_is_alive_but_not_ready(workspace, tmp_path):
+    from dataclasses import replace
+
+    empty = replace(workspace, env={**workspace.env, "HYBRIDREC_BUNDLES": str(tmp_path)})
+    srv = Server(empty, "--refresh-seconds", "0")
+    try:
+        import time
+
+        deadline = time.monotonic() + 60
+        status, body = 0, {}
+        while time.monotonic() < deadline:
+            try:
+                status, body = srv.call("GET", "/readyz")
+                if "hybridrec train" in str(body):
+                    break
+            except OSError:
+                pass
+            time.sleep(0.25)
+        assert status == 503 and "hybridrec train" in body["detail"]
+        assert srv.call("GET", "/healthz")[0] == 200
+        status, body = srv.call("POST", "/v1/recommend", {"user_id": USER, "scenario": "shop"})
+        assert status == 503
+    finally:
+        srv.stop()
