@@ -119,6 +119,15 @@ def _online_rows(
     return response.to_dict()
 
 
+def take_aligned(column: np.ndarray, pos: np.ndarray) -> np.ndarray:
+    """``column[pos]`` as an object array, None where ``pos`` is -1 (an unknown item)."""
+    if len(column) == 0:
+        return np.full(len(pos), None, dtype=object)
+    out = column[np.maximum(pos, 0)].astype(object, copy=False)  # fancy indexing copies
+    out[pos < 0] = None
+    return out
+
+
 class UserFeatures:
     """Per-request user features from the online store (one entity, a fraction of a ms)."""
 
@@ -183,16 +192,8 @@ class ItemCache:
         with self._lock:
             index, cached = self._index, self._columns
         pos = index.get_indexer(item_ids)
-        missing = pos < 0
-        out = {}
         wanted = cached if columns is None else {c: cached[c] for c in columns if c in cached}
-        for name, col in wanted.items():
-            values = col[np.where(missing, 0, pos)] if len(col) else np.full(len(pos), None)
-            if missing.any():
-                values = values.copy()
-                values[missing] = None
-            out[name] = values
-        return out
+        return {name: take_aligned(col, pos) for name, col in wanted.items()}
 
     def __len__(self) -> int:
         return len(self.item_ids)

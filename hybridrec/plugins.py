@@ -194,19 +194,18 @@ class Registry:
         hook_name = KINDS[kind]
         target = self._items[kind] if into is None else into
         owners: dict[str, str] = {}
+        record = into is None  # only the cached pass records registrations and problems
         # get_hookimpls() is in registration order: built-ins first, so they claim their
         # names before installed plugins do.
         for impl in getattr(self.pm.hook, hook_name).get_hookimpls():
             plugin = impl.plugin_name
-            record = into is None
 
-            def register(obj: Any, *, replace: bool = False, _p: str = plugin,
-                         _record: bool = record) -> None:
-                self._add(kind, _p, obj, replace, target, owners, _record)
+            def register(obj: Any, *, replace: bool = False, _p: str = plugin) -> None:
+                self._add(kind, _p, obj, replace, target, owners, record)
 
             args = {k: v for k, v in kwargs.items() if k in impl.argnames}
-            _call_impl(self.plugins[plugin], hook_name, impl.function, register=register,
-                       **args)
+            _call_impl(self.plugins[plugin], hook_name, impl.function, record,
+                       register=register, **args)
 
     def feature_definitions_for(self, repo_path: Path) -> dict[str, Any]:
         """Feast objects with data-source paths resolved against ``repo_path`` (not cached)."""
@@ -218,14 +217,16 @@ class Registry:
     def add_commands(self, cli: Any) -> None:
         for impl in self.pm.hook.register_commands.get_hookimpls():
             _call_impl(self.plugins[impl.plugin_name], "register_commands", impl.function,
-                       cli=cli)
+                       True, cli=cli)
 
 
-def _call_impl(info: PluginInfo, hook: str, function: Callable[..., Any], **kwargs: Any) -> None:
+def _call_impl(info: PluginInfo, hook: str, function: Callable[..., Any], record: bool,
+               **kwargs: Any) -> None:
     try:
         function(**kwargs)
     except Exception as exc:  # a plugin bug must not take the others down
-        info.report(f"plugin {info.name!r} failed in {hook}: {type(exc).__name__}: {exc}")
+        if record:
+            info.report(f"plugin {info.name!r} failed in {hook}: {type(exc).__name__}: {exc}")
 
 
 def _allowed_plugins() -> set[str] | None:

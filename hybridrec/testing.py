@@ -37,7 +37,8 @@ from hybridrec.contracts import (
     TrainingData,
 )
 
-__all__ = ["CandidateSourceContract", "ScorerContract", "active_user", "tiny_training_data"]
+__all__ = ["CandidateSourceContract", "ScorerContract", "active_user", "events_frame",
+           "tiny_training_data"]
 
 UNKNOWN_ITEM = "no-such-item"
 
@@ -90,8 +91,11 @@ class _FittedFixture:
 
     @staticmethod
     def scenarios(model: Any, data: TrainingData) -> list[Scenario]:
-        supports = getattr(model, "supports", lambda s: True)
-        return [s for s in data.scenarios.values() if supports(s)]
+        """The data's scenarios the model supports; none would make every check vacuous."""
+        chosen = [s for s in data.scenarios.values() if model.supports(s)]
+        assert chosen, (f"{type(model).__name__} supports none of the test data's scenarios "
+                        f"({', '.join(data.scenarios)}); give the kit data it applies to")
+        return chosen
 
     @staticmethod
     def catalogue(data: TrainingData, scenario: Scenario) -> np.ndarray:

@@ -99,6 +99,11 @@ class Plan:
     sources: dict[str, list[str]]
     notes: list[str] = field(default_factory=list)
 
+    def names(self, kind: str) -> set[str]:
+        """Scorer (``kind="scorers"``) or candidate source names used by any scenario."""
+        per = self.scorers if kind == "scorers" else self.sources
+        return {name for names in per.values() for name in names}
+
 
 def make_plan(scenarios: Iterable[str], only_scorers: Iterable[str] | None = None,
               config: Mapping[str, Mapping[str, Any]] | None = None) -> tuple[Plan, dict]:
@@ -153,7 +158,10 @@ def make_plan(scenarios: Iterable[str], only_scorers: Iterable[str] | None = Non
             raise TrainingError(f"no installed candidate source for scenario {name!r}")
         plan.sources[name] = sources
         registry.get("blenders", scenario.blender)
-    return plan, instances
+    # Probing supports() built every candidate; keep only the components the plan uses.
+    used = {registry.kind(kind)[n] for kind in ("scorers", "candidate_sources")
+            for n in plan.names(kind)}
+    return plan, {cls: obj for cls, obj in instances.items() if cls in used}
 
 
 def check_config(config: Mapping[str, Any]) -> None:
@@ -197,13 +205,11 @@ def load_config(path: Path | None) -> dict[str, dict[str, Any]]:
         raise TrainingError(f"config {path} is not valid TOML: {exc}") from None
 
 
-def _named(plan: Plan, instances: dict, kind: str) -> dict[str, Any]:
+def _fitted_scorers(plan: Plan, instances: dict) -> dict[str, Scorer]:
     from hybridrec.plugins import get_registry
 
     registry = get_registry()
-    names = {n for per in getattr(plan, "scorers" if kind == "scorers" else "sources").values()
-             for n in per}
-    return {n: instances[registry.kind(kind)[n]] for n in names}
+    return {n: instances[registry.scorers[n]] for n in plan.names("scorers")}
 
 
 def _blenders(plan: Plan, config: Mapping[str, Mapping[str, Any]]) -> dict[str, Blender]:
@@ -276,7 +282,6 @@ def evaluate_scenario(
         return {}
 
     seen_by_user = tr_pairs.groupby(C.USER_ID)[C.ITEM_ID].agg(list)
-    history_by_user = seen_by_user
     user_feats: dict[str, np.ndarray] = {}
     item_feats: dict[str, np.ndarray] = {}
     if store is not None and cutoff is not None:
@@ -296,7 +301,7 @@ def evaluate_scenario(
             scenario=scenario, user_id=user, item_ids=catalogue[cand],
             user_features={c: v[u] for c, v in user_feats.items()},
             item_features={c: v[cand] for c, v in item_feats.items()},
-            history=history_by_user.get(user, []),
+            history=seen_by_user.get(user, []),
         )
         outputs = {name: scorer.score(batch) for name, scorer in scorers.items()}
         ranked = {name: _objective(out, scenario) for name, out in outputs.items()}
@@ -332,13 +337,6 @@ def _objective(outputs: Mapping[str, np.ndarray], scenario: Scenario) -> np.ndar
     return next(iter(outputs.values()))
 
 
-def _aligned(column: np.ndarray, pos: np.ndarray) -> np.ndarray:
-    """``column`` at positions ``pos``, None where ``pos`` is -1 (not in the catalogue)."""
-    out = column[np.maximum(pos, 0)].astype(object)
-    out[pos < 0] = None
-    return out
-
-
 def _top_k(values: np.ndarray, k: int) -> np.ndarray:
     values = np.nan_to_num(np.asarray(values, dtype=float), nan=-np.inf)
     k = min(k, len(values))
@@ -353,6 +351,8 @@ def _pairwise_auc(scenario: Scenario, scorers: Mapping[str, Scorer], blender: Bl
                   item_pos: pd.Index) -> dict[str, dict[str, float]]:
     """AUC over distinct test (user, item) pairs, labelled by whether any event was positive:
     pooled over all pairs, and grouped per user."""
+    from hybridrec.features import take_aligned
+
     if set(scenario.positive_events) >= set(scenario.event_types):
         return {}
     pairs = test.assign(_pos=test[C.EVENT_TYPE].isin(scenario.positive_events))
@@ -367,7 +367,8 @@ def _pairwise_auc(scenario: Scenario, scorers: Mapping[str, Scorer], blender: Bl
         ids = group[C.ITEM_ID].to_numpy(str)
         pos = item_pos.get_indexer(ids)
         batch = ScoreBatch(scenario=scenario, user_id=str(user), item_ids=ids,
-                           item_features={c: _aligned(v, pos) for c, v in item_feats.items()})
+                           item_features={c: take_aligned(v, pos)
+                                          for c, v in item_feats.items()})
         outputs = {name: scorer.score(batch) for name, scorer in scorers.items()}
         for name, output in outputs.items():
             scores[name].append(_objective(output, scenario))
@@ -447,8 +448,8 @@ def run(
     train_events, test_events, cutoff = temporal_split(events, test_fraction)
     data = replace(full, events=full.events[full.events[C.EVENT_TIMESTAMP] < cutoff])
     blenders = _blenders(plan, config)
-    fit_all(instances, blenders, data, progress)
-    scorers = _named(plan, instances, "scorers")
+    seconds = fit_all(instances, blenders, data, progress)
+    scorers = _fitted_scorers(plan, instances)
     metrics = {}
     for name, scenario in plan.scenarios.items():
         chosen = {s: scorers[s] for s in plan.scorers[name]}
@@ -458,9 +459,8 @@ def run(
     if not write:
         return TrainResult(None, None, metrics, plan.notes)
 
-    seconds: dict[str, float] = {}
     if refit:
-        plan, instances = make_plan(names, only_scorers, config)
+        _, instances = make_plan(names, only_scorers, config)  # fresh, unfitted components
         blenders = _blenders(plan, config)
         seconds = fit_all(instances, blenders, full, progress)
     version = new_version()
@@ -486,9 +486,7 @@ def _write_bundle(ws: Workspace, version: str, plan: Plan, instances: dict,
     (staging / "blenders").mkdir()
     components = []
     for cls, obj in instances.items():
-        roles = {kind: sorted(n for n, c in registry.kind(kind).items() if c is cls and
-                              any(n in per for per in (plan.scorers if kind == "scorers"
-                                                       else plan.sources).values()))
+        roles = {kind: sorted(n for n in plan.names(kind) if registry.kind(kind)[n] is cls)
                  for kind in ("scorers", "candidate_sources")}
         roles = {kind: names for kind, names in roles.items() if names}
         directory = cls.name

@@ -116,7 +116,7 @@ def test_load_plugins_variable_restricts_installed_plugins(hello_site, broken_si
     assert "hybridrec.builtin.popularity" in names  # built-ins always load
 
 
-def test_plugin_commands_hook(tmp_path):
+def test_plugin_commands_hook():
     import click
 
     def register_commands(cli):
@@ -128,3 +128,16 @@ def test_plugin_commands_hook(tmp_path):
     group = click.Group()
     registry.add_commands(group)
     assert "hello" in group.commands
+
+
+def test_a_failing_feature_hook_is_reported_once(tmp_path):
+    def register_feature_definitions(register, repo_path):
+        raise RuntimeError("no views today")
+
+    registry = build_registry(extra=[("views", plugin(
+        register_feature_definitions=register_feature_definitions))])
+    registry.feature_definitions_for(tmp_path)
+    registry.feature_definitions_for(tmp_path)
+    assert [p for p in registry.problems if "no views today" in p] == [
+        "plugin 'views' failed in register_feature_definitions: RuntimeError: no views today"]
+    assert "user_profile" in registry.feature_definitions_for(tmp_path)  # others unaffected

@@ -70,3 +70,13 @@ def test_recent_events_count_more_with_a_half_life():
                            scenarios={"shop": SHOP}))
     assert model.retrieve(RetrievalRequest(scenario=SHOP, user_id="x"), 2).tolist() == [
         "new", "old"]
+
+
+def test_the_kit_refuses_to_pass_vacuously():
+    class Nowhere(PopularityScorer):
+        def supports(self, scenario):
+            return False
+
+    with pytest.raises(AssertionError, match="supports none"):
+        ScorerContract.scenarios(Nowhere(), tiny_training_data(users=20, items=10,
+                                                               events=300))

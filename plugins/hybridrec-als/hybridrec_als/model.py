@@ -59,9 +59,8 @@ class ScenarioModel:
     def __post_init__(self) -> None:
         import pandas as pd
 
-        self.user_index = pd.Index(self.user_ids)
-        self.item_index = pd.Index(self.item_ids)
-        # dicts for the per-request lookups of one user and a short history
+        self.item_index = pd.Index(self.item_ids)  # vectorised lookups of candidate arrays
+        # dicts for the per-request lookups of one user, one item or a short history
         self.user_rows = {u: n for n, u in enumerate(self.user_ids.tolist())}
         self.item_rows = {i: n for n, i in enumerate(self.item_ids.tolist())}
         norms = np.linalg.norm(self.item_factors, axis=1, keepdims=True)
@@ -283,7 +282,7 @@ class AlsScorer(Scorer, CandidateSource, SimilarItems):
         model = self.models.get(scenario)
         if model is None:
             raise KeyError(f"ALS has no model for scenario {scenario!r}")
-        pos = model.item_index.get_indexer([item_id])[0]
+        pos = model.item_rows.get(item_id, -1)
         if pos < 0:
             raise KeyError(f"item {item_id!r} is unknown to the ALS model of {scenario!r}")
         cosine = model.unit_items @ model.unit_items[pos]

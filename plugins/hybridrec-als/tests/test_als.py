@@ -138,7 +138,7 @@ def test_known_user_with_new_events_gets_a_refreshed_vector(als, world):
     user, history = active_user(world, SHOP)
     model = als.models["shop"]
     trained = model.user_vector(user, history)
-    np.testing.assert_array_equal(trained, model.user_factors[model.user_index.get_loc(user)])
+    np.testing.assert_array_equal(trained, model.user_factors[model.user_rows[user]])
     unseen = np.setdiff1d(model.item_ids, history)[:3]
     assert not np.allclose(model.user_vector(user, [*history, *unseen]), trained)
 
