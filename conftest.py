@@ -30,7 +30,7 @@ ML100K = SHARED_DATA / "ml-100k"
 TEST_PLUGINS = ROOT / "tests" / "plugins"
 
 SMALL_WORLD = ["--users", "300", "--items", "120", "--ads", "30", "--events", "20000",
-               "--weeks", "4", "--seed", "7"]
+               "--weeks", "4", "--seed", "7", "--end", "2025-03-31T00:00:00Z"]
 
 
 def run(cmd: list[str], env: dict[str, str], cwd: Path | None = None,

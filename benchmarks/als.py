@@ -33,7 +33,7 @@ from hybridrec import columns as C  # noqa: E402
 from hybridrec import metrics as M  # noqa: E402
 from hybridrec.builtin.popularity import PopularityScorer  # noqa: E402
 from hybridrec.builtin.scenarios import MOVIES, SHOP, VIDEO  # noqa: E402
-from hybridrec.contracts import RetrievalRequest, ScoreBatch, TrainingData  # noqa: E402
+from hybridrec.contracts import Ragged, RetrievalBatch, ScoreBatch, TrainingData  # noqa: E402
 from hybridrec.data import movielens  # noqa: E402
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -79,10 +79,13 @@ def knn_top(train: pd.DataFrame, users: np.ndarray, items: np.ndarray, K: int,
 
 def source_top(source, train: pd.DataFrame, users: np.ndarray, n: int = 10
                ) -> dict[str, np.ndarray]:
+    """Top ``n`` for every user in one batched retrieval, seen items excluded."""
     seen = train.groupby(C.USER_ID)[C.ITEM_ID].agg(list)
-    return {u: source.retrieve(RetrievalRequest(scenario=MOVIES, user_id=u, history=seen[u],
-                                                exclude=frozenset(seen[u])), n)
-            for u in users}
+    history = Ragged.from_rows([seen[u] for u in users], dtype=str)
+    batch = RetrievalBatch(scenario=MOVIES, user_ids=np.asarray(users, dtype=object),
+                           history=history, exclude=history)
+    top = source.retrieve(batch, n)
+    return {u: top[r] for r, u in enumerate(users)}
 
 
 def quality(ml: Path) -> None:
@@ -160,9 +163,8 @@ def speed(ml: Path) -> None:
         model = als.models[scenario]
         user = model.user_ids[0]
         sc = td.scenarios[scenario]
-        batch = ScoreBatch(scenario=sc, user_id=user,
-                           item_ids=rng.choice(model.item_ids, 500, replace=False))
-        request = RetrievalRequest(scenario=sc, user_id=user)
+        batch = ScoreBatch.one(sc, user, rng.choice(model.item_ids, 500, replace=False))
+        request = RetrievalBatch.one(sc, user)
         score_ms = timed(lambda a=als, b=batch: a.score(b), 200) * 1000
         top_ms = timed(lambda a=als, r=request: a.retrieve(r, 100), 200) * 1000
         pairs = int(sum(m.user_items.nnz for m in als.models.values()))

@@ -2,12 +2,17 @@
 
 Layout of ``bundles/<version>/``::
 
-    manifest.json              data window, feature refs, plugin versions, params, metrics
-    components/<dir>/          one fitted component (a scorer, a candidate source, or both)
+    manifest.json              data window, per-scenario plans and features, plugin versions,
+                               parameters, metrics
+    components/<name>/         one fitted component (a scorer, a candidate source, or both)
     blenders/<name>/           a fitted blender
-    history.parquet            (user, item, scenario) pairs seen in the training window
+    history.parquet            (user, item, scenario) pairs seen in the events the components
+                               were fit on, with the last time
+    sequences.parquet          each user's most recent events, when a component declares a
+                               ``sequence_length``
     catalogue.parquet          item id and scenario of every item known at training time
 
+``write_bundle`` builds the directory under a temporary name and renames it into place;
 ``bundles/current`` is a symlink to the live version, replaced with ``os.replace`` so a reader
 sees the old version or the new one, never neither.
 """
@@ -17,15 +22,24 @@ from __future__ import annotations
 import json
 import os
 import secrets
+import sys
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
+from importlib import metadata
 from pathlib import Path
 from typing import Any
 
-from hybridrec.contracts import Blender, CandidateSource, Scorer
+import numpy as np
+
+from hybridrec.contracts import Blender
+from hybridrec.pipeline import ScenarioPlan
 
 CURRENT = "current"
 MANIFEST = "manifest.json"
+HISTORY = "history.parquet"
+SEQUENCES = "sequences.parquet"
+CATALOGUE = "catalogue.parquet"
 
 
 class BundleError(RuntimeError):
@@ -56,56 +70,161 @@ def resolve(bundles: Path, version: str | None = None) -> Path:
     return path.resolve()
 
 
+# Reading ---------------------------------------------------------------------------------
+
 @dataclass
 class Bundle:
-    """A loaded bundle: components by role and name, blenders, manifest and the seen pairs."""
+    """A loaded bundle: components and blenders by name, the manifest and the data files."""
 
     path: Path
     manifest: dict[str, Any]
-    scorers: dict[str, Scorer] = field(default_factory=dict)
-    candidate_sources: dict[str, CandidateSource] = field(default_factory=dict)
+    components: dict[str, Any] = field(default_factory=dict)
     blenders: dict[str, Blender] = field(default_factory=dict)
 
     @property
     def version(self) -> str:
         return str(self.manifest["version"])
 
+    @property
+    def plans(self) -> dict[str, ScenarioPlan]:
+        return {name: ScenarioPlan.from_dict(p) for name, p in self.manifest["scenarios"].items()}
+
     @classmethod
     def load(cls, bundles: Path, version: str | None = None) -> Bundle:
         from hybridrec.plugins import get_registry
 
         path = resolve(bundles, version)
-        manifest = json.loads((path / MANIFEST).read_text())
+        bundle = cls(path=path, manifest=json.loads((path / MANIFEST).read_text()))
         registry = get_registry()
-        bundle = cls(path=path, manifest=manifest)
-        for comp in manifest["components"]:
-            instance = None
-            for kind, names in comp["roles"].items():
-                for name in names:
-                    registered = registry.kind(kind).get(name)
-                    if registered is None:
-                        raise BundleError(
-                            f"bundle {bundle.version} needs {kind} {name!r} "
-                            f"({comp['class']}, plugin {comp['plugin']!r}), which is not "
-                            "installed"
-                        )
-                    if instance is None:
-                        instance = registered.load(path / "components" / comp["dir"])
-                    getattr(bundle, kind)[name] = instance
-        for name, entry in manifest["blenders"].items():
-            registered = registry.kind("blenders").get(name)
-            if registered is None:
+        for entry in bundle.manifest["components"]:
+            registered = None
+            for name in entry["names"]:
+                registered = registry.scorers.get(name) or registry.candidate_sources.get(name)
+                if registered is None:
+                    raise BundleError(
+                        f"bundle {bundle.version} needs component {name!r} ({entry['class']}, "
+                        f"plugin {entry['plugin']!r}), which is not installed")
+            assert registered is not None
+            instance = registered.load(path / "components" / entry["dir"])
+            bundle.components.update(dict.fromkeys(entry["names"], instance))
+        for name, entry in bundle.manifest["blenders"].items():
+            blender = registry.blenders.get(name)
+            if blender is None:
                 raise BundleError(f"bundle {bundle.version} needs blender {name!r} "
                                   f"(plugin {entry['plugin']!r}), which is not installed")
-            bundle.blenders[name] = registered.load(path / "blenders" / name)
+            bundle.blenders[name] = blender.load(path / "blenders" / name)
         return bundle
 
     def history(self) -> Any:
         import pandas as pd
 
-        return pd.read_parquet(self.path / "history.parquet")
+        return pd.read_parquet(self.path / HISTORY)
+
+    def sequences(self) -> Any:
+        import pandas as pd
+
+        path = self.path / SEQUENCES
+        return pd.read_parquet(path) if path.exists() else None
 
     def catalogue(self) -> Any:
         import pandas as pd
 
-        return pd.read_parquet(self.path / "catalogue.parquet")
+        return pd.read_parquet(self.path / CATALOGUE)
+
+
+# Writing ---------------------------------------------------------------------------------
+
+@dataclass
+class BundleContents:
+    """Everything a training run hands over to be written."""
+
+    plans: Mapping[str, ScenarioPlan]
+    components: Mapping[str, Any]
+    blenders: Mapping[str, Blender]
+    history: Any
+    catalogue: Any
+    sequences: Any = None
+    fit_seconds: Mapping[str, float] = field(default_factory=dict)
+    manifest: Mapping[str, Any] = field(default_factory=dict)
+
+
+def write_bundle(bundles: Path, version: str, contents: BundleContents) -> Path:
+    """Write ``contents`` as ``bundles/<version>`` (built under a temporary name first)."""
+    from hybridrec.plugins import get_registry
+
+    registry = get_registry()
+    bundles.mkdir(parents=True, exist_ok=True)
+    staging = bundles / f".{version}.tmp"
+    (staging / "components").mkdir(parents=True)
+    (staging / "blenders").mkdir()
+    names_of: dict[int, list[str]] = {}
+    for name, obj in contents.components.items():
+        names_of.setdefault(id(obj), []).append(name)
+    components = []
+    for names in names_of.values():
+        obj = contents.components[names[0]]
+        (staging / "components" / names[0]).mkdir()
+        obj.save(staging / "components" / names[0])
+        kind = "scorers" if names[0] in registry.scorers else "candidate_sources"
+        components.append({"dir": names[0], "names": names, "class": class_path(type(obj)),
+                           "plugin": registry.owner(kind, names[0]), "params": obj.describe(),
+                           "fit_seconds": contents.fit_seconds.get(obj.name)})
+    blenders = {}
+    for name, blender in contents.blenders.items():
+        (staging / "blenders" / name).mkdir()
+        blender.save(staging / "blenders" / name)
+        blenders[name] = {"class": class_path(type(blender)),
+                          "plugin": registry.owner("blenders", name),
+                          "params": blender.describe()}
+    contents.history.to_parquet(staging / HISTORY, index=False)
+    contents.catalogue.to_parquet(staging / CATALOGUE, index=False)
+    if contents.sequences is not None:
+        contents.sequences.to_parquet(staging / SEQUENCES, index=False)
+    manifest = {
+        "version": version,
+        "created_at": datetime.now(UTC).isoformat(),
+        **contents.manifest,
+        "scenarios": {n: p.as_dict() for n, p in contents.plans.items()},
+        "components": components,
+        "blenders": blenders,
+        "plugins": {info.name: info.version for info in registry.plugins.values()},
+        "python": sys.version.split()[0],
+        "packages": _versions(("hybridrec", "feast", "numpy", "pandas")),
+    }
+    (staging / MANIFEST).write_text(json.dumps(manifest, indent=2, default=_json_default))
+    final = bundles / version
+    staging.rename(final)
+    return final
+
+
+def prune(bundles: Path, keep: int) -> list[str]:
+    """Delete all but the newest ``keep`` bundles (never the current one)."""
+    import shutil
+
+    current = (bundles / CURRENT).resolve().name if (bundles / CURRENT).exists() else None
+    versions = sorted(p.name for p in bundles.iterdir()
+                      if p.is_dir() and not p.is_symlink() and (p / MANIFEST).exists())
+    removed = []
+    for version in versions[:-keep] if keep else versions:
+        if version != current:
+            shutil.rmtree(bundles / version)
+            removed.append(version)
+    return removed
+
+
+def _versions(names: Iterable[str]) -> dict[str, str | None]:
+    out: dict[str, str | None] = {}
+    for name in names:
+        try:
+            out[name] = metadata.version(name)
+        except metadata.PackageNotFoundError:
+            out[name] = None
+    return out
+
+
+def _json_default(value: Any) -> Any:
+    if isinstance(value, np.generic):
+        return value.item()
+    if hasattr(value, "isoformat"):
+        return value.isoformat()
+    raise TypeError(f"cannot serialise {type(value).__name__}")

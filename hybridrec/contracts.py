@@ -1,33 +1,46 @@
-"""The contracts plugins implement: Scorer, CandidateSource, Blender, and the Scenario record.
+"""The contracts plugins implement: Scorer, CandidateSource, Blender, and the records they see.
 
-Scoring is vectorised: a scorer receives every candidate of a request at once as arrays and
-returns one float array per task. ``NaN`` means "no opinion" (an item or user the scorer does
-not know) and is never to be read as a score of zero; blenders handle it explicitly.
+Everything is batched. A ``ScoreBatch`` holds one or many requests of one scenario: the
+candidates of all of them as one flat array, request after request (``offsets`` say where each
+request's rows start), so serving scores one request and offline evaluation scores thousands
+of users with the same calls and no loop per user. Scorers return one float array per task
+over all rows; ``NaN`` means "no opinion" (an item or user the scorer does not know) and is
+never to be read as a score of zero; blenders handle it explicitly.
+
+Components declare what they read: ``feature_refs`` (Feast ``view:feature`` references, user
+or item side; the core fetches exactly these, checked against the applied Feast registry) and
+``sequence_length`` (how many of the user's most recent events in the scenario they want in
+``ScoreBatch.sequences``).
 """
 
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
-from collections.abc import Mapping, Sequence
+from collections.abc import Collection, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
+from functools import cached_property
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, ClassVar, Self
 
 import numpy as np
 
+from hybridrec.columns import AD_ID, ITEM_ID
+
 if TYPE_CHECKING:
     import pandas as pd
 
 __all__ = [
+    "TASKS",
     "Blender",
     "CandidateSource",
-    "RetrievalRequest",
+    "EventSequences",
+    "Ragged",
+    "RetrievalBatch",
     "Scenario",
     "ScoreBatch",
     "Scorer",
     "SimilarItems",
     "TrainingData",
-    "TASKS",
 ]
 
 #: Tasks known to the core. Scorers may add their own; these are the shared vocabulary.
@@ -40,8 +53,12 @@ class Scenario:
 
     ``event_weights`` lists the event types the scenario accepts and how much each one says
     about preference (a purchase says more than a view). ``positive_events`` are the events
-    that count as relevant in offline evaluation. ``scorers=None`` means every registered
-    scorer whose ``supports(scenario)`` is true.
+    that count as relevant in offline evaluation. ``scorers=None`` (and likewise
+    ``candidate_sources``) means every registered one whose ``supports(scenario)`` is true.
+    ``item_keys`` are the Feast join keys an item id of this scenario fills: an ad slot's items
+    are ads, so ad-keyed views (``ad_profile``) attach to them and to no other scenario's items.
+    ``fallback`` names the component (a scorer that is also a candidate source) that ranks for
+    a user the system knows nothing about; ``None`` sends such users through the full blend.
     """
 
     name: str
@@ -52,7 +69,8 @@ class Scenario:
     candidate_sources: tuple[str, ...] | None = None
     scorers: tuple[str, ...] | None = None
     blender: str = "weighted"
-    feature_service: str | None = None
+    fallback: str | None = "popularity"
+    item_keys: tuple[str, ...] = (ITEM_ID,)
     default_k: int = 10
     max_k: int = 100
     n_candidates: int = 300
@@ -61,9 +79,9 @@ class Scenario:
     def event_types(self) -> tuple[str, ...]:
         return tuple(self.event_weights)
 
-    @property
-    def feature_service_name(self) -> str:
-        return self.feature_service or f"{self.name}_features"
+
+#: The join keys an ad slot's items fill (the item id is also the ad id).
+AD_ITEM_KEYS = (ITEM_ID, AD_ID)
 
 
 @dataclass
@@ -71,9 +89,9 @@ class TrainingData:
     """What ``fit`` receives.
 
     ``events`` has one row per event (``user_id``, ``item_id``, ``scenario``, ``event_type``,
-    ``value``, ``event_timestamp``) with the scenario's features joined point-in-time correctly
-    by Feast. ``items`` is the catalogue (one row per item, with ``scenario``); ``users`` the
-    user profiles.
+    ``value``, ``event_timestamp``) with the features the scenario's components declare
+    joined point-in-time correctly by Feast (columns ``view__feature``). ``items`` is the
+    catalogue (one row per item, with ``scenario``); ``users`` the user profiles.
     """
 
     events: pd.DataFrame
@@ -87,37 +105,190 @@ class TrainingData:
         return self.events[self.events[SCENARIO] == scenario]
 
 
-@dataclass
-class ScoreBatch:
-    """All candidates of one request, as arrays aligned with ``item_ids``."""
+@dataclass(frozen=True)
+class Ragged:
+    """Rows of different lengths as one flat array: row ``r`` is
+    ``values[offsets[r]:offsets[r + 1]]``. Vectorised code works on ``values`` with
+    ``row_index()``; ``ragged[r]`` reads one row."""
 
-    scenario: Scenario
-    user_id: str
-    item_ids: np.ndarray
-    user_features: Mapping[str, Any] = field(default_factory=dict)
-    item_features: Mapping[str, np.ndarray] = field(default_factory=dict)
-    history: Sequence[str] = ()
-    context: Mapping[str, Any] = field(default_factory=dict)
+    values: np.ndarray
+    offsets: np.ndarray
+
+    @classmethod
+    def from_rows(cls, rows: Iterable[Sequence[Any] | np.ndarray], dtype: Any = None) -> Ragged:
+        rows = [np.asarray(r, dtype=dtype) for r in rows]
+        lengths = np.fromiter((len(r) for r in rows), dtype=np.int64, count=len(rows))
+        offsets = np.zeros(len(rows) + 1, dtype=np.int64)
+        np.cumsum(lengths, out=offsets[1:])
+        values = np.concatenate(rows) if rows else np.array([], dtype=dtype)
+        return cls(values.astype(dtype, copy=False) if dtype is not None else values, offsets)
+
+    @classmethod
+    def single(cls, values: Sequence[Any] | np.ndarray, dtype: Any = None) -> Ragged:
+        values = np.asarray(values, dtype=dtype)
+        return cls(values, np.array([0, len(values)], dtype=np.int64))
+
+    @classmethod
+    def empty(cls, rows: int, dtype: Any = str) -> Ragged:
+        return cls(np.array([], dtype=dtype), np.zeros(rows + 1, dtype=np.int64))
 
     def __len__(self) -> int:
-        return len(self.item_ids)
+        return len(self.offsets) - 1
+
+    def __getitem__(self, row: int) -> np.ndarray:
+        return self.values[self.offsets[row]:self.offsets[row + 1]]
+
+    @cached_property
+    def lengths(self) -> np.ndarray:
+        return np.diff(self.offsets)
+
+    def row_index(self) -> np.ndarray:
+        """For each value, the row it belongs to."""
+        return self._row_index
+
+    @cached_property
+    def _row_index(self) -> np.ndarray:
+        return np.repeat(np.arange(len(self), dtype=np.int64), self.lengths)
+
+    def take(self, rows: np.ndarray) -> Ragged:
+        """The given rows, in that order."""
+        rows = np.asarray(rows, dtype=np.int64)
+        lengths = self.lengths[rows]
+        offsets = np.zeros(len(rows) + 1, dtype=np.int64)
+        np.cumsum(lengths, out=offsets[1:])
+        starts = self.offsets[rows]
+        positions = np.repeat(starts - offsets[:-1], lengths) + np.arange(offsets[-1])
+        return Ragged(self.values[positions], offsets)
+
+    def mask(self, keep: np.ndarray) -> Ragged:
+        """Only the values where ``keep`` is true, rows kept (possibly empty)."""
+        kept = np.bincount(self.row_index()[keep], minlength=len(self))
+        offsets = np.zeros(len(self) + 1, dtype=np.int64)
+        np.cumsum(kept, out=offsets[1:])
+        return Ragged(self.values[keep], offsets)
+
+
+@dataclass(frozen=True)
+class EventSequences:
+    """Each request's most recent events in the scenario, oldest first: the event log and the
+    feedback received since, then ``context.recent_items`` (event type ``"recent"``, stamped
+    with the request time). ``timestamps`` and ``event_types`` align with ``item_ids.values``."""
+
+    item_ids: Ragged
+    timestamps: np.ndarray
+    event_types: np.ndarray
+
+    @classmethod
+    def empty(cls, rows: int) -> EventSequences:
+        return cls(Ragged.empty(rows), np.array([], dtype="datetime64[us]"),
+                   np.array([], dtype=str))
+
+
+def _context_rows(context: Sequence[Mapping[str, Any]] | None, n: int) -> list[Mapping[str, Any]]:
+    rows = list(context) if context is not None else [{} for _ in range(n)]
+    if len(rows) != n:
+        raise ValueError(f"{len(rows)} contexts for {n} requests")
+    return rows
 
 
 @dataclass
-class RetrievalRequest:
-    """What a candidate source sees: who asks, where, and what to leave out."""
+class ScoreBatch:
+    """The candidates of one or many requests of one scenario, as arrays.
+
+    Rows (``item_ids``, every ``item_features`` column) are the candidates of all requests,
+    request after request; ``request`` gives each row's request, ``offsets`` where each
+    request starts. Per-request arrays (``user_ids``, every ``user_features`` column) have one
+    entry per request. Use ``ScoreBatch.one(...)`` for a single request.
+    """
 
     scenario: Scenario
-    user_id: str
-    history: Sequence[str] = ()
-    exclude: frozenset[str] = frozenset()
-    context: Mapping[str, Any] = field(default_factory=dict)
+    user_ids: np.ndarray
+    candidates: Ragged
+    user_features: Mapping[str, np.ndarray] = field(default_factory=dict)
+    item_features: Mapping[str, np.ndarray] = field(default_factory=dict)
+    history: Ragged | None = None
+    sequences: EventSequences | None = None
+    context: Sequence[Mapping[str, Any]] | None = None
+    request: np.ndarray = field(init=False, repr=False)
+
+    def __post_init__(self) -> None:
+        if len(self.user_ids) != len(self.candidates):
+            raise ValueError(f"{len(self.user_ids)} users for {len(self.candidates)} "
+                             "candidate lists")
+        if self.history is None:
+            self.history = Ragged.empty(len(self.user_ids))
+        self.context = _context_rows(self.context, len(self.user_ids))
+        self.request = self.candidates.row_index()
+
+    @classmethod
+    def one(cls, scenario: Scenario, user_id: str, item_ids: Sequence[str] | np.ndarray, *,
+            user_features: Mapping[str, Any] | None = None,
+            item_features: Mapping[str, np.ndarray] | None = None,
+            history: Sequence[str] = (), context: Mapping[str, Any] | None = None,
+            sequences: EventSequences | None = None) -> ScoreBatch:
+        """A batch of one request; ``user_features`` maps each column to its one value."""
+        return cls(scenario=scenario, user_ids=np.array([user_id], dtype=object),
+                   candidates=Ragged.single(np.asarray(item_ids, dtype=str)),
+                   user_features={c: np.array([v], dtype=object)
+                                  for c, v in (user_features or {}).items()},
+                   item_features=dict(item_features or {}),
+                   history=Ragged.single(np.asarray(list(history), dtype=str)),
+                   sequences=sequences, context=[dict(context or {})])
+
+    @property
+    def item_ids(self) -> np.ndarray:
+        return self.candidates.values
+
+    @property
+    def offsets(self) -> np.ndarray:
+        return self.candidates.offsets
+
+    @property
+    def n_requests(self) -> int:
+        return len(self.user_ids)
+
+    def __len__(self) -> int:
+        return len(self.candidates.values)
+
+
+@dataclass
+class RetrievalBatch:
+    """What a candidate source sees: one or many requests of one scenario, who asks, their
+    history (items acted on, oldest first) and the items each request must not get back."""
+
+    scenario: Scenario
+    user_ids: np.ndarray
+    history: Ragged
+    exclude: Ragged
+    context: Sequence[Mapping[str, Any]] | None = None
+
+    def __post_init__(self) -> None:
+        self.context = _context_rows(self.context, len(self.user_ids))
+
+    @classmethod
+    def one(cls, scenario: Scenario, user_id: str, history: Sequence[str] = (),
+            exclude: Collection[str] = (), context: Mapping[str, Any] | None = None
+            ) -> RetrievalBatch:
+        return cls(scenario=scenario, user_ids=np.array([user_id], dtype=object),
+                   history=Ragged.single(np.asarray(list(history), dtype=str)),
+                   exclude=Ragged.single(np.asarray(list(exclude), dtype=str)),
+                   context=[dict(context or {})])
+
+    def __len__(self) -> int:
+        return len(self.user_ids)
 
 
 class _Persistent(ABC):
-    """Shared shape of everything a bundle stores: a name, config, fit, save and load."""
+    """Shared shape of everything a bundle stores: a name, config, declarations, fit, save and
+    load."""
 
     name: ClassVar[str]
+    #: Feast features read (``view:feature``), user or item side; the core fetches exactly
+    #: these into ``ScoreBatch.user_features`` / ``item_features`` (keyed ``view__feature``)
+    #: and joins them onto ``TrainingData.events``. May be set per instance from config.
+    feature_refs: tuple[str, ...] = ()
+    #: How many of the user's most recent events ``ScoreBatch.sequences`` should carry.
+    sequence_length: int = 0
 
     def __init__(self, **config: Any) -> None:
         self.config = config
@@ -145,28 +316,28 @@ class _Persistent(ABC):
 
 
 class Scorer(_Persistent):
-    """Scores a request's candidates for one or more tasks.
+    """Scores a batch of candidates for one or more tasks.
 
     Subclasses set ``name`` and ``tasks`` and implement ``fit``, ``score``, ``save`` and
-    ``load``. ``feature_refs`` lists the item features (``view:feature``) the scorer reads from
-    ``ScoreBatch.item_features`` (keyed ``view__feature``); the server passes only the declared
-    ones. ``user_features`` always carries the user's online features.
+    ``load``; they declare the features they read in ``feature_refs``.
     """
 
     tasks: ClassVar[tuple[str, ...]]
-    feature_refs: ClassVar[tuple[str, ...]] = ()
 
     @abstractmethod
     def score(self, batch: ScoreBatch) -> dict[str, np.ndarray]:
-        """Return ``{task: float array of len(batch)}``; NaN where the scorer has no opinion."""
+        """Return ``{task: float array of len(batch)}``; NaN where the scorer has no opinion.
+        A row's score may depend on its request (``batch.request``) but not on the other
+        rows or requests of the batch."""
 
 
 class CandidateSource(_Persistent):
-    """Retrieves candidate items for a request. A class may be a Scorer and a source at once."""
+    """Retrieves candidate items. A class may be a Scorer and a source at once."""
 
     @abstractmethod
-    def retrieve(self, request: RetrievalRequest, n: int) -> np.ndarray:
-        """Return up to ``n`` item ids, best first, none of them in ``request.exclude``."""
+    def retrieve(self, batch: RetrievalBatch, n: int) -> Ragged:
+        """Up to ``n`` item ids per request, best first, none of them in that request's
+        ``batch.exclude`` row; one row per request."""
 
 
 class SimilarItems(ABC):
@@ -186,11 +357,16 @@ class SimilarItems(ABC):
 class Blender(_Persistent):
     """Turns per-scorer, per-task scores into one ranking score per candidate."""
 
+    def check(self, inputs: Mapping[str, Sequence[str]], scenarios: Collection[str]) -> None:
+        """Called when training is planned: ``inputs`` maps each scenario this blender will
+        blend to its ``scorer.task`` keys, ``scenarios`` lists every registered scenario.
+        Raise ``ValueError`` naming what the configuration refers to that does not exist."""
+
     @abstractmethod
-    def blend(
-        self,
-        scores: Mapping[str, Mapping[str, np.ndarray]],
-        scenario: Scenario,
-        context: Mapping[str, Any],
-    ) -> np.ndarray:
-        """Return one float per candidate; higher ranks first. Must tolerate NaN inputs."""
+    def blend(self, scores: Mapping[str, Mapping[str, np.ndarray]],
+              batch: ScoreBatch) -> np.ndarray:
+        """One finite float per row of ``batch``; higher ranks first within a request.
+
+        ``scores[scorer][task]`` aligns with the batch rows. Inputs may be NaN and any subset
+        of the scorers the blender was fit with may be present; a row's result must depend
+        only on its own request's rows."""

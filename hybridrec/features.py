@@ -1,4 +1,12 @@
-"""Everything that talks to Feast: definitions, materialisation, training frames, online reads.
+"""Everything that talks to Feast: declarations, materialisation, training frames, online reads.
+
+Components declare the features they read (``feature_refs``, ``view:feature``).
+``resolve_features`` checks those declarations against the applied Feast registry and sorts
+them by join key: user-keyed features are read per request, item-side ones (keyed by one of
+the scenario's ``item_keys``) come from an in-memory table of the catalogue. The same
+resolved set drives the training frames (``join_events``), the server (``OnlineFeatures``),
+offline evaluation (``as_of``) and the conformance kit, so each fetches exactly what the
+components declare.
 
 Feast is imported inside the functions that need it, so ``import hybridrec`` stays light.
 ``FEAST_USAGE`` is switched off before the first Feast import (no telemetry from here).
@@ -6,10 +14,14 @@ Feast is imported inside the functions that need it, so ``import hybridrec`` sta
 
 from __future__ import annotations
 
+import contextlib
+import io
 import os
+import sys
 import threading
 import time
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Iterator, Mapping, Sequence
+from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -17,7 +29,8 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from hybridrec import columns as C
-from hybridrec.builtin import features as F
+from hybridrec.contracts import Scenario
+from hybridrec.ids import IdIndex
 
 if TYPE_CHECKING:
     import pandas as pd
@@ -28,6 +41,107 @@ os.environ.setdefault("FEAST_USAGE", "False")
 EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 
 
+class FeatureError(ValueError):
+    """A declared feature that the applied Feast registry does not have, or a repository that
+    has not been applied."""
+
+
+# Declarations ----------------------------------------------------------------------------
+
+@dataclass(frozen=True)
+class FeatureRef:
+    """One declared feature, resolved: its view, name and the view's join key."""
+
+    view: str
+    feature: str
+    key: str
+
+    @property
+    def ref(self) -> str:
+        return f"{self.view}:{self.feature}"
+
+    @property
+    def column(self) -> str:
+        """The column name in frames and batches (Feast's full feature name)."""
+        return f"{self.view}__{self.feature}"
+
+
+@dataclass(frozen=True)
+class FeatureSet:
+    """What one scenario's components read: user features (per request), item features
+    (keyed by one of the scenario's item keys) and ``absent`` ones, keyed by something the
+    scenario's items do not carry, which are always missing there."""
+
+    user: tuple[FeatureRef, ...] = ()
+    item: tuple[FeatureRef, ...] = ()
+    absent: tuple[FeatureRef, ...] = ()
+
+    @property
+    def user_columns(self) -> list[str]:
+        return [r.column for r in self.user]
+
+    @property
+    def item_columns(self) -> list[str]:
+        return [r.column for r in (*self.item, *self.absent)]
+
+    def as_dict(self) -> dict[str, list[str]]:
+        return {"user": [r.ref for r in self.user], "item": [r.ref for r in self.item],
+                "absent": [r.ref for r in self.absent]}
+
+
+@dataclass(frozen=True)
+class ViewInfo:
+    fields: frozenset[str]
+    key: str
+
+
+def applied_views(store: FeatureStore) -> dict[str, ViewInfo]:
+    """Feature views in the applied registry; a FeatureError when nothing was applied."""
+    views = {}
+    for view in store.list_feature_views():
+        keys = [e.name for e in view.entity_columns]
+        if len(keys) == 1:  # composite-keyed views are not readable per user or item
+            views[view.name] = ViewInfo(frozenset(f.name for f in view.features), keys[0])
+    if not views:
+        raise FeatureError(f"no feature views are registered; run 'feast apply' inside "
+                           f"{store.repo_path}")
+    return views
+
+
+def resolve_features(views: Mapping[str, ViewInfo], scenario: Scenario,
+                     declared: Mapping[str, Iterable[str]]) -> FeatureSet:
+    """Resolve ``{component label: refs}`` for ``scenario`` against the registry's views.
+
+    A malformed reference, an unknown view or an unknown field is a FeatureError naming the
+    component and the reference.
+    """
+    user: dict[str, FeatureRef] = {}
+    item: dict[str, FeatureRef] = {}
+    absent: dict[str, FeatureRef] = {}
+    for owner, refs in declared.items():
+        for ref in refs:
+            view, _, feature = str(ref).partition(":")
+            if not view or not feature:
+                raise FeatureError(f"{owner} declares feature {ref!r}, which is not of the "
+                                   "form 'view:feature'")
+            info = views.get(view)
+            if info is None:
+                raise FeatureError(f"{owner} declares feature {ref!r}, but the Feast registry "
+                                   f"has no view {view!r} (views: {', '.join(sorted(views))}); "
+                                   "install the plugin that defines it and run 'feast apply'")
+            if feature not in info.fields:
+                raise FeatureError(f"{owner} declares feature {ref!r}, but view {view!r} has no "
+                                   f"field {feature!r} (fields: {', '.join(sorted(info.fields))})")
+            resolved = FeatureRef(view, feature, info.key)
+            if info.key == C.USER_ID:
+                user[resolved.ref] = resolved
+            elif info.key in scenario.item_keys:
+                item[resolved.ref] = resolved
+            else:
+                absent[resolved.ref] = resolved
+    return FeatureSet(tuple(user.values()), tuple(item.values()), tuple(absent.values()))
+
+
 def feast_definitions(repo_path: Path) -> dict[str, Any]:
     """Feast objects registered by the core and every loaded plugin, by name, with their
     Parquet paths resolved against the feature repository ``repo_path``."""
@@ -35,6 +149,8 @@ def feast_definitions(repo_path: Path) -> dict[str, Any]:
 
     return get_registry().feature_definitions_for(repo_path)
 
+
+# The store -------------------------------------------------------------------------------
 
 def open_store(repo: Path) -> FeatureStore:
     import warnings
@@ -51,76 +167,64 @@ def open_store(repo: Path) -> FeatureStore:
     return FeatureStore(repo_path=str(repo))
 
 
-def check_applied(store: FeatureStore) -> None:
-    """Fail with a useful message when ``feast apply`` has not been run on the repository."""
-    names = {view.name for view in store.list_feature_views()}
-    missing = [view for view in F.VIEW_FIELDS if view not in names]
-    if missing:
-        raise RuntimeError(
-            f"feature views {', '.join(missing)} are not registered; run 'feast apply' inside "
-            f"{store.repo_path}"
-        )
+@contextlib.contextmanager
+def _quiet_unless_terminal() -> Iterator[None]:
+    """Feast prints coloured text and progress bars; keep them out of logs and pipes."""
+    if sys.stdout.isatty() and sys.stderr.isatty():
+        yield
+        return
+    with contextlib.redirect_stdout(io.StringIO()), contextlib.redirect_stderr(io.StringIO()):
+        yield
 
 
 def materialize(repo: Path, end: datetime | None = None) -> list[str]:
     """Load the latest value of every feature view into the online store; return view names."""
     store = open_store(repo)
-    check_applied(store)
+    applied_views(store)
     views = [v.name for v in store.list_feature_views() if v.online]
-    store.materialize(start_date=EPOCH, end_date=end or datetime.now(UTC), feature_views=views)
+    with _quiet_unless_terminal():
+        store.materialize(start_date=EPOCH, end_date=end or datetime.now(UTC),
+                          feature_views=views)
     return views
 
 
-def point_in_time(store: FeatureStore, entity_df: pd.DataFrame, features: Any) -> pd.DataFrame:
-    """``entity_df`` (join keys + ``event_timestamp``) with ``features`` joined as of each row's
-    timestamp, in the same row order; columns are named ``view__feature``.
+# Training frames -------------------------------------------------------------------------
 
-    ``features`` is a list of ``view:feature`` references or a FeatureService.
-    """
+def point_in_time(store: FeatureStore, entity_df: pd.DataFrame, refs: Sequence[str]
+                  ) -> pd.DataFrame:
+    """``entity_df`` (join keys + ``event_timestamp``) with ``refs`` joined as of each row's
+    timestamp, in the same row order; columns are named ``view__feature``."""
     frame = entity_df.reset_index(drop=True).copy()
     frame["_row"] = np.arange(len(frame))
     joined = store.get_historical_features(
-        entity_df=frame, features=features, full_feature_names=True
+        entity_df=frame, features=list(refs), full_feature_names=True
     ).to_df()
     joined = joined.sort_values("_row").reset_index(drop=True)
     return joined.drop(columns="_row")
 
 
-def historical_frame(
-    store: FeatureStore, events: pd.DataFrame, feature_service: str
-) -> pd.DataFrame:
-    """Events with the service's features joined point-in-time correctly.
-
-    The ``ad_id`` join key is the item id, so ad features attach to the events of ad items and
-    are null elsewhere.
-    """
-    entity_df = events[[C.USER_ID, C.ITEM_ID, C.EVENT_TIMESTAMP]].copy()
-    entity_df[C.AD_ID] = entity_df[C.ITEM_ID]
-    joined = point_in_time(store, entity_df, store.get_feature_service(feature_service))
+def join_events(store: FeatureStore, events: pd.DataFrame, scenario: Scenario,
+                features: FeatureSet) -> pd.DataFrame:
+    """One scenario's events with its declared features joined point-in-time correctly
+    (``absent`` features are all-missing columns); no Feast call when nothing is declared."""
     out = events.reset_index(drop=True).copy()
-    for col in joined.columns:
-        if "__" in col:
-            out[col] = joined[col].to_numpy()
+    refs = [r.ref for r in (*features.user, *features.item)]
+    if refs and len(out):
+        entity_df = out[[C.USER_ID, C.EVENT_TIMESTAMP]].copy()
+        for key in scenario.item_keys:
+            entity_df[key] = out[C.ITEM_ID].to_numpy()
+        joined = point_in_time(store, entity_df, refs)
+        for ref in (*features.user, *features.item):
+            out[ref.column] = joined[ref.column].to_numpy()
+    for ref in features.absent:
+        out[ref.column] = None
     return out
 
 
-_ONLINE_LOCK = threading.Lock()
-
-
-def _online_rows(
-    store: FeatureStore, refs: list[str], key: str, ids: Sequence[str]
-) -> dict[str, list[Any]]:
-    # Feast's SQLite online store shares one connection across threads; reads are serialised
-    # here so the server's worker threads and the cache refresh never interleave on it.
-    with _ONLINE_LOCK:
-        response = store.get_online_features(
-            features=refs, entity_rows=[{key: i} for i in ids], full_feature_names=True
-        )
-    return response.to_dict()
-
+# In-memory columns -----------------------------------------------------------------------
 
 def take_aligned(column: np.ndarray, pos: np.ndarray) -> np.ndarray:
-    """``column[pos]`` as an object array, None where ``pos`` is -1 (an unknown item)."""
+    """``column[pos]`` as an object array, None where ``pos`` is -1 (an unknown id)."""
     if len(column) == 0:
         return np.full(len(pos), None, dtype=object)
     out = column[np.maximum(pos, 0)].astype(object, copy=False)  # fancy indexing copies
@@ -128,72 +232,138 @@ def take_aligned(column: np.ndarray, pos: np.ndarray) -> np.ndarray:
     return out
 
 
-class UserFeatures:
-    """Per-request user features from the online store (one entity, a fraction of a ms)."""
+class FeatureTable:
+    """Feature columns of a set of ids, in memory, read with one vectorised ``take``."""
 
-    def __init__(self, store: FeatureStore, views: Iterable[str] = F.USER_VIEWS) -> None:
-        self.store = store
-        self.refs = F.feature_refs(tuple(views))
+    def __init__(self, ids: Sequence[str] | np.ndarray,
+                 columns: Mapping[str, np.ndarray]) -> None:
+        self.index = IdIndex(ids)
+        self.columns = dict(columns)
 
-    def get(self, user_id: str) -> dict[str, Any]:
-        """``{view__feature: value}``; an empty dict when the store knows nothing of the user."""
-        row = _online_rows(self.store, self.refs, C.USER_ID, [user_id])
-        values = {k: v[0] for k, v in row.items() if k != C.USER_ID}
-        return values if any(v is not None for v in values.values()) else {}
+    def take(self, ids: np.ndarray, columns: Iterable[str]) -> dict[str, np.ndarray]:
+        """Columns aligned with ``ids``; None where an id or a column is unknown."""
+        columns = list(columns)
+        if not columns:
+            return {}
+        pos = self.index.positions(ids)
+        empty = np.array([], dtype=object)
+        return {c: take_aligned(self.columns.get(c, empty), pos) for c in columns}
+
+    def __len__(self) -> int:
+        return len(self.index)
 
 
-class ItemCache:
-    """Item features for the whole catalogue, in memory as columns, refreshed in place.
+def _online_columns(store: FeatureStore | None, refs: Sequence[FeatureRef], key: str,
+                    ids: Sequence[str]) -> dict[str, np.ndarray]:
+    if not refs or not len(ids):
+        return {}
+    assert store is not None, "features are declared, so the store was opened"
+    # Feast's SQLite online store shares one connection across threads; reads are serialised
+    # here so the server's worker threads and the cache refresh never interleave on it.
+    with _ONLINE_LOCK:
+        rows = store.get_online_features(
+            features=[r.ref for r in refs], entity_rows=[{key: i} for i in ids],
+            full_feature_names=True).to_dict()
+    return {r.column: np.asarray(rows[r.column], dtype=object) for r in refs}
 
-    Requests read columns with one vectorised ``take``; a refresh builds new arrays and swaps
-    them in under a lock, so readers never see a half-built state.
+
+_ONLINE_LOCK = threading.Lock()
+
+
+def _item_columns(fetch: Any, sets: Mapping[str, FeatureSet],
+                  catalogue: Mapping[str, np.ndarray]) -> FeatureTable:
+    """One table for every catalogue item: each key's features fetched (``fetch(refs, key,
+    ids)``) only for the items of scenarios whose items carry that key."""
+    ids = np.concatenate([np.asarray(v, dtype=object) for v in catalogue.values()]
+                         ) if catalogue else np.array([], dtype=object)
+    table = FeatureTable(ids, {})
+    wanted: dict[str, tuple[dict[str, FeatureRef], list[np.ndarray]]] = {}
+    for name, features in sets.items():
+        for ref in features.item:
+            refs, members = wanted.setdefault(ref.key, ({}, []))
+            refs[ref.ref] = ref
+            if not any(m is catalogue[name] for m in members):
+                members.append(catalogue[name])
+    for key, (refs, members) in wanted.items():
+        key_ids = np.unique(np.concatenate(members).astype(object))
+        got = fetch(list(refs.values()), key, key_ids)
+        pos = table.index.positions(key_ids)
+        for column, values in got.items():
+            full = table.columns.setdefault(column, np.full(len(ids), None, dtype=object))
+            full[pos[pos >= 0]] = values[pos >= 0]
+    return table
+
+
+# Feature sources: what the scoring pipeline reads ------------------------------------------
+
+class FeatureSource:
+    """User and item features for a scenario's requests, as columns (``view__feature``).
+
+    ``users`` returns one entry per user; ``items`` one per item id; both None where a value
+    is missing. Subclasses fill ``user_table`` or override ``users``.
     """
 
-    def __init__(self, store: FeatureStore, item_ids: Sequence[str],
-                 ad_ids: Sequence[str] = ()) -> None:
+    def __init__(self, sets: Mapping[str, FeatureSet], items: FeatureTable,
+                 users: FeatureTable | None = None) -> None:
+        self.sets = dict(sets)
+        self.item_table = items
+        self.user_table = users
+
+    def users(self, scenario: str, user_ids: np.ndarray) -> dict[str, np.ndarray]:
+        columns = self.sets[scenario].user_columns
+        if not columns:
+            return {}
+        assert self.user_table is not None
+        return self.user_table.take(user_ids, columns)
+
+    def items(self, scenario: str, item_ids: np.ndarray) -> dict[str, np.ndarray]:
+        return self.item_table.take(item_ids, self.sets[scenario].item_columns)
+
+
+class OnlineFeatures(FeatureSource):
+    """The serving source: user features read from the online store per request (one entity,
+    a fraction of a millisecond), item features from an in-memory table of the catalogue that
+    ``refresh`` rebuilds and swaps in whole, so readers never see a half-built state."""
+
+    def __init__(self, store: FeatureStore | None, sets: Mapping[str, FeatureSet],
+                 catalogue: Mapping[str, np.ndarray]) -> None:
         self.store = store
-        self.item_ids = list(item_ids)
-        self.ad_ids = list(ad_ids)
-        self._lock = threading.Lock()
-        self._index: Any = None
-        self._columns: dict[str, np.ndarray] = {}
+        self.catalogue = dict(catalogue)
         self.loaded_at = 0.0
+        super().__init__(sets, FeatureTable([], {}))
         self.refresh()
 
     def refresh(self) -> None:
-        import pandas as pd
+        def fetch(refs: Sequence[FeatureRef], key: str, ids: Sequence[str]) -> Any:
+            return _online_columns(self.store, refs, key, ids)
 
-        index = pd.Index(self.item_ids)
-        columns: dict[str, np.ndarray] = {}
-        if self.item_ids:
-            rows = _online_rows(self.store, F.feature_refs(F.ITEM_VIEWS), C.ITEM_ID,
-                                self.item_ids)
-            for name, values in rows.items():
-                if name != C.ITEM_ID:
-                    columns[name] = np.asarray(values, dtype=object)
-        ad_refs = F.feature_refs((F.AD_PROFILE,))
-        ad_cols = {ref.replace(":", "__"): np.full(len(index), None, dtype=object)
-                   for ref in ad_refs}
-        if self.ad_ids:
-            rows = _online_rows(self.store, ad_refs, C.AD_ID, self.ad_ids)
-            pos = index.get_indexer(self.ad_ids)
-            for name, values in rows.items():
-                if name != C.AD_ID:
-                    ad_cols[name][pos[pos >= 0]] = np.asarray(values, dtype=object)[pos >= 0]
-        columns.update(ad_cols)
-        with self._lock:
-            self._index, self._columns = index, columns
-            self.loaded_at = time.time()
+        table = _item_columns(fetch, self.sets, self.catalogue)
+        self.item_table, self.loaded_at = table, time.time()  # one assignment: atomic swap
 
-    def take(self, item_ids: np.ndarray,
-             columns: Iterable[str] | None = None) -> dict[str, np.ndarray]:
-        """Columns (``view__feature``; all when None) aligned with ``item_ids``; None where an
-        item is not in the cache."""
-        with self._lock:
-            index, cached = self._index, self._columns
-        pos = index.get_indexer(item_ids)
-        wanted = cached if columns is None else {c: cached[c] for c in columns if c in cached}
-        return {name: take_aligned(col, pos) for name, col in wanted.items()}
+    def users(self, scenario: str, user_ids: np.ndarray) -> dict[str, np.ndarray]:
+        refs = self.sets[scenario].user
+        return _online_columns(self.store, refs, C.USER_ID, [str(u) for u in user_ids])
 
     def __len__(self) -> int:
-        return len(self.item_ids)
+        return len(self.item_table)
+
+
+def as_of(store: FeatureStore, sets: Mapping[str, FeatureSet],
+          catalogue: Mapping[str, np.ndarray], user_ids: Mapping[str, np.ndarray],
+          when: Any) -> FeatureSource:
+    """Features as they were at ``when`` (offline evaluation): one point-in-time join for the
+    given users of each scenario and one for the catalogue."""
+    import pandas as pd
+
+    def fetch(refs: Sequence[FeatureRef], key: str, ids: Any) -> dict[str, np.ndarray]:
+        frame = pd.DataFrame({key: np.asarray(ids, dtype=object), C.EVENT_TIMESTAMP: when})
+        joined = point_in_time(store, frame, [r.ref for r in refs])
+        return {r.column: joined[r.column].to_numpy(dtype=object) for r in refs}
+
+    items = _item_columns(fetch, sets, catalogue)
+    user_refs = {r.ref: r for s in sets.values() for r in s.user}
+    everyone = np.unique(np.concatenate([np.asarray(u, dtype=object)
+                                         for u in user_ids.values()] or [np.array([])]))
+    users = FeatureTable(everyone, fetch(list(user_refs.values()), C.USER_ID, everyone)
+                         if user_refs and len(everyone) else {})
+    return FeatureSource(sets, items, users)

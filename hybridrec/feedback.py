@@ -62,14 +62,15 @@ class FeedbackLog:
 
     def log_served(self, request_id: str, served_at: str, user_id: str, scenario: str,
                    bundle_version: str, cold_start: bool, items: Sequence[str],
-                   scores: Sequence[float]) -> None:
+                   scores: Sequence[float | None]) -> None:
         """Record a response. ``synchronous=NORMAL``: durable across a process crash."""
         with self._lock:
             self._conn.execute("PRAGMA synchronous=NORMAL")
             self._conn.execute(
                 "INSERT INTO served VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
                 (request_id, served_at, user_id, scenario, bundle_version, int(cold_start),
-                 json.dumps(list(items)), json.dumps([round(float(s), 6) for s in scores])),
+                 json.dumps(list(items)),
+                 json.dumps([None if s is None else round(float(s), 6) for s in scores])),
             )
 
     def served(self, request_ids: Iterable[str]) -> dict[str, dict[str, Any]]:
@@ -104,13 +105,14 @@ class FeedbackLog:
                 raise
             self._conn.execute("COMMIT")
 
-    def items_of(self, user_id: str, scenario: str) -> list[str]:
-        """Items the user acted on through feedback in ``scenario``, oldest first."""
+    def events_of(self, user_id: str, scenario: str) -> list[tuple[str, str, str]]:
+        """The user's feedback in ``scenario`` as (item, event type, ISO time), in the order
+        received."""
         with self._lock:
             rows = self._conn.execute(
-                "SELECT item_id FROM feedback WHERE user_id = ? AND scenario = ? ORDER BY id",
-                (user_id, scenario)).fetchall()
-        return [r[0] for r in rows]
+                "SELECT item_id, event_type, event_timestamp FROM feedback "
+                "WHERE user_id = ? AND scenario = ? ORDER BY id", (user_id, scenario)).fetchall()
+        return [(r[0], r[1], r[2]) for r in rows]
 
     def events(self) -> Any:
         """All feedback as an event frame in the schema of ``events.parquet``."""

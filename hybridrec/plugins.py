@@ -6,10 +6,20 @@ distribution names, empty for none) restricts which of them load. A plugin that 
 or registers a name that is already taken is reported with its name and the name in question,
 and the others still load; strict mode (``HYBRIDREC_STRICT_PLUGINS=1`` or ``--strict``) turns
 any such problem into a ``PluginError``.
+
+Claim order. Registry hooks are not called through pluggy's call loop: hybridrec calls each
+plugin's implementation itself, in a fixed order, so the first plugin to register a name keeps
+it. The order is: built-ins (in ``BUILTIN_PLUGINS`` order), then installed plugins sorted by
+entry-point name, then plugins passed in code (``build_registry(extra=...)``). pluggy's
+``tryfirst``/``trylast`` change nothing here (taking a name that is already registered needs an
+explicit ``register(obj, replace=True)``), and ``wrapper``/``hookwrapper`` implementations of a
+registry hook are reported as problems and never called. An ``@hookimpl`` whose name is not a
+hook (``register_scorer`` for ``register_scorers``) is reported too, with the likely hook.
 """
 
 from __future__ import annotations
 
+import difflib
 import importlib
 import logging
 import os
@@ -100,7 +110,7 @@ class Registry:
 
     def __init__(self, pm: pluggy.PluginManager, infos: dict[str, PluginInfo]) -> None:
         self.pm = pm
-        self.plugins = infos
+        self.plugins = infos  # in claim order: built-ins, installed by name, then extras
         self._items: dict[str, dict[str, Any]] = {kind: {} for kind in KINDS}
         self._collected: set[str] = set()
 
@@ -160,9 +170,18 @@ class Registry:
         for kind in KINDS:
             self.kind(kind)
 
-    def as_dict(self) -> list[dict[str, Any]]:
-        self.collect_all()
-        return [info.as_dict() for info in self.plugins.values()]
+    def as_dict(self, kinds: Iterable[str] | None = None) -> list[dict[str, Any]]:
+        """Every plugin with what it registered under ``kinds`` (all when None; running the
+        feature-definition hooks imports Feast)."""
+        kinds = list(KINDS) if kinds is None else list(kinds)
+        for kind in kinds:
+            self.kind(kind)
+        out = []
+        for info in self.plugins.values():
+            entry = info.as_dict()
+            entry["registered"] = {k: v for k, v in entry["registered"].items() if k in kinds}
+            out.append(entry)
+        return out
 
     # Filling ----------------------------------------------------------------------------
     def _add(self, kind: str, plugin: str, obj: Any, replace: bool, target: dict[str, Any],
@@ -190,14 +209,29 @@ class Registry:
                 self.plugins[owner].registered[kind].remove(name)
             info.registered.setdefault(kind, []).append(name)
 
+    def _impls(self, hook_name: str, record: bool) -> Iterable[Any]:
+        """The hook's implementations in claim order (see the module docstring), never in
+        pluggy's call order, which puts ``trylast`` implementations first."""
+        by_plugin = {impl.plugin_name: impl for impl in
+                     getattr(self.pm.hook, hook_name).get_hookimpls()}
+        for name in self.plugins:
+            impl = by_plugin.get(name)
+            if impl is None:
+                continue
+            if impl.wrapper or impl.hookwrapper:
+                if record:
+                    self.plugins[name].report(
+                        f"plugin {name!r} implements {hook_name} as a wrapper; registry hooks "
+                        "take no wrappers, so it was not called")
+                continue
+            yield impl
+
     def _collect(self, kind: str, into: dict[str, Any] | None = None, **kwargs: Any) -> None:
         hook_name = KINDS[kind]
         target = self._items[kind] if into is None else into
         owners: dict[str, str] = {}
         record = into is None  # only the cached pass records registrations and problems
-        # get_hookimpls() is in registration order: built-ins first, so they claim their
-        # names before installed plugins do.
-        for impl in getattr(self.pm.hook, hook_name).get_hookimpls():
+        for impl in self._impls(hook_name, record):
             plugin = impl.plugin_name
 
             def register(obj: Any, *, replace: bool = False, _p: str = plugin) -> None:
@@ -215,7 +249,7 @@ class Registry:
         return out
 
     def add_commands(self, cli: Any) -> None:
-        for impl in self.pm.hook.register_commands.get_hookimpls():
+        for impl in self._impls("register_commands", True):
             _call_impl(self.plugins[impl.plugin_name], "register_commands", impl.function,
                        True, cli=cli)
 
@@ -257,7 +291,7 @@ def build_registry(strict: bool | None = None,
         infos[module_name] = PluginInfo(module_name, __version__, module_name, builtin=True)
 
     allowed = _allowed_plugins()
-    for ep in _entry_points():
+    for ep in sorted(_entry_points(), key=lambda ep: (ep.name, ep.value)):
         dist = ep.dist
         dist_name = dist.name if dist is not None else None
         if allowed is not None and ep.name not in allowed and dist_name not in allowed:
@@ -283,12 +317,30 @@ def build_registry(strict: bool | None = None,
     for name, plugin in extra:
         pm.register(plugin, name=name)
         infos[name] = PluginInfo(name, None, getattr(plugin, "__name__", name), builtin=False)
+    _report_unknown_hooks(pm, infos)
     registry = Registry(pm, infos)
     if strict:
         registry.collect_all()
         if registry.problems:
             raise PluginError("; ".join(registry.problems))
     return registry
+
+
+def _report_unknown_hooks(pm: pluggy.PluginManager, infos: dict[str, PluginInfo]) -> None:
+    """An ``@hookimpl`` with no matching hook is never called: say so, with the likely hook
+    (what ``pm.check_pending()`` finds, reported per plugin instead of raised)."""
+    known = sorted(name for name in vars(hookspecs) if name.startswith("register_"))
+    for name, caller in vars(pm.hook).items():
+        if getattr(caller, "spec", True) is not None:
+            continue
+        for impl in caller.get_hookimpls():
+            if impl.optionalhook:
+                continue
+            guess = difflib.get_close_matches(name, known, n=1)
+            hint = f" (did you mean {guess[0]!r}?)" if guess else ""
+            infos[impl.plugin_name].report(
+                f"plugin {impl.plugin_name!r} implements {name!r}, which is not a hybridrec "
+                f"hook{hint}; it is never called")
 
 
 _registry: Registry | None = None

@@ -1,28 +1,29 @@
-"""The request path: candidates -> features -> every scorer, vectorised -> blender -> top-k.
+"""Serving one request at a time through the scenario's ``Pipeline``.
 
-Used by the HTTP server and by ``hybridrec recommend``. User features are read from the Feast
-online store per request; item features come from an in-memory ``ItemCache``. A user the
-system knows nothing about (no online features, no history, no feedback) is a cold start and
-is ranked by scenario popularity alone, which the result says.
+Used by the HTTP server and by ``hybridrec recommend``. The bundle gives the fitted
+components, each scenario's plan and the users' history; user features are read from the Feast
+online store per request and item features from an in-memory table (``OnlineFeatures``);
+feedback received since training and ``context.recent_items`` join the history.
 """
 
 from __future__ import annotations
 
 import uuid
-from collections.abc import Mapping, Sequence
-from dataclasses import dataclass, field
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import asdict, dataclass, field
+from datetime import UTC, datetime
 from typing import Any
 
 import numpy as np
 
 from hybridrec import columns as C
-from hybridrec.bundle import Bundle
-from hybridrec.contracts import RetrievalRequest, Scenario, ScoreBatch, SimilarItems
+from hybridrec import history as H
+from hybridrec.bundle import Bundle, BundleError
+from hybridrec.contracts import EventSequences, Ragged, Scenario, SimilarItems
+from hybridrec.features import FeatureSet, OnlineFeatures
 from hybridrec.feedback import FeedbackLog
+from hybridrec.pipeline import Pipeline, Requests
 
-#: The scorer and candidate source every deployment has, used for cold starts.
-FALLBACK = "popularity"
-FALLBACK_LABEL = "scenario_popularity"
 #: Context key: item ids the user just interacted with, not yet sent as feedback.
 RECENT_ITEMS = "recent_items"
 
@@ -47,52 +48,72 @@ class InvalidRequest(ValueError):
 
 
 @dataclass
+class RecommendedItem:
+    item_id: str
+    score: float | None
+    scores: dict[str, float | None]
+
+
+@dataclass
 class Recommendation:
+    """One answer, in the shape the HTTP API and ``hybridrec recommend --json`` both return."""
+
     request_id: str
     user_id: str
     scenario: str
     bundle_version: str
-    item_ids: list[str]
-    scores: list[float]
-    scorer_scores: list[dict[str, float | None]]
     cold_start: bool
     fallback: str | None
+    items: list[RecommendedItem]
     unknown_candidates: list[str] = field(default_factory=list)
+
+    def as_dict(self) -> dict[str, Any]:
+        return asdict(self)
 
 
 class Recommender:
-    def __init__(self, bundle: Bundle, store: Any, feedback: FeedbackLog | None = None) -> None:
-        from hybridrec.features import ItemCache, UserFeatures
+    """Ranks one request at a time. ``open_store`` is called only when some component of the
+    bundle declares features: a deployment whose components read none never imports Feast."""
+
+    def __init__(self, bundle: Bundle, open_store: Callable[[], Any],
+                 feedback: FeedbackLog | None = None) -> None:
         from hybridrec.plugins import get_registry
 
-        self.bundle = bundle
-        self.feedback = feedback
+        self.bundle, self.feedback = bundle, feedback
         registry = get_registry()
-        self.plans: dict[str, dict[str, Any]] = bundle.manifest["scenarios"]
-        self.scenarios: dict[str, Scenario] = {
-            name: registry.get("scenarios", name) for name in self.plans
-        }
+        plans = bundle.plans
+        self.scenarios: dict[str, Scenario] = {n: registry.get("scenarios", n) for n in plans}
         catalogue = bundle.catalogue()
-        self.catalogue = {
-            name: catalogue.loc[catalogue[C.SCENARIO] == name, C.ITEM_ID].to_numpy(str)
-            for name in self.plans
-        }
-        history = bundle.history().sort_values(C.EVENT_TIMESTAMP)
-        self.history: dict[tuple[str, str], list[str]] = {
-            (str(s), str(u)): list(items)
-            for (s, u), items in history.groupby([C.SCENARIO, C.USER_ID], sort=False)[C.ITEM_ID]
-        }
-        ids = catalogue[C.ITEM_ID].to_numpy(str)
-        self.items = ItemCache(store, ids, ad_ids=ids)
-        self.user_features = UserFeatures(store)
+        self.catalogue = {n: catalogue.loc[catalogue[C.SCENARIO] == n, C.ITEM_ID].to_numpy(str)
+                          for n in plans}
         self._known = {name: set(items) for name, items in self.catalogue.items()}
-        # Item columns a request needs: what its scorers declare in ``feature_refs``.
-        self.item_columns = {
-            name: sorted({ref.replace(":", "__") for s in set(plan["scorers"]) | {FALLBACK}
-                          if s in bundle.scorers
-                          for ref in type(bundle.scorers[s]).feature_refs})
-            for name, plan in self.plans.items()
-        }
+        self.history = _by_user(bundle.history(), C.ITEM_ID)
+        sequences = bundle.sequences()
+        self.sequences = {} if sequences is None else _by_user(sequences, None)
+        declared = {n: p.declarations(bundle.components, bundle.blenders[p.blender])
+                    for n, p in plans.items()}
+        needs_store = any(refs for d in declared.values() for refs in d.values())
+        self.store = open_store() if needs_store else None
+        self.features = OnlineFeatures(self.store, self._resolve(declared), self.catalogue)
+        self.plans = {n: p.as_dict() for n, p in plans.items()}
+        self.pipelines = {n: Pipeline.from_plan(self.scenarios[n], p, bundle.components,
+                                                bundle.blenders, self.features,
+                                                self.catalogue[n])
+                          for n, p in plans.items()}
+
+    def _resolve(self, declared: Mapping[str, Mapping[str, Sequence[str]]]
+                 ) -> dict[str, FeatureSet]:
+        """Each scenario's declared features, checked against the applied Feast registry."""
+        from hybridrec.features import FeatureError, applied_views, resolve_features
+
+        if self.store is None:
+            return {n: FeatureSet() for n in declared}
+        views = applied_views(self.store)
+        try:
+            return {n: resolve_features(views, self.scenarios[n], d)
+                    for n, d in declared.items()}
+        except FeatureError as exc:
+            raise BundleError(f"bundle {self.bundle.version}: {exc}") from None
 
     @property
     def version(self) -> str:
@@ -103,34 +124,72 @@ class Recommender:
             raise UnknownScenario(name, sorted(self.scenarios))
         return self.scenarios[name]
 
-    def user_history(self, user_id: str, scenario: str,
-                     context: Mapping[str, Any] | None = None) -> list[str]:
+    def check_k(self, scenario: Scenario, k: int) -> None:
+        """The one rule for k: between 1 and the scenario's ``max_k``."""
+        if isinstance(k, bool) or not isinstance(k, int) or not 1 <= k <= scenario.max_k:
+            raise InvalidRequest("k", f"k must be an integer between 1 and {scenario.max_k} "
+                                      f"for scenario {scenario.name!r}, got {k!r}")
+
+    def recommend(self, user_id: str, scenario_name: str, k: int | None = None,
+                  context: Mapping[str, Any] | None = None,
+                  candidates: Sequence[str] | None = None, exclude_seen: bool = True,
+                  request_id: str | None = None) -> Recommendation:
+        scenario = self.scenario(scenario_name)
+        k = scenario.default_k if k is None else k
+        self.check_k(scenario, k)
+        context = dict(context or {})
+        pipeline = self.pipelines[scenario.name]
+        recent = _recent_items(context)
+        feedback = (self.feedback.events_of(user_id, scenario.name)
+                    if self.feedback is not None else [])
+        requests = Requests.one(
+            user_id, self.user_history(user_id, scenario, feedback, recent), exclude_seen,
+            context, candidates,
+            self._sequence(user_id, scenario, feedback, recent, pipeline.sequence_length))
+        [ranked] = pipeline.recommend(requests, k)
+        return Recommendation(
+            request_id=request_id or uuid.uuid4().hex, user_id=user_id, scenario=scenario.name,
+            bundle_version=self.version, cold_start=ranked.cold_start,
+            fallback=pipeline.fallback.name if ranked.cold_start and pipeline.fallback else None,
+            items=[RecommendedItem(i, s, d) for i, s, d in zip(
+                ranked.item_ids, ranked.scores, ranked.scorer_scores, strict=True)],
+            unknown_candidates=ranked.unknown_candidates)
+
+    def user_history(self, user_id: str, scenario: Scenario,
+                     feedback: Sequence[tuple[str, str, str]], recent: Sequence[str]
+                     ) -> list[str]:
         """Items the user acted on, oldest first: the training window, feedback received
-        since, then ``context["recent_items"]`` sent with the request."""
-        seen = list(self.history.get((scenario, user_id), ()))
-        if self.feedback is not None:
-            seen.extend(self.feedback.items_of(user_id, scenario))
-        recent = (context or {}).get(RECENT_ITEMS)
-        if recent is not None:
-            if not isinstance(recent, list) or not all(isinstance(i, str) for i in recent):
-                raise InvalidRequest("context", f"context.{RECENT_ITEMS} must be a list of "
-                                                "item id strings")
-            seen.extend(recent)
+        since (events with a positive weight, as in training), then ``recent``."""
+        seen = list(self.history.get((scenario.name, user_id), ()))
+        weights = scenario.event_weights
+        seen.extend(item for item, kind, _ in feedback if weights.get(kind, 0.0) > 0)
+        seen.extend(recent)
         return seen
+
+    def _sequence(self, user_id: str, scenario: Scenario,
+                  feedback: Sequence[tuple[str, str, str]], recent: Sequence[str],
+                  length: int) -> EventSequences | None:
+        if length <= 0:
+            return None
+        now = np.datetime64(datetime.now(UTC).replace(tzinfo=None), "us")
+        stored = self.sequences.get((scenario.name, user_id), [])
+        events = [*stored, *((i, k, _utc64(t)) for i, k, t in feedback),
+                  *((i, H.RECENT_EVENT, now) for i in recent)][-length:]
+        return EventSequences(Ragged.single(np.array([e[0] for e in events], dtype=str)),
+                              np.array([e[2] for e in events], dtype="datetime64[us]"),
+                              np.array([e[1] for e in events], dtype=str))
 
     def similar(self, scenario_name: str, item_id: str, k: int) -> tuple[str, list[str],
                                                                         list[float]]:
         """Items like ``item_id`` from the first component of the scenario that offers
         similarity; returns (component name, item ids, similarities)."""
         scenario = self.scenario(scenario_name)
-        if not 1 <= k <= scenario.max_k:
-            raise InvalidRequest("k", f"k must be between 1 and {scenario.max_k}, got {k}")
+        self.check_k(scenario, k)
         if not self.knows_item(scenario.name, item_id):
             raise UnknownItem(f"unknown item {item_id!r} in scenario {scenario.name!r}")
         plan = self.plans[scenario.name]
-        for name in [*plan["candidate_sources"], *plan["scorers"]]:
-            component = (self.bundle.candidate_sources.get(name)
-                         or self.bundle.scorers.get(name))
+        for name in dict.fromkeys([*plan["candidate_sources"], *plan["scorers"]]):
+            component = self.bundle.components.get(name)
             if isinstance(component, SimilarItems):
                 try:
                     ids, sims = component.similar_items(scenario.name, item_id, k)
@@ -141,79 +200,37 @@ class Recommender:
                           f"to {item_id!r} (install a plugin that offers item similarity, "
                           "such as hybridrec-als)")
 
-    def recommend(
-        self,
-        user_id: str,
-        scenario_name: str,
-        k: int | None = None,
-        context: Mapping[str, Any] | None = None,
-        candidates: Sequence[str] | None = None,
-        exclude_seen: bool = True,
-        request_id: str | None = None,
-    ) -> Recommendation:
-        scenario = self.scenario(scenario_name)
-        k = scenario.default_k if k is None else k
-        if not 1 <= k <= scenario.max_k:
-            raise InvalidRequest("k", f"k must be between 1 and {scenario.max_k} for scenario "
-                                      f"{scenario.name!r}, got {k}")
-        context = dict(context or {})
-        plan = self.plans[scenario.name]
-        user_feats = self.user_features.get(user_id)
-        history = self.user_history(user_id, scenario.name, context)
-        cold = not user_feats and not history
-        fallback = FALLBACK if cold and FALLBACK in self.bundle.scorers else None
-        scorer_names = [fallback] if fallback else plan["scorers"]
-        source_names = [fallback] if fallback else plan["candidate_sources"]
-        exclude = frozenset(history) if exclude_seen else frozenset()
-
-        unknown: list[str] = []
-        if candidates is not None:
-            ids = np.array(list(dict.fromkeys(candidates)), dtype=str)
-            known = np.isin(ids, self.catalogue[scenario.name])
-            unknown = ids[~known].tolist()
-            ids = ids[known]
-            if exclude:
-                ids = ids[~np.isin(ids, list(exclude))]
-        else:
-            request = RetrievalRequest(scenario=scenario, user_id=user_id, history=history,
-                                       exclude=exclude, context=context)
-            pools = [self.bundle.candidate_sources[name].retrieve(request, scenario.n_candidates)
-                     for name in source_names]
-            ids = np.array(list(dict.fromkeys(np.concatenate(pools).tolist())), dtype=str)
-
-        batch = ScoreBatch(scenario=scenario, user_id=user_id, item_ids=ids,
-                           user_features=user_feats,
-                           item_features=self.items.take(ids, self.item_columns[scenario.name]),
-                           history=history, context=context)
-        outputs = {name: self.bundle.scorers[name].score(batch) for name in scorer_names}
-        if len(ids):
-            blender = self.bundle.blenders[plan["blender"]]
-            final = np.asarray(blender.blend(outputs, scenario, context), dtype=float)
-            final = np.nan_to_num(final, nan=-np.inf)
-            top = np.argsort(-final, kind="stable")[:k]
-        else:
-            final, top = np.array([]), np.array([], dtype=int)
-        per_item = [
-            {f"{s}.{t}": _finite(v[i]) for s, tasks in outputs.items() for t, v in tasks.items()}
-            for i in top
-        ]
-        return Recommendation(
-            request_id=request_id or uuid.uuid4().hex,
-            user_id=user_id,
-            scenario=scenario.name,
-            bundle_version=self.version,
-            item_ids=ids[top].tolist(),
-            scores=[float(final[i]) if np.isfinite(final[i]) else 0.0 for i in top],
-            scorer_scores=per_item,
-            cold_start=cold,
-            fallback=FALLBACK_LABEL if fallback else None,
-            unknown_candidates=unknown,
-        )
-
     def knows_item(self, scenario: str, item_id: str) -> bool:
         return item_id in self._known.get(scenario, ())
 
 
-def _finite(value: Any) -> float | None:
-    value = float(value)
-    return value if np.isfinite(value) else None
+def _utc64(text: str) -> np.datetime64:
+    stamp = datetime.fromisoformat(text)
+    if stamp.tzinfo is not None:
+        stamp = stamp.astimezone(UTC).replace(tzinfo=None)
+    return np.datetime64(stamp, "us")
+
+
+def _recent_items(context: Mapping[str, Any]) -> list[str]:
+    recent = context.get(RECENT_ITEMS)
+    if recent is None:
+        return []
+    if not isinstance(recent, list) or not all(isinstance(i, str) for i in recent):
+        raise InvalidRequest("context", f"context.{RECENT_ITEMS} must be a list of item id "
+                                        "strings")
+    return recent
+
+
+def _by_user(frame: Any, column: str | None) -> dict[tuple[str, str], list[Any]]:
+    """``{(scenario, user): [column values, oldest first]}``; whole (item, type, time) events
+    when ``column`` is None."""
+    frame = frame.sort_values(C.EVENT_TIMESTAMP, kind="stable")
+    if column is None:
+        stamps = frame[C.EVENT_TIMESTAMP].dt.tz_localize(None).to_numpy("datetime64[us]")
+        values: Any = list(zip(frame[C.ITEM_ID], frame[C.EVENT_TYPE], stamps, strict=True))
+    else:
+        values = frame[column].tolist()
+    out: dict[tuple[str, str], list[Any]] = {}
+    for scenario, user, value in zip(frame[C.SCENARIO], frame[C.USER_ID], values, strict=True):
+        out.setdefault((str(scenario), str(user)), []).append(value)
+    return out

@@ -1,4 +1,4 @@
-"""Conformance kit: the contract every scorer and candidate source must keep.
+"""Conformance kit: the contracts every scorer, candidate source and blender must keep.
 
 Subclass in your plugin's tests and provide two fixtures::
 
@@ -13,13 +13,20 @@ Subclass in your plugin's tests and provide two fixtures::
         def data(self):
             return tiny_training_data()
 
-The kit fits the scorer on ``data`` and checks shapes, tasks, NaN for unknown items, batch
-independence (scores are per item, not per batch position), and a save/load round trip.
-``CandidateSourceContract`` does the same for retrieval.
+The kit gives a component exactly what the core would: the features it declares
+(``feature_refs``) fetched through a real Feast repository built from ``data`` (point-in-time
+joined for ``fit``, online for scoring; an undeclared feature is simply not there), its
+history, and its recent events when it declares a ``sequence_length``. It checks shapes,
+tasks, NaN for unknown items, that a row's score depends neither on the other rows nor on the
+other requests of a batch, and a save/load round trip. ``CandidateSourceContract`` and
+``BlenderContract`` do the same for retrieval and blending.
 """
 
 from __future__ import annotations
 
+import tempfile
+from collections.abc import Sequence
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -28,65 +35,176 @@ import pandas as pd
 import pytest
 
 from hybridrec import columns as C
+from hybridrec import history as H
 from hybridrec.contracts import (
+    Blender,
     CandidateSource,
-    RetrievalRequest,
+    Ragged,
+    RetrievalBatch,
     Scenario,
     ScoreBatch,
     Scorer,
     TrainingData,
 )
 
-__all__ = ["CandidateSourceContract", "ScorerContract", "active_user", "events_frame",
-           "tiny_training_data"]
+__all__ = ["BlenderContract", "CandidateSourceContract", "KitWorld", "ScorerContract",
+           "active_user", "events_frame", "tiny_training_data"]
 
 UNKNOWN_ITEM = "no-such-item"
+Ids = Sequence[str] | np.ndarray
+#: The tiny world's events end here, so the kit's data never depends on the day it runs.
+KIT_END = "2025-03-31T00:00:00Z"
+
+STORE_YAML = """project: hybridrec_kit
+provider: local
+registry: data/registry.db
+online_store:
+  type: sqlite
+  path: data/online.db
+offline_store:
+  type: duckdb
+entity_key_serialization_version: 3
+"""
 
 
 def tiny_training_data(users: int = 60, items: int = 40, events: int = 3000,
                        seed: int = 0) -> TrainingData:
-    """A small two-scenario world from the synthetic generator, without Feast features."""
-    from hybridrec.builtin.scenarios import SHOP, VIDEO
+    """A small two-scenario world (shop, video) from the synthetic generator."""
     from hybridrec.data.synthetic import SyntheticConfig, generate
+    from hybridrec.plugins import get_registry
 
-    data = generate(SyntheticConfig(users=users, items=items, ads=5, events=events, seed=seed))
+    data = generate(SyntheticConfig(users=users, items=items, ads=5, events=events, seed=seed,
+                                    end=KIT_END))
     keep = data.events[C.SCENARIO].isin(["shop", "video"])
     items_frame = data.items[data.items[C.SCENARIO].isin(["shop", "video"])]
     return TrainingData(events=data.events[keep].reset_index(drop=True),
                         items=items_frame.reset_index(drop=True), users=data.users,
-                        scenarios={"shop": SHOP, "video": VIDEO})
+                        scenarios={n: get_registry().scenarios[n] for n in ("shop", "video")})
 
 
-def active_user(data: TrainingData, scenario: Scenario) -> tuple[str, list[str]]:
-    """The scenario's most active user and the items they interacted with."""
+def active_user(data: TrainingData, scenario: Scenario, rank: int = 0) -> tuple[str, list[str]]:
+    """The scenario's ``rank``-th most active user and the items they interacted with."""
     events = data.scenario_events(scenario.name)
-    user = str(events[C.USER_ID].value_counts().index[0])
+    user = str(events[C.USER_ID].value_counts().index[rank])
     return user, events.loc[events[C.USER_ID] == user, C.ITEM_ID].tolist()
 
 
-def _request(data: TrainingData, scenario: Scenario,
-             exclude: frozenset[str] = frozenset()) -> RetrievalRequest:
-    user, history = active_user(data, scenario)
-    return RetrievalRequest(scenario=scenario, user_id=user, history=history, exclude=exclude)
+def events_frame(rows: list[tuple[str, str, str, str, str]]) -> pd.DataFrame:
+    """Build an event frame from ``(user, item, scenario, event_type, iso time)`` tuples."""
+    frame = pd.DataFrame(rows, columns=[C.USER_ID, C.ITEM_ID, C.SCENARIO, C.EVENT_TYPE,
+                                        C.EVENT_TIMESTAMP])
+    frame[C.VALUE] = 1.0
+    frame[C.EVENT_TIMESTAMP] = pd.to_datetime(frame[C.EVENT_TIMESTAMP], utc=True)
+    return frame
 
 
-def _batch(data: TrainingData, scenario: Scenario, item_ids: np.ndarray,
-           user: str | None = None) -> ScoreBatch:
-    events = data.scenario_events(scenario.name)
-    user = user or active_user(data, scenario)[0]
-    history = events.loc[events[C.USER_ID] == user, C.ITEM_ID].tolist()
-    feats = data.items.set_index(C.ITEM_ID).reindex(item_ids)
-    item_features = {f"item_profile__{c}": feats[c].to_numpy(dtype=object)
-                     for c in ("scenario", "category", "title", "text", "price")
-                     if c in feats}
-    return ScoreBatch(scenario=scenario, user_id=user, item_ids=np.asarray(item_ids, dtype=str),
-                      item_features=item_features, history=history)
+# The world a component sees ---------------------------------------------------------------
+
+_STORES: dict[str, Any] = {}
 
 
-class _FittedFixture:
+def feature_store(data: TrainingData) -> Any:
+    """A real Feast repository holding ``data`` (every registered definition applied, the
+    online store materialised), built once per distinct data set in a process."""
+    from hybridrec.features import EPOCH, feast_definitions, open_store
+    from hybridrec.training.data import fingerprint
+
+    key = fingerprint(data.events)
+    if key not in _STORES:
+        from hybridrec.data.tables import Dataset, write_dataset
+
+        repo = Path(tempfile.mkdtemp(prefix="hybridrec-kit-"))
+        (repo / "feature_store.yaml").write_text(STORE_YAML)
+        write_dataset(Dataset(events=data.events, users=data.users, items=data.items),
+                      repo / "data")
+        store = open_store(repo)
+        store.apply(list(feast_definitions(repo).values()))
+        store.materialize(start_date=EPOCH, end_date=datetime.now(UTC))
+        _STORES[key] = store
+    return _STORES[key]
+
+
+class KitWorld:
+    """``data`` as the core would hand it to ``component``: declared features only."""
+
+    def __init__(self, data: TrainingData, component: Any) -> None:
+        from hybridrec.features import (
+            FeatureSet,
+            FeatureSource,
+            FeatureTable,
+            OnlineFeatures,
+            applied_views,
+            resolve_features,
+        )
+
+        self.data, self.component = data, component
+        refs = tuple(getattr(component, "feature_refs", ()))
+        self.sequence_length = int(getattr(component, "sequence_length", 0))
+        self.catalogues = {n: data.items.loc[data.items[C.SCENARIO] == n, C.ITEM_ID]
+                           .to_numpy(str) for n in data.scenarios}
+        self.store = feature_store(data) if refs else None
+        if self.store is None:
+            self.sets = {n: FeatureSet() for n in data.scenarios}
+            self.features: Any = FeatureSource(self.sets, FeatureTable([], {}))
+            return
+        views = applied_views(self.store)
+        label = f"{type(component).__name__} {getattr(component, 'name', '?')!r}"
+        self.sets = {n: resolve_features(views, s, {label: refs})
+                     for n, s in data.scenarios.items()}
+        self.features = OnlineFeatures(self.store, self.sets, self.catalogues)
+
+    def training_data(self) -> TrainingData:
+        """``data`` with the declared features joined point-in-time correctly."""
+        if self.store is None:
+            return self.data
+        from hybridrec.features import join_events
+
+        frames = [join_events(self.store, self.data.scenario_events(n), s, self.sets[n])
+                  for n, s in self.data.scenarios.items()]
+        return TrainingData(events=pd.concat(frames, ignore_index=True), items=self.data.items,
+                            users=self.data.users, scenarios=self.data.scenarios)
+
+    def catalogue(self, scenario: Scenario) -> np.ndarray:
+        return self.catalogues[scenario.name]
+
+    def _history(self, scenario: Scenario, users: Sequence[str]) -> Ragged:
+        seen = H.seen_pairs(self.data.scenario_events(scenario.name),
+                            {scenario.name: scenario})
+        return H.grouped(seen, np.asarray(users, dtype=object))
+
+    def batch(self, scenario: Scenario, requests: Sequence[tuple[str, Ids]]
+              ) -> ScoreBatch:
+        """A batch of ``(user, item ids)`` requests, with what the component declared."""
+        users = np.array([u for u, _ in requests], dtype=object)
+        candidates = Ragged.from_rows([np.asarray(items, dtype=str) for _, items in requests],
+                                      dtype=str)
+        sequences = None
+        if self.sequence_length:
+            recent = H.recent_events(self.data.events, {scenario.name: self.sequence_length})
+            sequences = H.sequences_of(recent, users)
+        return ScoreBatch(
+            scenario=scenario, user_ids=users, candidates=candidates,
+            user_features=self.features.users(scenario.name, users),
+            item_features=self.features.items(scenario.name, candidates.values),
+            history=self._history(scenario, list(users)), sequences=sequences)
+
+    def retrieval(self, scenario: Scenario, requests: Sequence[tuple[str, Ids]]
+                  ) -> RetrievalBatch:
+        """A retrieval batch of ``(user, excluded item ids)`` requests."""
+        users = [u for u, _ in requests]
+        return RetrievalBatch(scenario=scenario, user_ids=np.array(users, dtype=object),
+                              history=self._history(scenario, users),
+                              exclude=Ragged.from_rows([list(e) for _, e in requests], dtype=str))
+
+
+class _Kit:
     @pytest.fixture
-    def fitted(self, scorer: Any, data: TrainingData) -> Any:
-        scorer.fit(data)
+    def world(self, scorer: Any, data: TrainingData) -> KitWorld:
+        return KitWorld(data, scorer)
+
+    @pytest.fixture
+    def fitted(self, scorer: Any, world: KitWorld) -> Any:
+        scorer.fit(world.training_data())
         return scorer
 
     @staticmethod
@@ -98,11 +216,17 @@ class _FittedFixture:
         return chosen
 
     @staticmethod
-    def catalogue(data: TrainingData, scenario: Scenario) -> np.ndarray:
-        return data.items.loc[data.items[C.SCENARIO] == scenario.name, C.ITEM_ID].to_numpy(str)
+    def users(data: TrainingData, scenario: Scenario) -> tuple[str, str]:
+        return active_user(data, scenario)[0], active_user(data, scenario, rank=1)[0]
+
+    def test_declarations(self, scorer: Any, world: KitWorld) -> None:
+        """``feature_refs`` are ``view:feature`` strings the Feast registry resolves (the
+        world raises naming the bad one), ``sequence_length`` a count."""
+        assert all(isinstance(r, str) and ":" in r for r in scorer.feature_refs)
+        assert isinstance(scorer.sequence_length, int) and scorer.sequence_length >= 0
 
 
-class ScorerContract(_FittedFixture):
+class ScorerContract(_Kit):
     """Tests every Scorer must pass. Needs fixtures ``scorer`` (unfitted) and ``data``."""
 
     def test_declares_name_and_tasks(self, scorer: Scorer) -> None:
@@ -110,11 +234,11 @@ class ScorerContract(_FittedFixture):
         assert isinstance(scorer.name, str) and scorer.name
         assert scorer.tasks and all(isinstance(t, str) for t in scorer.tasks)
 
-    def test_scores_every_candidate_for_its_tasks(self, fitted: Scorer,
-                                                  data: TrainingData) -> None:
-        for scenario in self.scenarios(fitted, data):
-            items = self.catalogue(data, scenario)
-            out = fitted.score(_batch(data, scenario, items))
+    def test_scores_every_candidate_for_its_tasks(self, fitted: Scorer, world: KitWorld) -> None:
+        for scenario in self.scenarios(fitted, world.data):
+            items = world.catalogue(scenario)
+            user = self.users(world.data, scenario)[0]
+            out = fitted.score(world.batch(scenario, [(user, items)]))
             assert set(out) <= set(fitted.tasks) and out, f"tasks {set(out)} vs {fitted.tasks}"
             for task, values in out.items():
                 values = np.asarray(values)
@@ -122,41 +246,58 @@ class ScorerContract(_FittedFixture):
                 assert np.issubdtype(values.dtype, np.floating)
                 assert np.isfinite(values).any(), f"{task}: no finite score for known items"
 
-    def test_unknown_item_has_no_score(self, fitted: Scorer, data: TrainingData) -> None:
-        for scenario in self.scenarios(fitted, data):
-            items = np.r_[self.catalogue(data, scenario)[:3], [UNKNOWN_ITEM]]
-            for task, values in fitted.score(_batch(data, scenario, items)).items():
+    def test_unknown_item_has_no_score(self, fitted: Scorer, world: KitWorld) -> None:
+        for scenario in self.scenarios(fitted, world.data):
+            items = np.r_[world.catalogue(scenario)[:3], [UNKNOWN_ITEM]]
+            user = self.users(world.data, scenario)[0]
+            for task, values in fitted.score(world.batch(scenario, [(user, items)])).items():
                 assert np.isnan(values[-1]), f"{task}: unknown item scored {values[-1]}"
 
     def test_scores_do_not_depend_on_batch_composition(self, fitted: Scorer,
-                                                       data: TrainingData) -> None:
-        for scenario in self.scenarios(fitted, data):
-            items = self.catalogue(data, scenario)[:20]
-            whole = fitted.score(_batch(data, scenario, items))
-            reversed_ = fitted.score(_batch(data, scenario, items[::-1]))
-            half = fitted.score(_batch(data, scenario, items[:10]))
+                                                       world: KitWorld) -> None:
+        for scenario in self.scenarios(fitted, world.data):
+            items = world.catalogue(scenario)[:20]
+            user = self.users(world.data, scenario)[0]
+            whole = fitted.score(world.batch(scenario, [(user, items)]))
+            reversed_ = fitted.score(world.batch(scenario, [(user, items[::-1])]))
+            half = fitted.score(world.batch(scenario, [(user, items[:10])]))
             for task in whole:
                 np.testing.assert_allclose(whole[task][::-1], reversed_[task], rtol=1e-6)
                 np.testing.assert_allclose(whole[task][:10], half[task], rtol=1e-6)
 
-    def test_empty_batch(self, fitted: Scorer, data: TrainingData) -> None:
-        scenario = self.scenarios(fitted, data)[0]
-        for values in fitted.score(_batch(data, scenario, np.array([], dtype=str))).values():
+    def test_requests_in_one_batch_are_scored_as_if_alone(self, fitted: Scorer,
+                                                          world: KitWorld) -> None:
+        for scenario in self.scenarios(fitted, world.data):
+            items = world.catalogue(scenario)
+            first, second = self.users(world.data, scenario)
+            together = fitted.score(world.batch(scenario, [(first, items[:15]),
+                                                           (second, items[5:])]))
+            alone = [fitted.score(world.batch(scenario, [(first, items[:15])])),
+                     fitted.score(world.batch(scenario, [(second, items[5:])]))]
+            for task in together:
+                np.testing.assert_allclose(
+                    together[task], np.concatenate([alone[0][task], alone[1][task]]),
+                    rtol=1e-6, err_msg=f"{task}: a request's scores changed with its batch")
+
+    def test_empty_batch(self, fitted: Scorer, world: KitWorld) -> None:
+        scenario = self.scenarios(fitted, world.data)[0]
+        user = self.users(world.data, scenario)[0]
+        for values in fitted.score(world.batch(scenario, [(user, [])])).values():
             assert len(values) == 0
 
-    def test_save_load_round_trip(self, fitted: Scorer, data: TrainingData,
-                                  tmp_path: Path) -> None:
+    def test_save_load_round_trip(self, fitted: Scorer, world: KitWorld, tmp_path: Path) -> None:
         fitted.save(tmp_path)
         loaded = type(fitted).load(tmp_path)
-        for scenario in self.scenarios(fitted, data):
-            batch = _batch(data, scenario, self.catalogue(data, scenario))
+        for scenario in self.scenarios(fitted, world.data):
+            user = self.users(world.data, scenario)[0]
+            batch = world.batch(scenario, [(user, world.catalogue(scenario))])
             before, after = fitted.score(batch), loaded.score(batch)
             assert before.keys() == after.keys()
             for task in before:
                 np.testing.assert_allclose(before[task], after[task], rtol=1e-6)
 
 
-class CandidateSourceContract(_FittedFixture):
+class CandidateSourceContract(_Kit):
     """Tests every CandidateSource must pass. Needs fixtures ``source`` and ``data``."""
 
     @pytest.fixture
@@ -164,33 +305,99 @@ class CandidateSourceContract(_FittedFixture):
         return source
 
     def test_retrieves_catalogue_items_without_repeats(self, fitted: CandidateSource,
-                                                       data: TrainingData) -> None:
-        for scenario in self.scenarios(fitted, data):
-            got = fitted.retrieve(_request(data, scenario), 10)
-            assert 0 < len(got) <= 10
-            assert len(set(got)) == len(got)
-            assert set(got) <= set(self.catalogue(data, scenario))
+                                                       world: KitWorld) -> None:
+        for scenario in self.scenarios(fitted, world.data):
+            users = self.users(world.data, scenario)
+            got = fitted.retrieve(world.retrieval(scenario, [(u, ()) for u in users]), 10)
+            assert isinstance(got, Ragged) and len(got) == 2
+            for row in range(2):
+                assert 0 < len(got[row]) <= 10
+                assert len(set(got[row])) == len(got[row])
+                assert set(got[row]) <= set(world.catalogue(scenario))
 
-    def test_respects_exclude(self, fitted: CandidateSource, data: TrainingData) -> None:
-        for scenario in self.scenarios(fitted, data):
-            first = fitted.retrieve(_request(data, scenario), 5)
-            again = fitted.retrieve(_request(data, scenario, frozenset(first[:3])), 5)
+    def test_respects_exclude(self, fitted: CandidateSource, world: KitWorld) -> None:
+        for scenario in self.scenarios(fitted, world.data):
+            user = self.users(world.data, scenario)[0]
+            first = fitted.retrieve(world.retrieval(scenario, [(user, ())]), 5)[0]
+            again = fitted.retrieve(world.retrieval(scenario, [(user, first[:3])]), 5)[0]
             assert not set(first[:3]) & set(again)
             assert len(again) == 5
 
-    def test_save_load_round_trip(self, fitted: CandidateSource, data: TrainingData,
+    def test_requests_in_one_batch_are_retrieved_as_if_alone(self, fitted: CandidateSource,
+                                                             world: KitWorld) -> None:
+        for scenario in self.scenarios(fitted, world.data):
+            first, second = self.users(world.data, scenario)
+            shared = fitted.retrieve(world.retrieval(scenario, [(first, ())]), 4)[0][:2]
+            requests = [(first, ()), (second, tuple(shared))]
+            together = fitted.retrieve(world.retrieval(scenario, requests), 8)
+            for row, request in enumerate(requests):
+                alone = fitted.retrieve(world.retrieval(scenario, [request]), 8)[0]
+                assert together[row].tolist() == alone.tolist()
+
+    def test_save_load_round_trip(self, fitted: CandidateSource, world: KitWorld,
                                   tmp_path: Path) -> None:
         fitted.save(tmp_path)
         loaded = type(fitted).load(tmp_path)
-        for scenario in self.scenarios(fitted, data):
-            request = _request(data, scenario)
-            assert list(fitted.retrieve(request, 10)) == list(loaded.retrieve(request, 10))
+        for scenario in self.scenarios(fitted, world.data):
+            batch = world.retrieval(scenario, [(u, ()) for u in self.users(world.data,
+                                                                           scenario)])
+            before, after = fitted.retrieve(batch, 10), loaded.retrieve(batch, 10)
+            assert before.values.tolist() == after.values.tolist()
+            assert before.offsets.tolist() == after.offsets.tolist()
 
 
-def events_frame(rows: list[tuple[str, str, str, str, str]]) -> pd.DataFrame:
-    """Build an event frame from ``(user, item, scenario, event_type, iso time)`` tuples."""
-    frame = pd.DataFrame(rows, columns=[C.USER_ID, C.ITEM_ID, C.SCENARIO, C.EVENT_TYPE,
-                                        C.EVENT_TIMESTAMP])
-    frame[C.VALUE] = 1.0
-    frame[C.EVENT_TIMESTAMP] = pd.to_datetime(frame[C.EVENT_TIMESTAMP], utc=True)
-    return frame
+class BlenderContract(_Kit):
+    """Tests every Blender must pass. Needs fixtures ``blender`` (unfitted) and ``data``.
+    Blends random scores of two made-up scorers, with gaps (NaN)."""
+
+    @pytest.fixture
+    def scorer(self, blender: Blender) -> Blender:
+        return blender
+
+    @staticmethod
+    def inputs(batch: ScoreBatch, seed: int = 0) -> dict[str, dict[str, np.ndarray]]:
+        rng = np.random.default_rng(seed)
+        a = rng.normal(size=len(batch))
+        a[::4] = np.nan
+        return {"kit_a": {"click": a}, "kit_b": {"click": rng.random(len(batch)),
+                                                 "like": rng.normal(size=len(batch))}}
+
+    def two_requests(self, fitted: Blender, world: KitWorld) -> ScoreBatch:
+        scenario = self.scenarios(fitted, world.data)[0]
+        items = world.catalogue(scenario)
+        first, second = self.users(world.data, scenario)
+        return world.batch(scenario, [(first, items[:12]), (second, items[4:])])
+
+    def test_one_finite_score_per_row(self, fitted: Blender, world: KitWorld) -> None:
+        batch = self.two_requests(fitted, world)
+        out = np.asarray(fitted.blend(self.inputs(batch), batch))
+        assert out.shape == (len(batch),) and np.isfinite(out).all()
+
+    def test_any_subset_of_inputs(self, fitted: Blender, world: KitWorld) -> None:
+        batch = self.two_requests(fitted, world)
+        scores = self.inputs(batch)
+        for subset in ({"kit_a": scores["kit_a"]}, {"kit_b": scores["kit_b"]}, {}):
+            out = np.asarray(fitted.blend(subset, batch))
+            assert out.shape == (len(batch),) and np.isfinite(out).all(), subset.keys()
+        nothing = {"kit_a": {"click": np.full(len(batch), np.nan)}}
+        assert np.isfinite(np.asarray(fitted.blend(nothing, batch))).all()
+
+    def test_requests_in_one_batch_are_blended_as_if_alone(self, fitted: Blender,
+                                                           world: KitWorld) -> None:
+        batch = self.two_requests(fitted, world)
+        scores = self.inputs(batch)
+        together = np.asarray(fitted.blend(scores, batch))
+        for r in range(batch.n_requests):
+            rows = slice(batch.offsets[r], batch.offsets[r + 1])
+            alone = world.batch(batch.scenario, [(batch.user_ids[r], batch.item_ids[rows])])
+            part = {s: {t: v[rows] for t, v in tasks.items()} for s, tasks in scores.items()}
+            np.testing.assert_allclose(np.asarray(fitted.blend(part, alone)), together[rows],
+                                       rtol=1e-9)
+
+    def test_save_load_round_trip(self, fitted: Blender, world: KitWorld,
+                                  tmp_path: Path) -> None:
+        fitted.save(tmp_path)
+        loaded = type(fitted).load(tmp_path)
+        batch = self.two_requests(fitted, world)
+        scores = self.inputs(batch)
+        np.testing.assert_allclose(fitted.blend(scores, batch), loaded.blend(scores, batch))

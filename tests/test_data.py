@@ -7,21 +7,39 @@ from conftest import ML100K
 from hybridrec import columns as C
 from hybridrec.data import movielens, synthetic, tables
 
+END = "2025-03-31T00:00:00Z"
+
+
+def config(**extra):
+    return synthetic.SyntheticConfig(**{"users": 400, "items": 150, "ads": 40,
+                                        "events": 30_000, "seed": 3, "end": END, **extra})
+
 
 @pytest.fixture(scope="module")
 def world():
-    return synthetic.generate(synthetic.SyntheticConfig(users=400, items=150, ads=40,
-                                                        events=30_000, seed=3))
+    return synthetic.generate(config())
 
 
 def test_same_seed_same_world_other_seed_other_world(world):
-    again = synthetic.generate(synthetic.SyntheticConfig(users=400, items=150, ads=40,
-                                                         events=30_000, seed=3))
+    again = synthetic.generate(config())
     pd.testing.assert_frame_equal(world.events, again.events)
     pd.testing.assert_frame_equal(world.items, again.items)
-    other = synthetic.generate(synthetic.SyntheticConfig(users=400, items=150, ads=40,
-                                                         events=30_000, seed=4))
+    other = synthetic.generate(config(seed=4))
     assert not other.events.head(100).equals(world.events.head(100))
+
+
+def test_the_world_ends_when_it_is_generated_unless_fixed(world):
+    now = pd.Timestamp.now(tz="UTC")
+    default = config(end=None, users=50, items=20, ads=5, events=5000)
+    assert now - pd.Timedelta(hours=1) < default.end <= now
+    last = synthetic.generate(default).events[C.EVENT_TIMESTAMP].max()
+    assert now - pd.Timedelta(days=1) < last <= now + pd.Timedelta(minutes=10)
+    assert world.events[C.EVENT_TIMESTAMP].max() <= pd.Timestamp(END) + pd.Timedelta(minutes=10)
+    shifted = synthetic.generate(config(end="2024-01-01T00:00:00+01:00"))
+    gap = world.events[C.EVENT_TIMESTAMP] - shifted.events[C.EVENT_TIMESTAMP]
+    assert (gap == pd.Timestamp(END) - pd.Timestamp("2023-12-31T23:00:00Z")).all()
+    with pytest.raises(ValueError, match="ISO 8601"):
+        synthetic.SyntheticConfig(end="yesterday-ish")
 
 
 def test_sizes_are_configurable(world):

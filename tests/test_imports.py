@@ -37,6 +37,22 @@ except SystemExit:
     assert imported_after(setup) == []
 
 
+def test_commands_that_read_no_features_do_not_import_feast(tmp_path):
+    setup = f"""
+from hybridrec.cli import main
+for args in (["plugins"], ["plugins", "--json"],
+             ["--repo", "{tmp_path}/repo", "data", "synthetic", "--users", "20", "--items",
+              "10", "--ads", "3", "--events", "500", "--end", "2025-01-01"]):
+    try:
+        main(args)
+    except SystemExit as exit:
+        assert not exit.code, exit.code
+"""
+    heavy = imported_after(setup)
+    assert "feast" not in heavy and "torch" not in heavy
+    assert (tmp_path / "repo" / "data" / "events.parquet").exists()
+
+
 def test_registry_listing_is_light():
     setup = "from hybridrec.plugins import get_registry\nget_registry().scorers"
     assert imported_after(setup) == []

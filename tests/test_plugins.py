@@ -56,6 +56,80 @@ def test_a_failing_hook_does_not_take_the_others_down():
     assert any("'faulty'" in p and "boom" in p for p in registry.problems)
 
 
+def test_a_trylast_plugin_cannot_claim_a_builtin_name():
+    """pluggy calls trylast implementations first; registration order is ours."""
+    def register_scenarios(register):
+        register(Scenario(name="shop", description="late"))
+
+    late = types.ModuleType("late")
+    late.register_scenarios = hookimpl(trylast=True)(register_scenarios)
+    registry = build_registry(extra=[("late", late)])
+    assert registry.scenarios["shop"].description != "late"
+    assert registry.owner("scenarios", "shop") == "hybridrec.builtin.scenarios"
+    assert any("'late'" in p and "'shop'" in p for p in registry.problems)
+
+
+def test_tryfirst_does_not_jump_the_claim_order():
+    def first(register):
+        register(Scenario(name="news", description="first"))
+
+    def eager(register):
+        register(Scenario(name="news", description="eager"))
+
+    a, b = types.ModuleType("a"), types.ModuleType("b")
+    a.register_scenarios = hookimpl(first)
+    b.register_scenarios = hookimpl(tryfirst=True)(eager)
+    registry = build_registry(extra=[("a", a), ("b", b)])
+    assert registry.scenarios["news"].description == "first"
+    assert registry.owner("scenarios", "news") == "a"
+
+
+def test_a_wrapper_on_a_registry_hook_is_reported_and_not_called():
+    called = []
+
+    def register_scorers(register):
+        called.append(True)
+        yield
+
+    module = types.ModuleType("wrapping")
+    module.register_scorers = hookimpl(wrapper=True)(register_scorers)
+    registry = build_registry(extra=[("wrapping", module)])
+    assert "popularity" in registry.scorers and not called
+    assert any("'wrapping'" in p and "wrapper" in p for p in registry.problems)
+
+
+def test_a_misspelled_hook_is_reported_with_the_likely_hook():
+    registry = build_registry(extra=[("typo", plugin(register_scorer=lambda register: None))])
+    [problem] = registry.problems
+    assert "'typo'" in problem and "'register_scorer'" in problem
+    assert "did you mean 'register_scorers'" in problem
+    with pytest.raises(PluginError, match="register_scorer"):
+        build_registry(strict=True, extra=[("typo", plugin(
+            register_scorer=lambda register: None))])
+
+
+def test_installed_plugins_claim_in_name_order(tmp_path, monkeypatch):
+    """Two installed plugins registering one name: the first by entry-point name keeps it,
+    whatever order the environment lists them in."""
+    from importlib import metadata
+
+    import hybridrec.plugins as P
+
+    for name in ("zeta", "alpha"):
+        (tmp_path / f"claim_{name}.py").write_text(
+            "from hybridrec import Scenario, hookimpl\n"
+            "@hookimpl\n"
+            "def register_scenarios(register):\n"
+            f"    register(Scenario(name='news', description='{name}'))\n")
+    monkeypatch.syspath_prepend(str(tmp_path))
+    points = [metadata.EntryPoint(name=n, value=f"claim_{n}", group="hybridrec")
+              for n in ("zeta", "alpha")]
+    for order in (points, points[::-1]):
+        monkeypatch.setattr(P, "_entry_points", lambda order=order: order)
+        registry = build_registry()
+        assert registry.scenarios["news"].description == "alpha"
+
+
 def test_invalid_objects_are_reported():
     def register_scorers(register):
         register(object)
@@ -79,17 +153,21 @@ def test_unknown_name_lists_known_ones():
 
 # Real packages, installed with pip and found through their entry points -----------------
 
-def plugins_json(env) -> list[dict]:
-    out = run([str(BIN / "hybridrec"), "plugins", "--json"], env).stdout
+def plugins_json(env, *extra) -> list[dict]:
+    out = run([str(BIN / "hybridrec"), "plugins", "--json", *extra], env).stdout
     return json.loads(out)
 
 
 def test_installed_plugin_is_discovered_with_version_and_registrations(hello_site):
-    listing = {p["name"]: p for p in plugins_json(base_env(PYTHONPATH=str(hello_site)))}
+    env = base_env(PYTHONPATH=str(hello_site))
+    listing = {p["name"]: p for p in plugins_json(env)}
     hello = listing["hello"]
     assert hello["version"] == "0.3.0" and not hello["builtin"]
-    assert hello["registered"] == {"scorers": ["cheapest"], "feature_definitions": ["merchant"]}
+    assert hello["registered"] == {"scorers": ["cheapest"]}  # feature hooks need --features
     assert listing["hybridrec.builtin.popularity"]["registered"]["scorers"] == ["popularity"]
+    full = {p["name"]: p for p in plugins_json(env, "--features")}
+    assert full["hello"]["registered"] == {"scorers": ["cheapest"],
+                                           "feature_definitions": ["merchant"]}
 
 
 def test_broken_plugins_are_reported_and_the_rest_still_load(hello_site, broken_site):

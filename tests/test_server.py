@@ -17,9 +17,18 @@ def recommend(server, **body):
     return server.call("POST", "/v1/recommend", body)
 
 
+def warm_user(workspace, scenario):
+    """A user with history (positive-weight events) in the scenario."""
+    import pandas as pd
+
+    history = pd.read_parquet(workspace.bundles / "current" / "history.parquet")
+    return history.loc[history.scenario == scenario, "user_id"].value_counts().index[0]
+
+
 @pytest.mark.parametrize("scenario", ["shop", "video", "ads"])
-def test_recommend_each_scenario(server, scenario):
-    status, body = recommend(server, scenario=scenario, k=7)
+def test_recommend_each_scenario(server, workspace, scenario):
+    status, body = recommend(server, user_id=warm_user(workspace, scenario),
+                             scenario=scenario, k=7)
     assert status == 200, body
     assert len(body["items"]) == 7 and len({i["item_id"] for i in body["items"]}) == 7
     assert body["scenario"] == scenario and body["cold_start"] is False
@@ -56,7 +65,7 @@ def test_explicit_candidates_are_ranked_and_unknown_ones_reported(server):
 def test_unknown_user_gets_the_cold_start_fallback(server):
     status, body = recommend(server, user_id="someone-brand-new", k=5)
     assert status == 200
-    assert body["cold_start"] is True and body["fallback"] == "scenario_popularity"
+    assert body["cold_start"] is True and body["fallback"] == "popularity"
     assert all(set(i["scores"]) == {"popularity.click"} for i in body["items"])
 
 
@@ -86,6 +95,50 @@ def test_invalid_requests_are_422_naming_the_field(server, body, field):
     status, answer = server.call("POST", "/v1/recommend", body)
     assert status == 422, answer
     assert field in {str(part) for err in answer["detail"] for part in err["loc"]}
+
+
+@pytest.mark.parametrize("k", [0, -3, 101, 10**30])
+def test_one_rule_for_k(server, k):
+    status, answer = server.call("POST", "/v1/recommend",
+                                 {"user_id": USER, "scenario": "shop", "k": k})
+    assert status == 422
+    [error] = answer["detail"]
+    assert error["loc"] == ["body", "k"]
+    assert error["msg"] == (f"k must be an integer between 1 and 100 for scenario 'shop', "
+                            f"got {k}")
+    status, answer = server.call("GET", f"/v1/items/s00001/similar?scenario=shop&k={k}")
+    assert status == 422 and answer["detail"][0]["msg"] == error["msg"]
+    status, openapi = server.call("GET", "/openapi.json")
+    schema = openapi["components"]["schemas"]["RecommendRequest"]["properties"]["k"]
+    assert "between 1 and the scenario's `max_k`" in schema["description"]
+
+
+def test_the_cli_answers_in_the_http_shape(server, workspace):
+    status, http_answer = recommend(server, k=3)
+    cli = json.loads(workspace.cli("recommend", USER, "--scenario", "shop", "-k", "3",
+                                   "--json").stdout)
+    assert set(cli) == set(http_answer)
+    assert [set(i) for i in cli["items"]] == [set(i) for i in http_answer["items"]]
+    strip = {"request_id"}
+    assert {k: v for k, v in cli.items() if k not in strip} == {
+        k: v for k, v in http_answer.items() if k not in strip}
+
+
+def test_metrics_count_curl_style_bodies_under_their_route(server):
+    body = json.dumps({"user_id": USER, "scenario": "ads", "k": 1}).encode()
+    before = _count(server, 'route="/v1/recommend",status="200"')
+    status, _ = server.call("POST", "/v1/recommend", raw=body,
+                            headers={"Content-Type": "application/x-www-form-urlencoded"})
+    assert status == 200
+    assert _count(server, 'route="/v1/recommend",status="200"') == before + 1
+    assert 'route="unmatched"' not in server.call("GET", "/metrics")[1]
+
+
+def _count(server, labels):
+    for line in server.call("GET", "/metrics")[1].splitlines():
+        if line.startswith("hybridrec_http_requests_total{") and labels in line:
+            return float(line.rsplit(" ", 1)[1])
+    return 0.0
 
 
 def test_malformed_json_is_422(server):

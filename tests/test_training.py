@@ -18,8 +18,11 @@ def test_bundle_manifest_records_what_was_trained(workspace):
     assert m["scenarios"]["shop"]["scorers"][0] == "popularity"
     assert "cheapest" in m["scenarios"]["shop"]["scorers"]  # the pip-installed plugin
     assert "cheapest" not in m["scenarios"]["video"]["scorers"]  # it supports shop only
-    assert "user_activity:events_total" in m["feature_refs"]["shop"]
-    assert "ad_profile:bid" in m["feature_refs"]["ads"]
+    # features are what the components declare: cheapest reads the price, nothing else
+    assert m["scenarios"]["shop"]["features"] == {"user": [], "item": ["item_profile:price"],
+                                                  "absent": []}
+    assert m["scenarios"]["video"]["features"]["item"] == []
+    assert m["scenarios"]["shop"]["fallback"] == "popularity"
     assert m["plugins"]["hello"] == "0.3.0"
     window = m["data_window"]
     assert window["start"] < window["test_cutoff"] < window["end"]
@@ -27,8 +30,7 @@ def test_bundle_manifest_records_what_was_trained(workspace):
     assert {"popularity", "cheapest", "blend"} <= set(shop)
     assert 0 < shop["popularity"]["ndcg@10"] <= 1
     comps = {c["dir"]: c for c in m["components"]}
-    assert comps["popularity"]["roles"] == {"candidate_sources": ["popularity"],
-                                            "scorers": ["popularity"]}
+    assert comps["popularity"]["names"] == ["popularity"]
     assert comps["cheapest"]["plugin"] == "hello"
 
 
@@ -42,8 +44,17 @@ def test_train_again_switches_current_atomically(workspace):
     m = manifest(workspace)
     assert set(m["scenarios"]) == {"ads"}
     assert "cheapest" not in {c["dir"] for c in m["components"]}
-    assert all(c["roles"] and c["fit_seconds"] is not None for c in m["components"])
+    assert all(c["names"] and c["fit_seconds"] is not None for c in m["components"])
     workspace.cli("train", "--quiet")  # restore every scenario for the other tests
+
+
+def test_a_misspelled_weight_lists_the_known_keys(workspace, tmp_path):
+    config = tmp_path / "weights.toml"
+    config.write_text('[weighted.weights.shop]\n"cheapest.clik" = 2.0\n')
+    result = workspace.cli("evaluate", "--quiet", "--config", str(config), check=False)
+    assert result.returncode != 0
+    for key in ("popularity.click", "als.click", "cheapest.click"):
+        assert key in result.stderr, result.stderr
 
 
 def test_evaluate_prints_every_scorer_per_scenario(workspace):
@@ -51,8 +62,10 @@ def test_evaluate_prints_every_scorer_per_scenario(workspace):
     metrics = json.loads(result.stdout)
     assert {"popularity", "blend"} <= set(metrics["ads"])
     assert "gauc" in metrics["ads"]["popularity"]
-    table = workspace.cli("evaluate", "--quiet", "--scenario", "video").stdout
-    assert "ndcg@10" in table and "video" in table and "shop" not in table
+    result = workspace.cli("evaluate", "--scenario", "video")  # progress on, output piped
+    assert "ndcg@10" in result.stdout and "video" in result.stdout
+    assert "shop" not in result.stdout
+    assert "\r" not in result.stderr and "it/s" not in result.stderr  # no bars in logs
 
 
 def test_recommend_prints_a_ranked_list(workspace):
@@ -115,7 +128,12 @@ def test_component_config_from_a_toml_file(workspace, tmp_path):
 @pytest.mark.parametrize("text,message", [
     ("[popularty]\nhalf_life_days = 7\n", "config section [popularty] names no installed"),
     ("[popularity]\nhalf_life = 7\n", "invalid config for [popularity]"),
+    ("[popularity]\nhalf_life_days = -1\n", "half_life_days must be positive"),
     ("[popularity\n", "is not valid TOML"),
+    ('[weighted.weights.shop]\n"cheapest.clik" = 2.0\n',
+     "'cheapest.clik', which no scorer of 'shop' produces; known: "),
+    ('[weighted.weights.shp]\n"cheapest.click" = 2.0\n', "unknown scenario 'shp'"),
+    ('[weighted.weights.shop]\n"cheapest.click" = "high"\n', "must be a number"),
 ])
 def test_bad_config_is_named(workspace, tmp_path, text, message):
     config = tmp_path / "bad.toml"

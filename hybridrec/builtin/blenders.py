@@ -1,66 +1,70 @@
-"""The ``weighted`` blender: a fixed, per-scenario weighted sum of standardised scores.
+"""The ``weighted`` blender: a fixed, per-scenario weighted mean of standardised scores.
 
-Each ``scorer.task`` array is standardised over the request's candidates (so scorers on
-different scales can be added) and multiplied by its weight; NaN ("no opinion") contributes
-nothing and the remaining weights are renormalised per candidate. Weights come from config,
-``{"weights": {"shop": {"popularity.click": 1.0}}}``; a pair without a weight gets 1.0.
+Each ``scorer.task`` array is standardised over each request's candidates (z-scores, so
+scorers on different scales can be added) and multiplied by its weight; NaN ("no opinion")
+contributes nothing and the remaining weights are renormalised per candidate. The result is
+comparable only within one request: a lone candidate, or candidates every scorer ties on,
+score 0. Weights come from config, ``{"weights": {"shop": {"popularity.click": 1.0}}}``; a
+``scorer.task`` without a weight gets 1.0, and a key or scenario that does not exist is an
+error.
 """
 
 from __future__ import annotations
 
 import json
-from collections.abc import Mapping
+from collections.abc import Collection, Mapping, Sequence
 from pathlib import Path
-from typing import Any, Self
+from typing import Self
 
 import numpy as np
 
-from hybridrec.contracts import Blender, Scenario, TrainingData
+from hybridrec.contracts import Blender, ScoreBatch, TrainingData
 from hybridrec.hookspecs import hookimpl
-
-
-def standardise(x: np.ndarray) -> np.ndarray:
-    """Z-score over the finite entries; NaN stays NaN, a constant array becomes zeros."""
-    finite = np.isfinite(x)
-    out = np.full(x.shape, np.nan)
-    if finite.any():
-        values = x[finite]
-        spread = values.std()
-        out[finite] = (values - values.mean()) / spread if spread > 0 else 0.0
-    return out
+from hybridrec.ranking import group_standardise
 
 
 class WeightedBlender(Blender):
     name = "weighted"
 
     def __init__(self, weights: Mapping[str, Mapping[str, float]] | None = None) -> None:
-        super().__init__(weights=dict(weights or {}))
+        weights = {str(s): dict(w) for s, w in (weights or {}).items()}
+        for scenario, per in weights.items():
+            for key, value in per.items():
+                if not isinstance(value, int | float) or isinstance(value, bool):
+                    raise ValueError(f"weight weights.{scenario}.{key!r} must be a number, "
+                                     f"got {value!r}")
+        super().__init__(weights=weights)
+
+    def check(self, inputs: Mapping[str, Sequence[str]], scenarios: Collection[str]) -> None:
+        for scenario, per in self.config["weights"].items():
+            if scenario not in scenarios:
+                raise ValueError(f"weights for unknown scenario {scenario!r}; known: "
+                                 f"{', '.join(sorted(scenarios))}")
+            if scenario not in inputs:
+                continue  # a scenario not trained this time
+            unknown = sorted(set(per) - set(inputs[scenario]))
+            if unknown:
+                raise ValueError(
+                    f"weights.{scenario} names {', '.join(map(repr, unknown))}, which no "
+                    f"scorer of {scenario!r} produces; known: {', '.join(inputs[scenario])}")
 
     def fit(self, data: TrainingData) -> None:
         """Nothing to learn: the weights are configuration."""
 
     def weight(self, scenario: str, key: str) -> float:
-        return float(self.config.get("weights", {}).get(scenario, {}).get(key, 1.0))
+        return float(self.config["weights"].get(scenario, {}).get(key, 1.0))
 
-    def blend(
-        self,
-        scores: Mapping[str, Mapping[str, np.ndarray]],
-        scenario: Scenario,
-        context: Mapping[str, Any],
-    ) -> np.ndarray:
-        total: np.ndarray | None = None
-        weight_sum: np.ndarray | None = None
+    def blend(self, scores: Mapping[str, Mapping[str, np.ndarray]],
+              batch: ScoreBatch) -> np.ndarray:
+        total = np.zeros(len(batch))
+        weight_sum = np.zeros(len(batch))
         for scorer, tasks in scores.items():
             for task, values in tasks.items():
-                w = self.weight(scenario.name, f"{scorer}.{task}")
-                z = standardise(np.asarray(values, dtype=float))
+                w = self.weight(batch.scenario.name, f"{scorer}.{task}")
+                z = group_standardise(values, batch.request, batch.n_requests)
                 present = np.isfinite(z)
-                contrib = np.where(present, w * np.nan_to_num(z), 0.0)
-                mass = np.where(present, abs(w), 0.0)
-                total = contrib if total is None else total + contrib
-                weight_sum = mass if weight_sum is None else weight_sum + mass
-        if total is None or weight_sum is None:
-            raise ValueError(f"no scores to blend for scenario {scenario.name!r}")
+                total += np.where(present, w * np.nan_to_num(z), 0.0)
+                weight_sum += np.where(present, abs(w), 0.0)
         return np.divide(total, weight_sum, out=np.zeros_like(total), where=weight_sum > 0)
 
     def save(self, path: Path) -> None:

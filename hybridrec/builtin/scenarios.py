@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from hybridrec.contracts import Scenario
+from hybridrec.contracts import AD_ITEM_KEYS, Scenario
 from hybridrec.hookspecs import hookimpl
 
 SHOP = Scenario(
@@ -25,7 +25,7 @@ ADS = Scenario(
     event_weights={"impression": 0.0, "click": 1.0},
     positive_events=("click",),
     objective=("ctr",),
-    default_k=10,
+    item_keys=AD_ITEM_KEYS,
 )
 MOVIES = Scenario(
     name="movies",

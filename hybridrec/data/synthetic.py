@@ -12,7 +12,9 @@ finds it), content (the other part is its category's centroid, and the category'
 in the item's title and description) and demographic (an ad's click rate depends on whether
 the user's age and gender match its targeting).
 
-The same seed and sizes give the same tables, byte for byte.
+The world's events end when it is generated (to the hour), so feedback sent to a server
+trained on it falls right after the log, as it would in production. The same seed, sizes and
+``end`` give the same tables, byte for byte.
 """
 
 from __future__ import annotations
@@ -24,9 +26,6 @@ import pandas as pd
 
 from hybridrec import columns as C
 from hybridrec.data.tables import Dataset
-
-#: The window ends at a fixed instant so the data does not depend on when it is generated.
-WINDOW_END = pd.Timestamp("2025-03-31T00:00:00Z")
 
 OCCUPATIONS = ("student", "engineer", "teacher", "artist", "doctor", "sales", "retired",
                "writer", "technician", "homemaker")
@@ -87,11 +86,23 @@ class SyntheticConfig:
     weeks: int = 8
     factors: int = 8
     seed: int = 0
+    #: When the events end (ISO 8601 or a Timestamp; UTC unless a zone is given); None: now,
+    #: to the hour.
+    end: str | pd.Timestamp | None = None
 
     def __post_init__(self) -> None:
         for name in ("users", "items", "ads", "events", "weeks", "factors"):
             if getattr(self, name) < 1:
                 raise ValueError(f"{name} must be at least 1, got {getattr(self, name)}")
+        if self.end is None:
+            end = pd.Timestamp.now(tz="UTC").floor("h")
+        else:
+            try:
+                end = pd.Timestamp(self.end)
+            except (ValueError, TypeError):
+                raise ValueError(f"end must be an ISO 8601 time, got {self.end!r}") from None
+            end = end.tz_localize("UTC") if end.tzinfo is None else end.tz_convert("UTC")
+        object.__setattr__(self, "end", end)
 
 
 def _sigmoid(x: np.ndarray) -> np.ndarray:
@@ -126,13 +137,54 @@ def _text(rng: np.random.Generator, words: tuple[str, ...], n: int) -> tuple[lis
     return titles, texts
 
 
+@dataclass(frozen=True)
+class _People:
+    ids: np.ndarray
+    age: np.ndarray
+    gender: np.ndarray
+    taste: np.ndarray
+    activity: np.ndarray
+
+
+@dataclass(frozen=True)
+class _Catalogue:
+    ids: np.ndarray
+    latent: np.ndarray
+    bias: np.ndarray
+    frame: pd.DataFrame
+
+
 def generate(config: SyntheticConfig | None = None) -> Dataset:
     cfg = config or SyntheticConfig()
     rng = np.random.default_rng(cfg.seed)
-    start = WINDOW_END - pd.Timedelta(weeks=cfg.weeks)
+    start = pd.Timestamp(cfg.end) - pd.Timedelta(weeks=cfg.weeks)
     profile_time = start - pd.Timedelta(days=1)
+    people, users = _users(rng, cfg, profile_time)
+    item_frames, ads_frame, event_frames = [], None, []
+    for scenario, share in SCENARIO_SHARE.items():
+        catalogue = _catalogue(rng, cfg, scenario, profile_time)
+        item_frames.append(catalogue.frame)
+        affinity = people.taste @ catalogue.latent.T / np.sqrt(cfg.factors)  # users x items
+        # follow-up events (carts, likes, clicks) add about a sixth on top of the first ones
+        n_base = max(1, int(round(cfg.events * share * 0.86)))
+        # events per user in proportion to activity; every user gets a Poisson share
+        rows = np.repeat(np.arange(cfg.users),
+                         rng.poisson(people.activity / people.activity.sum() * n_base))
+        seconds = rng.uniform(0, cfg.weeks * 7 * 86400, size=len(rows))
+        ts = start + pd.to_timedelta(seconds, unit="s")
+        if scenario == "ads":
+            ads_frame, frames = _ad_events(rng, people, catalogue, affinity, rows, ts,
+                                           profile_time)
+        else:
+            frames = _content_events(rng, scenario, people, catalogue, affinity, rows, ts)
+        event_frames += frames
+    events = pd.concat(event_frames, ignore_index=True)
+    items = pd.concat(item_frames, ignore_index=True)
+    return Dataset(events=events, users=users, items=items, ads=ads_frame)
 
-    # Users ---------------------------------------------------------------------------------
+
+def _users(rng: np.random.Generator, cfg: SyntheticConfig,
+           profile_time: pd.Timestamp) -> tuple[_People, pd.DataFrame]:
     user_ids = np.array([f"u{i:05d}" for i in range(cfg.users)])
     age = rng.integers(18, 71, size=cfg.users)
     gender = rng.choice(np.array(["F", "M"]), size=cfg.users)
@@ -141,79 +193,83 @@ def generate(config: SyntheticConfig | None = None) -> Dataset:
     activity = rng.lognormal(mean=0.0, sigma=0.8, size=cfg.users)
     users = pd.DataFrame({C.USER_ID: user_ids, "age": age.astype("int64"), "gender": gender,
                           "occupation": occupation, C.EVENT_TIMESTAMP: profile_time})
+    return _People(user_ids, age, gender, taste, activity), users
 
-    item_frames, ads_frame, event_frames = [], None, []
-    for scenario, share in SCENARIO_SHARE.items():
-        vocab = CATEGORY_WORDS[scenario]
-        categories = np.array(list(vocab))
-        n_items = cfg.ads if scenario == "ads" else cfg.items
-        prefix = scenario[0]
-        ids = np.array([f"{prefix}{i:05d}" for i in range(n_items)])
-        cat_idx = rng.integers(0, len(categories), size=n_items)
-        centroids = rng.normal(size=(len(categories), cfg.factors))
-        latent = 0.75 * centroids[cat_idx] + 0.66 * rng.normal(size=(n_items, cfg.factors))
-        bias = rng.normal(scale=0.8, size=n_items)
-        titles, texts = [], []
-        for k, cat in enumerate(categories):
-            members = np.flatnonzero(cat_idx == k)
-            t, d = _text(rng, vocab[cat], len(members))
-            titles.append(pd.Series(t, index=members))
-            texts.append(pd.Series(d, index=members))
-        title = pd.concat(titles).sort_index().to_numpy()
-        text = pd.concat(texts).sort_index().to_numpy()
-        price = (np.round(rng.lognormal(3.0, 0.8, size=n_items), 2) if scenario == "shop"
-                 else np.full(n_items, np.nan))
-        item_frames.append(pd.DataFrame({
-            C.ITEM_ID: ids, C.SCENARIO: scenario, "category": categories[cat_idx],
-            "title": title, "text": text, "price": price.astype("float32"),
-            C.EVENT_TIMESTAMP: profile_time,
-        }))
-        affinity = taste @ latent.T / np.sqrt(cfg.factors)  # users x items
 
-        # follow-up events (carts, likes, clicks) add about a sixth on top of the first ones
-        n_base = max(1, int(round(cfg.events * share * 0.86)))
-        # events per user in proportion to activity; every user gets a Poisson share
-        rows = np.repeat(np.arange(cfg.users), rng.poisson(activity / activity.sum() * n_base))
-        seconds = rng.uniform(0, cfg.weeks * 7 * 86400, size=len(rows))
-        ts = start + pd.to_timedelta(seconds, unit="s")
+def _catalogue(rng: np.random.Generator, cfg: SyntheticConfig, scenario: str,
+               profile_time: pd.Timestamp) -> _Catalogue:
+    """Items with a category, a hidden vector (category centroid plus a part only
+    co-occurrence reveals), a popularity bias, and text from the category's words."""
+    vocab = CATEGORY_WORDS[scenario]
+    categories = np.array(list(vocab))
+    n_items = cfg.ads if scenario == "ads" else cfg.items
+    ids = np.array([f"{scenario[0]}{i:05d}" for i in range(n_items)])
+    cat_idx = rng.integers(0, len(categories), size=n_items)
+    centroids = rng.normal(size=(len(categories), cfg.factors))
+    latent = 0.75 * centroids[cat_idx] + 0.66 * rng.normal(size=(n_items, cfg.factors))
+    bias = rng.normal(scale=0.8, size=n_items)
+    titles, texts = [], []
+    for k, cat in enumerate(categories):
+        members = np.flatnonzero(cat_idx == k)
+        t, d = _text(rng, vocab[cat], len(members))
+        titles.append(pd.Series(t, index=members))
+        texts.append(pd.Series(d, index=members))
+    price = (np.round(rng.lognormal(3.0, 0.8, size=n_items), 2) if scenario == "shop"
+             else np.full(n_items, np.nan))
+    frame = pd.DataFrame({
+        C.ITEM_ID: ids, C.SCENARIO: scenario, "category": categories[cat_idx],
+        "title": pd.concat(titles).sort_index().to_numpy(),
+        "text": pd.concat(texts).sort_index().to_numpy(), "price": price.astype("float32"),
+        C.EVENT_TIMESTAMP: profile_time,
+    })
+    return _Catalogue(ids, latent, bias, frame)
 
-        if scenario == "ads":
-            target_gender = rng.choice(np.array(["F", "M", "any"]), size=n_items)
-            age_min = rng.integers(18, 50, size=n_items)
-            age_max = age_min + rng.integers(10, 30, size=n_items)
-            ads_frame = pd.DataFrame({
-                C.AD_ID: ids, "advertiser": rng.choice(np.array(ADVERTISERS), size=n_items),
-                "bid": np.round(rng.uniform(0.2, 3.0, size=n_items), 2).astype("float32"),
-                "target_gender": target_gender, "target_age_min": age_min.astype("int64"),
-                "target_age_max": age_max.astype("int64"), C.EVENT_TIMESTAMP: profile_time,
-            })
-            cols = rng.integers(0, n_items, size=len(rows))  # a random logging policy
-            match = ((target_gender[cols] == "any") | (target_gender[cols] == gender[rows])) & (
-                (age[rows] >= age_min[cols]) & (age[rows] <= age_max[cols]))
-            p_click = _sigmoid(-3.6 + 1.8 * match + 0.6 * affinity[rows, cols] + 0.3 * bias[cols])
-            clicked = rng.random(len(rows)) < p_click
-            event_frames.append(_events(ids[cols], user_ids[rows], scenario, "impression", ts))
-            event_frames.append(_events(ids[cols[clicked]], user_ids[rows[clicked]], scenario,
-                                        "click", ts[clicked] + pd.Timedelta(seconds=5)))
-            continue
 
-        utility = 1.6 * affinity + bias
-        probs = np.exp(utility - utility.max(axis=1, keepdims=True))
-        cols = _sample_rows(rng, probs, rows)
-        u = utility[rows, cols]
-        first, follow_ups = FUNNELS[scenario]
-        event_frames.append(_events(ids[cols], user_ids[rows], scenario, first, ts))
-        keep = np.ones(len(rows), dtype=bool)
-        offset = pd.Timedelta(0)
-        for follow, threshold in follow_ups:
-            keep &= rng.random(len(rows)) < _sigmoid(1.5 * (u - threshold))
-            offset += pd.Timedelta(minutes=3)
-            event_frames.append(_events(ids[cols[keep]], user_ids[rows[keep]], scenario, follow,
-                                        ts[keep] + offset))
+def _ad_events(rng: np.random.Generator, people: _People, ads: _Catalogue,
+               affinity: np.ndarray, rows: np.ndarray, ts: pd.DatetimeIndex,
+               profile_time: pd.Timestamp) -> tuple[pd.DataFrame, list[pd.DataFrame]]:
+    """Ads shown at random (a logging policy), clicked more when the user matches the
+    ad's targeting."""
+    n_items = len(ads.ids)
+    target_gender = rng.choice(np.array(["F", "M", "any"]), size=n_items)
+    age_min = rng.integers(18, 50, size=n_items)
+    age_max = age_min + rng.integers(10, 30, size=n_items)
+    frame = pd.DataFrame({
+        C.AD_ID: ads.ids, "advertiser": rng.choice(np.array(ADVERTISERS), size=n_items),
+        "bid": np.round(rng.uniform(0.2, 3.0, size=n_items), 2).astype("float32"),
+        "target_gender": target_gender, "target_age_min": age_min.astype("int64"),
+        "target_age_max": age_max.astype("int64"), C.EVENT_TIMESTAMP: profile_time,
+    })
+    cols = rng.integers(0, n_items, size=len(rows))
+    age, gender = people.age[rows], people.gender[rows]
+    match = ((target_gender[cols] == "any") | (target_gender[cols] == gender)) & (
+        (age >= age_min[cols]) & (age <= age_max[cols]))
+    p_click = _sigmoid(-3.6 + 1.8 * match + 0.6 * affinity[rows, cols] + 0.3 * ads.bias[cols])
+    clicked = rng.random(len(rows)) < p_click
+    return frame, [
+        _events(ads.ids[cols], people.ids[rows], "ads", "impression", ts),
+        _events(ads.ids[cols[clicked]], people.ids[rows[clicked]], "ads", "click",
+                ts[clicked] + pd.Timedelta(seconds=5))]
 
-    events = pd.concat(event_frames, ignore_index=True)
-    items = pd.concat(item_frames, ignore_index=True)
-    return Dataset(events=events, users=users, items=items, ads=ads_frame)
+
+def _content_events(rng: np.random.Generator, scenario: str, people: _People,
+                    items: _Catalogue, affinity: np.ndarray, rows: np.ndarray,
+                    ts: pd.DatetimeIndex) -> list[pd.DataFrame]:
+    """A first event on an item drawn by utility, then follow-ups gated by it."""
+    utility = 1.6 * affinity + items.bias
+    probs = np.exp(utility - utility.max(axis=1, keepdims=True))
+    cols = _sample_rows(rng, probs, rows)
+    u = utility[rows, cols]
+    first, follow_ups = FUNNELS[scenario]
+    frames = [_events(items.ids[cols], people.ids[rows], scenario, first, ts)]
+    keep = np.ones(len(rows), dtype=bool)
+    offset = pd.Timedelta(0)
+    for follow, threshold in follow_ups:
+        keep &= rng.random(len(rows)) < _sigmoid(1.5 * (u - threshold))
+        offset += pd.Timedelta(minutes=3)
+        frames.append(_events(items.ids[cols[keep]], people.ids[rows[keep]], scenario, follow,
+                              ts[keep] + offset))
+    return frames
 
 
 def _events(items: np.ndarray, users: np.ndarray, scenario: str, event_type: str,

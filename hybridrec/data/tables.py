@@ -1,9 +1,10 @@
-"""The Parquet tables behind the Feast views, and how every loader writes them.
+"""The Parquet tables the data commands write, their schemas, and how every loader writes them.
 
 A loader produces three frames (events, users, items; ``ads`` optionally) in the schema of
 ``hybridrec.columns``; ``write_dataset`` derives the daily activity and popularity snapshots
 from the events and writes everything under ``feature_repo/data/`` with microsecond UTC
-timestamps (DuckDB's offline store cannot cast nanosecond tz-aware columns).
+timestamps (DuckDB's offline store cannot cast nanosecond tz-aware columns). Their schemas
+are in ``hybridrec.data.schema``.
 """
 
 from __future__ import annotations
@@ -15,7 +16,7 @@ import numpy as np
 import pandas as pd
 
 from hybridrec import columns as C
-from hybridrec.builtin.features import AD_PROFILE, ITEM_POPULARITY, USER_ACTIVITY, VIEW_FIELDS
+from hybridrec.data.schema import ADS, ITEM_POPULARITY, USER_ACTIVITY
 
 TS_DTYPE = "datetime64[us, UTC]"
 
@@ -67,13 +68,13 @@ def _daily_snapshots(events: pd.DataFrame, key: str, positive: pd.Series | None)
 
 def user_activity(events: pd.DataFrame) -> pd.DataFrame:
     daily = _daily_snapshots(events, C.USER_ID, None)
-    cols = [C.USER_ID, *VIEW_FIELDS[USER_ACTIVITY], C.EVENT_TIMESTAMP]
+    cols = [C.USER_ID, *USER_ACTIVITY.fields, C.EVENT_TIMESTAMP]
     return daily[cols]
 
 
 def item_popularity(events: pd.DataFrame, positive: pd.Series) -> pd.DataFrame:
     daily = _daily_snapshots(events, C.ITEM_ID, positive)
-    cols = [C.ITEM_ID, *VIEW_FIELDS[ITEM_POPULARITY], C.EVENT_TIMESTAMP]
+    cols = [C.ITEM_ID, *ITEM_POPULARITY.fields, C.EVENT_TIMESTAMP]
     return daily[cols]
 
 
@@ -127,7 +128,7 @@ def read_table(data_dir: Path, name: str) -> pd.DataFrame:
 
 def empty_ads() -> pd.DataFrame:
     """An ads table with the right columns and no rows (for datasets without ads)."""
-    fields = VIEW_FIELDS[AD_PROFILE]
+    fields = ADS.fields
     # "string", not object: an empty object column is written as Parquet's null type,
     # which DuckDB cannot compare with the string join key.
     frame = pd.DataFrame({C.AD_ID: pd.Series(dtype="string")})

@@ -7,10 +7,12 @@ regularisation and alpha are chosen per scenario by a small grid search on a val
 carved from the end of the training window (never the test window), scored by NDCG@10; the
 chosen values and the grid's results are recorded in ``describe()`` and so in the manifest.
 
-At request time a user's vector is the trained one, or, when the user has events the model
-did not see (feedback since training, or ``context["recent_items"]``), a vector folded in from
-all of them with implicit's ``recalculate_user`` (one least-squares solve against the fixed
-item factors). Items the model does not know get NaN, never a made-up zero.
+At request time a user's vector is the trained one, or, when the request's history holds
+items the model did not see for that user (feedback since training, ``context.recent_items``),
+a vector folded in from all of them with implicit's ``recalculate_user`` (one least-squares
+solve against the fixed item factors). Which requests need a fold-in is found for the whole
+batch at once; only those are solved one by one. Items the model does not know get NaN, never
+a made-up zero.
 """
 
 from __future__ import annotations
@@ -28,13 +30,16 @@ import numpy as np
 from hybridrec import columns as C
 from hybridrec.contracts import (
     CandidateSource,
-    RetrievalRequest,
+    Ragged,
+    RetrievalBatch,
     Scenario,
     ScoreBatch,
     Scorer,
     SimilarItems,
     TrainingData,
 )
+from hybridrec.ids import IdIndex
+from hybridrec.ranking import top_k, top_k_rows
 from hybridrec_als import device as D
 
 log = logging.getLogger(__name__)
@@ -57,12 +62,11 @@ class ScenarioModel:
     _folder: Any = None
 
     def __post_init__(self) -> None:
-        import pandas as pd
-
-        self.item_index = pd.Index(self.item_ids)  # vectorised lookups of candidate arrays
-        # dicts for the per-request lookups of one user, one item or a short history
-        self.user_rows = {u: n for n, u in enumerate(self.user_ids.tolist())}
-        self.item_rows = {i: n for n, i in enumerate(self.item_ids.tolist())}
+        self.item_index = IdIndex(self.item_ids)  # vectorised lookups of candidate arrays
+        self.user_index = IdIndex(self.user_ids)
+        coo = self.user_items.tocoo()
+        # (user row, item column) pairs the model was trained on, as sorted int64 keys
+        self.trained_keys = np.sort(coo.row.astype(np.int64) * len(self.item_ids) + coo.col)
         norms = np.linalg.norm(self.item_factors, axis=1, keepdims=True)
         self.unit_items = self.item_factors / np.where(norms > 0, norms, 1.0)
 
@@ -80,13 +84,32 @@ class ScenarioModel:
             self._folder = model
         return self._folder
 
+    def user_vectors(self, user_ids: np.ndarray, history: Ragged
+                     ) -> tuple[np.ndarray, np.ndarray]:
+        """Vectors for a batch of requests and whether each has one: the trained vector, or a
+        fold-in where the history holds items the model did not train on for that user."""
+        rows = self.user_index.positions(user_ids)
+        vectors = np.zeros((len(user_ids), self.user_factors.shape[1]), dtype=np.float32)
+        trained = rows >= 0
+        vectors[trained] = self.user_factors[rows[trained]]
+        cols = self.item_index.positions(history.values)
+        request = history.row_index()
+        known = cols >= 0
+        keys = rows[request[known]].astype(np.int64) * len(self.item_ids) + cols[known]
+        new = (rows[request[known]] < 0) | ~_contains(self.trained_keys, keys)
+        refold = np.unique(request[known][new])
+        for r in refold:
+            vectors[r] = self.user_vector(str(user_ids[r]), history[r].tolist())
+        has = trained.copy()
+        has[refold] = True
+        return vectors, has
+
     def user_vector(self, user_id: str, recent: list[str]) -> np.ndarray | None:
         """The trained vector, or one folded in when there are events the model has not seen."""
         import scipy.sparse as sp
 
-        row = self.user_rows.get(user_id, -1)
-        lookup = self.item_rows.get
-        extra = np.fromiter((lookup(i, -1) for i in recent), dtype=np.int64, count=len(recent))
+        row = self.user_index.get(user_id)
+        extra = self.item_index.positions(recent)
         extra = extra[extra >= 0]
         if row >= 0:
             trained = self.user_items[row]
@@ -246,48 +269,44 @@ class AlsScorer(Scorer, CandidateSource, SimilarItems):
                               for name, m in self.models.items()}}
 
     # Serving ----------------------------------------------------------------------------
-    def _vector(self, model: ScenarioModel, user_id: str, history: Any,
-                context: Any) -> np.ndarray | None:
-        recent = list(history) + list((context or {}).get("recent_items", ()))
-        return model.user_vector(user_id, recent)
-
     def score(self, batch: ScoreBatch) -> dict[str, np.ndarray]:
         out = np.full(len(batch), np.nan)
         model = self.models.get(batch.scenario.name)
         if model is None or len(batch) == 0:
             return {"click": out}
-        vector = self._vector(model, batch.user_id, batch.history, batch.context)
-        if vector is None:
-            return {"click": out}
-        pos = model.item_index.get_indexer(batch.item_ids)
-        known = pos >= 0
-        out[known] = model.item_factors[pos[known]] @ vector
+        assert batch.history is not None
+        vectors, has = model.user_vectors(batch.user_ids, batch.history)
+        pos = model.item_index.positions(batch.item_ids)
+        ok = (pos >= 0) & has[batch.request]
+        # float64, one dot product per row: the same value whatever else is in the batch
+        out[ok] = np.einsum("ij,ij->i", model.item_factors[pos[ok]].astype(np.float64),
+                            vectors[batch.request[ok]].astype(np.float64))
         return {"click": out}
 
-    def retrieve(self, request: RetrievalRequest, n: int) -> np.ndarray:
-        model = self.models.get(request.scenario.name)
+    def retrieve(self, batch: RetrievalBatch, n: int) -> Ragged:
+        model = self.models.get(batch.scenario.name)
         if model is None:
-            return np.array([], dtype=str)
-        vector = self._vector(model, request.user_id, request.history, request.context)
-        if vector is None:
-            return np.array([], dtype=str)
-        scores = model.item_factors @ vector
-        if request.exclude:
-            excluded = model.item_index.get_indexer(list(request.exclude))
-            scores[excluded[excluded >= 0]] = -np.inf
-        return model.item_ids[_top(scores, n)]
+            return Ragged.empty(len(batch))
+        vectors, has = model.user_vectors(batch.user_ids, batch.history)
+        scores = vectors @ model.item_factors.T
+        scores[~has] = -np.inf
+        cols = model.item_index.positions(batch.exclude.values)
+        known = cols >= 0
+        scores[batch.exclude.row_index()[known], cols[known]] = -np.inf
+        top = top_k_rows(scores, n, finite_only=True)
+        return Ragged(model.item_ids[top.values], top.offsets)
 
     def similar_items(self, scenario: str, item_id: str, n: int) -> tuple[np.ndarray,
                                                                           np.ndarray]:
         model = self.models.get(scenario)
         if model is None:
             raise KeyError(f"ALS has no model for scenario {scenario!r}")
-        pos = model.item_rows.get(item_id, -1)
+        pos = model.item_index.get(item_id)
         if pos < 0:
             raise KeyError(f"item {item_id!r} is unknown to the ALS model of {scenario!r}")
         cosine = model.unit_items @ model.unit_items[pos]
         cosine[pos] = -np.inf
-        order = _top(cosine, n)
+        order = top_k(cosine, n, finite_only=True)
         return model.item_ids[order], cosine[order]
 
     # Persistence ------------------------------------------------------------------------
@@ -330,9 +349,9 @@ def _cpu_factors(model: Any) -> tuple[np.ndarray, np.ndarray]:
             np.ascontiguousarray(model.item_factors, dtype=np.float32))
 
 
-def _top(scores: np.ndarray, n: int) -> np.ndarray:
-    n = min(n, int(np.isfinite(scores).sum()))
-    if n <= 0:
-        return np.array([], dtype=np.int64)
-    part = np.argpartition(-scores, n - 1)[:n]
-    return part[np.argsort(-scores[part], kind="stable")]
+def _contains(sorted_keys: np.ndarray, keys: np.ndarray) -> np.ndarray:
+    """Whether each of ``keys`` is in the sorted array ``sorted_keys``."""
+    at = np.searchsorted(sorted_keys, keys)
+    found = at < len(sorted_keys)
+    found[found] = sorted_keys[at[found]] == keys[found]
+    return found

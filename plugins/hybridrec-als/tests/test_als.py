@@ -7,7 +7,7 @@ from hybridrec_als.model import confidence_matrix
 
 from hybridrec import columns as C
 from hybridrec.builtin.scenarios import ADS, SHOP, VIDEO
-from hybridrec.contracts import RetrievalRequest, ScoreBatch
+from hybridrec.contracts import RetrievalBatch, ScoreBatch
 from hybridrec.testing import (
     CandidateSourceContract,
     ScorerContract,
@@ -122,15 +122,14 @@ def test_fold_in_moves_a_new_user_towards_what_they_touched(als, world):
     shop_items = world.items.loc[world.items[C.SCENARIO] == "shop", C.ITEM_ID].to_numpy(str)
     category = world.items.loc[world.items[C.SCENARIO] == "shop", "category"].mode()[0]
     touched = category_items(world, "shop", category)[:4]
-    stranger = als.score(ScoreBatch(scenario=SHOP, user_id="new", item_ids=shop_items))
+    stranger = als.score(ScoreBatch.one(SHOP, "new", shop_items))
     assert np.isnan(stranger["click"]).all()  # nothing known: no opinion
-    folded = als.score(ScoreBatch(scenario=SHOP, user_id="new", item_ids=shop_items,
-                                  context={"recent_items": list(touched)}))["click"]
+    folded = als.score(ScoreBatch.one(SHOP, "new", shop_items, history=list(touched)))["click"]
     assert np.isfinite(folded).all()
     same = np.isin(shop_items, category_items(world, "shop", category))
     assert folded[same].mean() > folded[~same].mean()
-    top = als.retrieve(RetrievalRequest(scenario=SHOP, user_id="new", history=list(touched),
-                                        exclude=frozenset(touched)), 10)
+    top = als.retrieve(RetrievalBatch.one(SHOP, "new", history=list(touched),
+                                          exclude=touched), 10)[0]
     assert np.isin(top, category_items(world, "shop", category)).mean() > same.mean()
 
 
@@ -138,16 +137,31 @@ def test_known_user_with_new_events_gets_a_refreshed_vector(als, world):
     user, history = active_user(world, SHOP)
     model = als.models["shop"]
     trained = model.user_vector(user, history)
-    np.testing.assert_array_equal(trained, model.user_factors[model.user_rows[user]])
+    np.testing.assert_array_equal(trained, model.user_factors[model.user_index.get(user)])
     unseen = np.setdiff1d(model.item_ids, history)[:3]
     assert not np.allclose(model.user_vector(user, [*history, *unseen]), trained)
+
+
+def test_a_batch_folds_in_only_the_requests_that_need_it(als, world):
+    user, history = active_user(world, SHOP)
+    model = als.models["shop"]
+    unseen = np.setdiff1d(model.item_ids, history)[:3].tolist()
+    from hybridrec.contracts import Ragged
+
+    users = np.array([user, user, "new", "nobody"], dtype=object)
+    histories = Ragged.from_rows([history, [*history, *unseen], unseen, []], dtype=str)
+    vectors, has = model.user_vectors(users, histories)
+    assert has.tolist() == [True, True, True, False]
+    np.testing.assert_array_equal(vectors[0], model.user_factors[model.user_index.get(user)])
+    np.testing.assert_allclose(vectors[1], model.user_vector(user, [*history, *unseen]))
+    np.testing.assert_allclose(vectors[2], model.user_vector("new", unseen))
 
 
 def test_unknown_and_foreign_items_get_no_score(als, world):
     user, _ = active_user(world, SHOP)
     video_item = world.items.loc[world.items[C.SCENARIO] == "video", C.ITEM_ID].iloc[0]
     ids = np.array([video_item, "nope", world.items[C.ITEM_ID].iloc[0]])
-    out = als.score(ScoreBatch(scenario=SHOP, user_id=user, item_ids=ids))["click"]
+    out = als.score(ScoreBatch.one(SHOP, user, ids))["click"]
     assert np.isnan(out[:2]).all() and np.isfinite(out[2])
 
 
@@ -174,9 +188,9 @@ def test_empty_scenario_data_is_skipped(world):
     model.fit(data)
     assert set(model.models) == {"shop"}
     video = data.items.loc[data.items[C.SCENARIO] == "video", C.ITEM_ID].to_numpy(str)
-    out = model.score(ScoreBatch(scenario=VIDEO, user_id="u00001", item_ids=video))["click"]
+    out = model.score(ScoreBatch.one(VIDEO, "u00001", video))["click"]
     assert np.isnan(out).all()
-    assert len(model.retrieve(RetrievalRequest(scenario=VIDEO, user_id="u00001"), 5)) == 0
+    assert len(model.retrieve(RetrievalBatch.one(VIDEO, "u00001"), 5)[0]) == 0
 
 
 def test_blas_is_single_threaded_without_the_environment_variable():
@@ -193,8 +207,7 @@ from hybridrec.testing import tiny_training_data
 from hybridrec_als import AlsScorer
 model = AlsScorer(device="cpu", grid={"factors": [4], "regularization": [1.0], "alpha": [1.0]})
 model.fit(tiny_training_data(users=30, items=20, events=1500))
-model.score(ScoreBatch(scenario=SHOP, user_id="new", item_ids=np.array(["s00001"]),
-                       context={"recent_items": ["s00002"]}))
+model.score(ScoreBatch.one(SHOP, "new", ["s00001"], history=["s00002"]))
 """
     env = {k: v for k, v in os.environ.items() if not k.endswith("_NUM_THREADS")}
     result = subprocess.run([sys.executable, "-W", "error::RuntimeWarning", "-c", code],

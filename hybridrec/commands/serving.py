@@ -1,0 +1,79 @@
+"""``hybridrec recommend`` and ``hybridrec serve``."""
+
+from __future__ import annotations
+
+import json
+
+import click
+
+from hybridrec.commands import fail, table, workspace
+
+
+def add_to(cli: click.Group) -> None:
+    @cli.command()
+    @click.argument("user_id")
+    @click.option("-s", "--scenario", required=True)
+    @click.option("-k", default=None, type=int, help="[scenario default]")
+    @click.option("--json", "as_json", is_flag=True,
+                  help="Print the answer as JSON, in the shape POST /v1/recommend returns.")
+    @click.pass_context
+    def recommend(ctx: click.Context, user_id: str, scenario: str, k: int | None,
+                  as_json: bool) -> None:
+        """Print a ranked list for USER_ID from the current bundle."""
+        from hybridrec.bundle import Bundle, BundleError
+        from hybridrec.features import FeatureError, open_store
+        from hybridrec.recommender import InvalidRequest, Recommender, UnknownScenario
+
+        ws = workspace(ctx)
+        try:
+            rec = Recommender(Bundle.load(ws.bundles), lambda: open_store(ws.feature_repo))
+            result = rec.recommend(user_id, scenario, k)
+        except (BundleError, FeatureError, UnknownScenario, InvalidRequest,
+                FileNotFoundError) as exc:
+            fail(str(exc))
+        if as_json:
+            click.echo(json.dumps(result.as_dict(), indent=2))
+            return
+        titles = _titles(ws)
+        rows = [{"rank": n, "item": item.item_id, "score": item.score,
+                 "title": titles.get(item.item_id, "")}
+                for n, item in enumerate(result.items, 1)]
+        cold = f" (cold start: {result.fallback})" if result.cold_start else ""
+        click.echo(f"{result.scenario} for {user_id}{cold}, bundle {result.bundle_version}")
+        click.echo(table(rows, ["rank", "item", "score", "title"]))
+
+    @cli.command()
+    @click.option("--host", default="127.0.0.1", show_default=True)
+    @click.option("--port", default=8000, show_default=True, type=click.IntRange(0, 65535))
+    @click.option("--bundle", "bundle_version", default=None,
+                  help="Serve this bundle version instead of following 'current'.")
+    @click.option("--refresh-seconds", default=300.0, show_default=True, type=float,
+                  help="Item-feature refresh and bundle-switch interval; 0 disables.")
+    @click.option("--log-level", default="info", show_default=True)
+    @click.pass_context
+    def serve(ctx: click.Context, host: str, port: int, bundle_version: str | None,
+              refresh_seconds: float, log_level: str) -> None:
+        """Serve the HTTP API (POST /v1/recommend, /v1/feedback; docs at /docs)."""
+        import logging
+
+        import uvicorn
+
+        from hybridrec.server.app import create_app
+
+        logging.getLogger("hybridrec").setLevel(log_level.upper())
+        app = create_app(workspace(ctx), bundle_version, refresh_seconds)
+        uvicorn.run(app, host=host, port=port, log_level=log_level)
+
+
+def _titles(ws: object) -> dict[str, str]:
+    """Item titles from the data, for display (none when the table is not there)."""
+    from hybridrec import columns as C
+    from hybridrec.data.tables import read_table
+
+    try:
+        items = read_table(ws.data_dir, C.ITEMS_FILE)  # type: ignore[attr-defined]
+    except FileNotFoundError:
+        return {}
+    if "title" not in items:
+        return {}
+    return dict(zip(items[C.ITEM_ID], items["title"].fillna("").astype(str), strict=True))

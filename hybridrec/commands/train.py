@@ -1,0 +1,126 @@
+"""``hybridrec train`` and ``hybridrec evaluate``."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import click
+
+from hybridrec.commands import fail, message_of, table, workspace
+
+COMMON = [
+    click.option("-s", "--scenario", "scenarios", multiple=True,
+                 help="Scenario to train (repeatable); default: every one with events."),
+    click.option("--scorer", "only_scorers", multiple=True,
+                 help="Only these scorers (repeatable); default: all that apply."),
+    click.option("--test-fraction", default=0.1, show_default=True,
+                 type=click.FloatRange(0, 1, min_open=True, max_open=True),
+                 help="Latest share of events held out for evaluation."),
+    click.option("-k", default=10, show_default=True, type=click.IntRange(1)),
+    click.option("--quiet", is_flag=True, help="No progress bars."),
+    click.option("--config", "config_path", envvar="HYBRIDREC_CONFIG",
+                 type=click.Path(dir_okay=False, path_type=Path),
+                 help="TOML file with one table of parameters per component "
+                      "([als], [popularity], [weighted]) [env HYBRIDREC_CONFIG]."),
+]
+
+
+def with_common(f: Any) -> Any:
+    for option in reversed(COMMON):
+        f = option(f)
+    return f
+
+
+def metrics_table(metrics: dict[str, dict[str, dict[str, float]]], k: int) -> str:
+    """One row per scenario and ranker; the blend last in each scenario."""
+    rows = []
+    for scenario, per in metrics.items():
+        for scorer, values in per.items():
+            rows.append({"scenario": scenario, "scorer": scorer, **values,
+                         "users": int(values.get("users", 0))})
+    cols = ["scenario", "scorer", "users", f"ndcg@{k}", f"recall@{k}", f"map@{k}",
+            f"hit_rate@{k}", f"coverage@{k}", "auc", "gauc"]
+    return table(rows, cols)
+
+
+def _guarded(run: Callable[[], Any]) -> Any:
+    """Run training or evaluation; a problem the user can fix becomes a one-line error."""
+    from hybridrec.bundle import BundleError
+    from hybridrec.config import ConfigError
+    from hybridrec.features import FeatureError
+    from hybridrec.training import TrainingError
+
+    try:
+        return run()
+    except (TrainingError, ConfigError, FeatureError, BundleError, FileNotFoundError,
+            KeyError, ValueError) as exc:
+        fail(message_of(exc))
+
+
+def _write_lists(path: Path, lists: dict[str, Any]) -> None:
+    with open(path, "w") as out:
+        for scenario, users in lists.items():
+            for user, ranked in users.items():
+                out.write(json.dumps({"scenario": scenario, "user_id": user, **ranked}) + "\n")
+
+
+def add_to(cli: click.Group) -> None:
+    @cli.command()
+    @with_common
+    @click.option("--refit/--no-refit", default=True, show_default=True,
+                  help="Refit on the whole window after evaluating.")
+    @click.option("--keep", default=5, show_default=True, type=click.IntRange(1),
+                  help="Bundles to keep; older ones are deleted.")
+    @click.pass_context
+    def train(ctx: click.Context, quiet: bool, keep: int, k: int, config_path: Path | None,
+              **opts: Any) -> None:
+        """Fit every component from Feast training frames, evaluate, write a bundle."""
+        from hybridrec import training
+        from hybridrec.bundle import prune
+        from hybridrec.config import load_config
+
+        ws = workspace(ctx)
+        result = _guarded(lambda: training.run(ws, config=load_config(config_path), k=k,
+                                               progress=not quiet, **opts))
+        click.echo(metrics_table(result.metrics, k))
+        for note in result.notes:
+            click.echo(f"note: {note}", err=True)
+        prune(ws.bundles, keep)
+        click.echo(f"\nbundle {result.version} written to {result.path} and made current")
+
+    @cli.command()
+    @with_common
+    @click.option("--bundle", "bundle_version", default=None, metavar="VERSION",
+                  help="Evaluate this stored bundle ('current' for the live one) on the split "
+                       "it records, instead of fitting afresh.")
+    @click.option("--lists", "lists_path", type=click.Path(dir_okay=False, path_type=Path),
+                  help="Also write every evaluated user's top-k lists (the blend and each "
+                       "scorer) to this file, one JSON object per line.")
+    @click.option("--json", "as_json", is_flag=True, help="Print JSON.")
+    @click.pass_context
+    def evaluate(ctx: click.Context, quiet: bool, as_json: bool, k: int,
+                 bundle_version: str | None, lists_path: Path | None,
+                 config_path: Path | None, **opts: Any) -> None:
+        """Per-scenario, per-scorer offline metrics on a temporal hold-out (no bundle written)."""
+        from hybridrec import training
+        from hybridrec.config import load_config
+
+        ws = workspace(ctx)
+        keep_lists = lists_path is not None
+        if bundle_version is not None:
+            version = None if bundle_version == "current" else bundle_version
+            result = _guarded(lambda: training.evaluate_bundle(
+                ws, version, k, progress=not quiet, keep_lists=keep_lists))
+        else:
+            result = _guarded(lambda: training.run(
+                ws, config=load_config(config_path), k=k, write=False, refit=False,
+                progress=not quiet, keep_lists=keep_lists, **opts))
+        for note in result.notes:
+            click.echo(f"note: {note}", err=True)
+        if lists_path is not None:
+            _write_lists(lists_path, result.lists)
+        click.echo(json.dumps(result.metrics, indent=2) if as_json
+                   else metrics_table(result.metrics, k))

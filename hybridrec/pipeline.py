@@ -1,0 +1,319 @@
+"""The one scoring path: candidates -> features -> every scorer -> blender -> exclusions -> top k.
+
+Serving calls it for one request, offline evaluation for thousands of users at once; both get
+the same candidates, features, scores and ranking, because there is no other code that does
+it. Requests travel as arrays (``Requests``): each stage works on all of them together, so a
+batch costs a few vectorised calls per component, not a loop per user.
+
+A request whose user the system knows nothing about (no history and none of the declared user
+features) is a cold start: it is ranked by the scenario's ``fallback`` component alone, when
+the scenario names one.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+
+from hybridrec.contracts import (
+    Blender,
+    CandidateSource,
+    EventSequences,
+    Ragged,
+    RetrievalBatch,
+    Scenario,
+    ScoreBatch,
+    Scorer,
+)
+from hybridrec.features import FeatureSource
+from hybridrec.ids import IdIndex
+from hybridrec.ranking import top_k_groups
+
+
+class ScoringError(RuntimeError):
+    """A component broke the contract (a wrong shape, say); the message names it."""
+
+
+@dataclass
+class ScenarioPlan:
+    """What a scenario ranks with, by component name; recorded in the bundle manifest."""
+
+    scorers: list[str]
+    candidate_sources: list[str]
+    blender: str
+    fallback: str | None = None
+    features: dict[str, list[str]] = field(default_factory=dict)
+    sequence_length: int = 0
+
+    def as_dict(self) -> dict[str, Any]:
+        return {"scorers": self.scorers, "candidate_sources": self.candidate_sources,
+                "blender": self.blender, "fallback": self.fallback, "features": self.features,
+                "sequence_length": self.sequence_length}
+
+    @classmethod
+    def from_dict(cls, data: Mapping[str, Any]) -> ScenarioPlan:
+        return cls(**{k: data[k] for k in cls.__dataclass_fields__ if k in data})
+
+    def component_names(self) -> list[str]:
+        names = [*self.scorers, *self.candidate_sources, *([self.fallback] if self.fallback
+                                                          else [])]
+        return list(dict.fromkeys(names))
+
+    def declarations(self, components: Mapping[str, Any], blender: Any
+                     ) -> dict[str, tuple[str, ...]]:
+        """``{component label: feature_refs}`` of what reads features (scorers, fallback,
+        blender)."""
+        readers = dict.fromkeys([*self.scorers, *([self.fallback] if self.fallback else [])])
+        out = {f"scorer {n!r}": tuple(components[n].feature_refs) for n in readers}
+        out[f"blender {self.blender!r}"] = tuple(blender.feature_refs)
+        return out
+
+
+@dataclass
+class Requests:
+    """One or many recommendation requests of one scenario.
+
+    ``history`` holds the items each user acted on, oldest first (left out of the results
+    where ``exclude_seen``, and read by scorers that fold new events in). ``candidates``, when
+    given, are ranked instead of retrieving candidates.
+    """
+
+    user_ids: np.ndarray
+    history: Ragged
+    exclude_seen: np.ndarray
+    context: list[Mapping[str, Any]] = field(default_factory=list)
+    candidates: Ragged | None = None
+    sequences: EventSequences | None = None
+
+    def __post_init__(self) -> None:
+        if not self.context:
+            self.context = [{} for _ in range(len(self.user_ids))]
+
+    @classmethod
+    def one(cls, user_id: str, history: Sequence[str] = (), exclude_seen: bool = True,
+            context: Mapping[str, Any] | None = None, candidates: Sequence[str] | None = None,
+            sequences: EventSequences | None = None) -> Requests:
+        return cls(user_ids=np.array([user_id], dtype=object),
+                   history=Ragged.single(np.asarray(list(history), dtype=str)),
+                   exclude_seen=np.array([exclude_seen]), context=[dict(context or {})],
+                   candidates=None if candidates is None else
+                   Ragged.single(np.asarray(list(candidates), dtype=str)),
+                   sequences=sequences)
+
+    def __len__(self) -> int:
+        return len(self.user_ids)
+
+    def take(self, rows: np.ndarray) -> Requests:
+        seq = self.sequences
+        if seq is not None:
+            positions = Ragged(np.arange(len(seq.item_ids.values)), seq.item_ids.offsets)
+            picked = positions.take(rows).values
+            seq = EventSequences(seq.item_ids.take(rows), seq.timestamps[picked],
+                                 seq.event_types[picked])
+        return Requests(self.user_ids[rows], self.history.take(rows), self.exclude_seen[rows],
+                        [self.context[r] for r in rows],
+                        None if self.candidates is None else self.candidates.take(rows), seq)
+
+
+@dataclass
+class Scored:
+    """A scored batch: every candidate's per-scorer outputs and blended score.
+
+    ``codes`` are the candidates' positions in the scenario's catalogue; ``unknown`` the
+    explicit candidates each request named that the catalogue does not have.
+    """
+
+    batch: ScoreBatch
+    codes: np.ndarray
+    outputs: dict[str, dict[str, np.ndarray]]
+    final: np.ndarray
+    unknown: Ragged
+
+    def top(self, k: int, values: np.ndarray | None = None) -> Ragged:
+        """Per request, the row positions of its ``k`` best candidates by ``values``
+        (default: the blended score)."""
+        return top_k_groups(self.final if values is None else values, self.batch.offsets, k)
+
+
+@dataclass
+class Ranked:
+    """One request's answer."""
+
+    item_ids: list[str]
+    scores: list[float | None]
+    scorer_scores: list[dict[str, float | None]]
+    cold_start: bool
+    unknown_candidates: list[str]
+
+
+class Pipeline:
+    """Everything one scenario ranks with: fitted scorers, candidate sources and blender, the
+    features they declare, and the catalogue."""
+
+    def __init__(self, scenario: Scenario, scorers: Mapping[str, Scorer],
+                 sources: Mapping[str, CandidateSource], blender: Blender,
+                 features: FeatureSource, catalogue: np.ndarray,
+                 fallback: Any | None = None) -> None:
+        self.scenario = scenario
+        self.scorers = dict(scorers)
+        self.sources = dict(sources)
+        self.blender = blender
+        self.features = features
+        self.catalogue = np.asarray(catalogue, dtype=str)
+        self.index = IdIndex(self.catalogue)
+        self.fallback = fallback  # a component that is both Scorer and CandidateSource
+        components = [*self.scorers.values(), blender]
+        self.sequence_length = max(int(c.sequence_length) for c in components)
+
+    @classmethod
+    def from_plan(cls, scenario: Scenario, plan: ScenarioPlan, components: Mapping[str, Any],
+                  blenders: Mapping[str, Blender], features: FeatureSource,
+                  catalogue: np.ndarray) -> Pipeline:
+        return cls(scenario, {n: components[n] for n in plan.scorers},
+                   {n: components[n] for n in plan.candidate_sources}, blenders[plan.blender],
+                   features, catalogue, components[plan.fallback] if plan.fallback else None)
+
+    # Whole requests ---------------------------------------------------------------------
+    def recommend(self, requests: Requests, k: int) -> list[Ranked]:
+        """Top ``k`` per request, cold starts through the fallback."""
+        user_features = self.features.users(self.scenario.name, requests.user_ids)
+        cold = self.cold_mask(requests, user_features)
+        answers: list[Ranked | None] = [None] * len(requests)
+        for is_cold in (False, True):
+            rows = np.flatnonzero(cold == is_cold)
+            if len(rows) == 0:
+                continue
+            part = requests if len(rows) == len(requests) else requests.take(rows)
+            feats = {c: v[rows] for c, v in user_features.items()}
+            scored = self.score(part, feats, cold=is_cold)
+            for i, ranked in zip(rows, self._answers(scored, k, is_cold), strict=True):
+                answers[i] = ranked
+        return [a for a in answers if a is not None]
+
+    def cold_mask(self, requests: Requests, user_features: Mapping[str, np.ndarray]
+                  ) -> np.ndarray:
+        if self.fallback is None:
+            return np.zeros(len(requests), dtype=bool)
+        known = requests.history.lengths > 0
+        for values in user_features.values():
+            known |= np.array([v is not None for v in values], dtype=bool)
+        return ~known
+
+    def _answers(self, scored: Scored, k: int, cold: bool) -> list[Ranked]:
+        top = scored.top(k)
+        keys = [(f"{s}.{t}", v) for s, tasks in scored.outputs.items() for t, v in tasks.items()]
+        answers = []
+        for r in range(scored.batch.n_requests):
+            rows = top[r]
+            answers.append(Ranked(
+                item_ids=scored.batch.item_ids[rows].tolist(),
+                scores=[_finite(scored.final[i]) for i in rows],
+                scorer_scores=[{key: _finite(v[i]) for key, v in keys} for i in rows],
+                cold_start=cold, unknown_candidates=scored.unknown[r].tolist()))
+        return answers
+
+    # The stages -------------------------------------------------------------------------
+    def score(self, requests: Requests, user_features: Mapping[str, np.ndarray] | None = None,
+              cold: bool = False) -> Scored:
+        """Candidates, features, every scorer and the blend for a batch of requests."""
+        scorers = self._fallback() if cold else self.scorers
+        if user_features is None:
+            user_features = self.features.users(self.scenario.name, requests.user_ids)
+        exclude = requests.history.mask(
+            np.repeat(requests.exclude_seen, requests.history.lengths))
+        if requests.candidates is not None:
+            candidates, codes, unknown = self._known(requests.candidates)
+        else:
+            candidates, codes, unknown = self._retrieve(requests, exclude, cold)
+        candidates, codes = self._exclude(candidates, codes, exclude)
+        batch = ScoreBatch(
+            scenario=self.scenario, user_ids=requests.user_ids, candidates=candidates,
+            user_features=user_features,
+            item_features=self.features.items(self.scenario.name, candidates.values),
+            history=requests.history, sequences=requests.sequences, context=requests.context)
+        outputs = {name: self._checked(name, scorer.score(batch), len(batch))
+                   for name, scorer in scorers.items()}
+        final = np.asarray(self.blender.blend(outputs, batch), dtype=float)
+        if final.shape != (len(batch),):
+            raise ScoringError(f"blender {self.blender.name!r} returned shape {final.shape} "
+                               f"for {len(batch)} candidates")
+        return Scored(batch, codes, outputs, final, unknown)
+
+    def _fallback(self) -> dict[str, Any]:
+        assert self.fallback is not None, "cold starts are routed only with a fallback"
+        return {self.fallback.name: self.fallback}
+
+    def _retrieve(self, requests: Requests, exclude: Ragged, cold: bool
+                  ) -> tuple[Ragged, np.ndarray, Ragged]:
+        sources = self._fallback() if cold else self.sources
+        batch = RetrievalBatch(scenario=self.scenario, user_ids=requests.user_ids,
+                               history=requests.history, exclude=exclude,
+                               context=requests.context)
+        pools = [source.retrieve(batch, self.scenario.n_candidates)
+                 for source in sources.values()]
+        for name, pool in zip(sources, pools, strict=True):
+            if len(pool) != len(requests):
+                raise ScoringError(f"candidate source {name!r} returned {len(pool)} lists for "
+                                   f"{len(requests)} requests")
+        return self._union(pools)
+
+    def _union(self, pools: Sequence[Ragged]) -> tuple[Ragged, np.ndarray, Ragged]:
+        """Each request's candidates from every pool, first occurrence kept, pool order
+        (then each pool's own order) preserved; ids outside the catalogue are dropped."""
+        if len(pools) == 1:
+            return self._known(pools[0])
+        values = np.concatenate([p.values for p in pools]).astype(str, copy=False)
+        rows = np.concatenate([p.row_index() for p in pools])
+        order = np.lexsort((np.arange(len(values)), rows))
+        merged = Ragged(values[order], _offsets(rows, len(pools[0])))
+        candidates, codes, _ = self._known(merged)
+        return candidates, codes, Ragged.empty(len(pools[0]))
+
+    def _known(self, candidates: Ragged) -> tuple[Ragged, np.ndarray, Ragged]:
+        """Catalogue items, first occurrence per request, with their catalogue codes; and the
+        unknown ones."""
+        codes = self.index.positions(candidates.values)
+        rows = candidates.row_index()
+        known = codes >= 0
+        key = rows * (len(self.catalogue) + 1) + codes + 1
+        _, first = np.unique(key, return_index=True)
+        keep = np.zeros(len(key), dtype=bool)
+        keep[first] = True
+        return (candidates.mask(keep & known), codes[keep & known],
+                candidates.mask(keep & ~known))
+
+    def _exclude(self, candidates: Ragged, codes: np.ndarray, exclude: Ragged
+                 ) -> tuple[Ragged, np.ndarray]:
+        """Candidates without each request's excluded items, and their catalogue codes."""
+        if len(exclude.values):
+            width = len(self.catalogue) + 1
+            blocked = exclude.row_index() * width + self.index.positions(exclude.values) + 1
+            keep = ~np.isin(candidates.row_index() * width + codes + 1, blocked)
+            if not keep.all():
+                return candidates.mask(keep), codes[keep]
+        return candidates, codes
+
+    @staticmethod
+    def _checked(name: str, outputs: Mapping[str, Any], n: int) -> dict[str, np.ndarray]:
+        checked = {}
+        for task, values in outputs.items():
+            array = np.asarray(values, dtype=float)
+            if array.shape != (n,):
+                raise ScoringError(f"scorer {name!r} returned {task!r} with shape "
+                                   f"{array.shape} for {n} candidates")
+            checked[task] = array
+        return checked
+
+
+def _offsets(rows: np.ndarray, n: int) -> np.ndarray:
+    offsets = np.zeros(n + 1, dtype=np.int64)
+    np.cumsum(np.bincount(rows, minlength=n), out=offsets[1:])
+    return offsets
+
+
+def _finite(value: Any) -> float | None:
+    value = float(value)
+    return value if np.isfinite(value) else None

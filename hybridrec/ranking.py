@@ -1,0 +1,85 @@
+"""Top-k and per-request arithmetic, written once for every component.
+
+Ties are broken by position (the earlier candidate first), so the same scores always give the
+same ranking, whether a request is ranked alone or inside a batch of thousands. NaN ranks
+below every number.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from hybridrec.contracts import Ragged
+
+__all__ = ["group_standardise", "top_k", "top_k_groups", "top_k_rows"]
+
+
+def top_k_rows(scores: np.ndarray, k: int, finite_only: bool = False) -> Ragged:
+    """Column positions of the ``k`` highest scores of each row of a 2-D array, best first.
+
+    ``finite_only`` leaves out NaN and infinite scores (a source's excluded items are
+    ``-inf``), so rows may come back shorter than ``k``.
+    """
+    scores = np.asarray(scores, dtype=float)
+    n_rows, width = scores.shape
+    k = max(0, min(k, width))
+    s = np.where(np.isnan(scores), -np.inf, scores)
+    if 0 < k < width:
+        # Everything at or above each row's k-th largest value, then an exact ordering of
+        # those few: (score descending, position ascending).
+        kth = np.partition(s, width - k, axis=1)[:, width - k]
+        rows, cols = np.nonzero(s >= kth[:, None])
+    else:
+        rows, cols = np.divmod(np.arange(n_rows * width if k else 0), width)
+    values = s[rows, cols]
+    order = np.lexsort((cols, -values, rows))
+    rows, cols, values = rows[order], cols[order], values[order]
+    starts = np.searchsorted(rows, np.arange(n_rows))
+    keep = (np.arange(len(rows)) - starts[rows]) < k
+    if finite_only:
+        keep &= np.isfinite(values)
+    counts = np.bincount(rows[keep], minlength=n_rows)
+    offsets = np.zeros(n_rows + 1, dtype=np.int64)
+    np.cumsum(counts, out=offsets[1:])
+    return Ragged(cols[keep].astype(np.int64), offsets)
+
+
+def top_k(scores: np.ndarray, k: int, finite_only: bool = False) -> np.ndarray:
+    """Positions of the ``k`` highest of a 1-D array, best first."""
+    return top_k_rows(np.asarray(scores, dtype=float)[None, :], k, finite_only).values
+
+
+def top_k_groups(values: np.ndarray, offsets: np.ndarray, k: int,
+                 finite_only: bool = False) -> Ragged:
+    """Within each group ``values[offsets[g]:offsets[g + 1]]``, the flat positions of its ``k``
+    highest values, best first."""
+    lengths = np.diff(offsets)
+    n_groups = len(lengths)
+    width = int(lengths.max(initial=0))
+    if n_groups == 0 or width == 0:
+        return Ragged.empty(n_groups, dtype=np.int64)
+    padded = np.full((n_groups, width), -np.inf)
+    rows = np.repeat(np.arange(n_groups), lengths)
+    cols = np.arange(len(values)) - np.repeat(offsets[:-1], lengths)
+    padded[rows, cols] = np.where(np.isnan(values), -np.inf, values)
+    top = top_k_rows(padded, k, finite_only)
+    group = top.row_index()
+    real = top.values < lengths[group]  # padding sorts after every real candidate
+    return Ragged(top.values + offsets[group], top.offsets).mask(real)
+
+
+def group_standardise(values: np.ndarray, group: np.ndarray, n_groups: int) -> np.ndarray:
+    """Z-score of each value within its group over the finite entries; NaN stays NaN and a
+    group whose finite values are all equal becomes zeros."""
+    values = np.asarray(values, dtype=float)
+    finite = np.isfinite(values)
+    g, x = group[finite], values[finite]
+    count = np.bincount(g, minlength=n_groups)
+    total = np.bincount(g, weights=x, minlength=n_groups)
+    mean = np.divide(total, count, out=np.zeros(n_groups), where=count > 0)
+    centred = x - mean[g]
+    var = np.bincount(g, weights=centred * centred, minlength=n_groups)
+    std = np.sqrt(np.divide(var, count, out=np.zeros(n_groups), where=count > 0))
+    out = np.full(values.shape, np.nan)
+    out[finite] = np.divide(centred, std[g], out=np.zeros_like(centred), where=std[g] > 0)
+    return out

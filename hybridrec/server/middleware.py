@@ -1,0 +1,67 @@
+"""Plain ASGI middleware (Starlette's ``BaseHTTPMiddleware`` costs about a millisecond a
+request)."""
+
+from __future__ import annotations
+
+import logging
+import time
+from typing import Any
+
+from fastapi.responses import JSONResponse
+
+log = logging.getLogger("hybridrec.server")
+
+
+class Observe:
+    """Counts requests by route template and status, and times them. A handler that raises
+    still answers a JSON 500, so the failure is counted and the client gets a body."""
+
+    def __init__(self, app: Any, requests: Any, latency: Any) -> None:
+        self.app, self.requests, self.latency = app, requests, latency
+
+    async def __call__(self, scope: dict[str, Any], receive: Any, send: Any) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        start = time.perf_counter()
+        status = {"code": 500, "started": False}
+
+        async def observe(message: dict[str, Any]) -> None:
+            if message["type"] == "http.response.start":
+                status["code"], status["started"] = message["status"], True
+            await send(message)
+
+        try:
+            await self.app(scope, receive, observe)
+        except Exception:
+            log.exception("unhandled error on %s %s", scope["method"], scope["path"])
+            if not status["started"]:
+                await JSONResponse(status_code=500, content={"detail": "internal error"})(
+                    scope, receive, send)
+        finally:
+            # The router records the matched route in this same scope dict; middleware below
+            # must edit the scope in place, never replace it, or the label is lost. FastAPI's
+            # own pages (/openapi.json, /docs) record none: a success there is a fixed path.
+            route = getattr(scope.get("route"), "path", None)
+            path = route or (scope["path"] if status["code"] < 400 else "unmatched")
+            self.requests.labels(scope["method"], path, str(status["code"])).inc()
+            self.latency.labels(path).observe(time.perf_counter() - start)
+
+
+class JsonBodies:
+    """Read POST bodies sent without a JSON content type (``curl -d``) as JSON.
+
+    Every POST endpoint here takes JSON only; without this, such a body fails with a
+    confusing "valid dictionary" error instead of being read.
+    """
+
+    def __init__(self, app: Any) -> None:
+        self.app = app
+
+    async def __call__(self, scope: dict[str, Any], receive: Any, send: Any) -> None:
+        if scope["type"] == "http" and scope["method"] == "POST":
+            declared = dict(scope["headers"]).get(b"content-type", b"")
+            if not declared.startswith(b"application/json"):
+                scope["headers"] = [*(h for h in scope["headers"] if h[0] != b"content-type"),
+                                    (b"content-type", b"application/json")]
+        await self.app(scope, receive, send)

@@ -1,0 +1,100 @@
+"""Request and response bodies of the HTTP API (they are its OpenAPI schema)."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Annotated, Any
+
+from pydantic import BaseModel, ConfigDict, Field, StrictBool, StrictInt, StrictStr
+
+MAX_CANDIDATES = 2000
+MAX_FEEDBACK_BATCH = 1000
+Id = Annotated[StrictStr, Field(min_length=1, max_length=256)]
+
+K_RULE = ("How many items: an integer between 1 and the scenario's `max_k` (listed by "
+          "`GET /v1/scenarios`; 100 for the built-in scenarios). Defaults to the scenario's "
+          "`default_k`.")
+
+
+class RecommendRequest(BaseModel):
+    model_config = ConfigDict(extra="forbid", strict=True)
+
+    user_id: Id
+    scenario: Id
+    k: StrictInt | None = Field(default=None, description=K_RULE)
+    context: dict[str, Any] | None = Field(
+        default=None, description="Free-form request context (device, page, ...). "
+        "`recent_items`: item ids the user just interacted with, used like history.")
+    candidates: list[Id] | None = Field(default=None, min_length=1, max_length=MAX_CANDIDATES,
+                                        description="Rank these items instead of retrieving "
+                                        "candidates; ids unknown to the scenario are reported.")
+    exclude_seen: StrictBool = Field(default=True, description="Leave out items the user "
+                                     "already interacted with in this scenario.")
+
+
+class RecommendedItem(BaseModel):
+    item_id: str
+    score: float | None = Field(description=(
+        "The blender's ranking score. It orders this list and is comparable only within one "
+        "response: the weighted blender averages each scorer's scores standardised over the "
+        "request's candidates, so a lone candidate scores 0. Null if no score was finite."))
+    scores: dict[str, float | None] = Field(description="Per scorer and task, `scorer.task`, "
+                                            "as the scorer returned it; null where the scorer "
+                                            "has no opinion.")
+
+
+class RecommendResponse(BaseModel):
+    request_id: str = Field(description="Refer to it in feedback.")
+    user_id: str
+    scenario: str
+    bundle_version: str
+    cold_start: bool = Field(description="Nothing was known of the user: the scenario's "
+                             "fallback ranked alone.")
+    fallback: str | None = Field(description="The component that ranked a cold start.")
+    items: list[RecommendedItem]
+    unknown_candidates: list[str]
+
+
+class SimilarItem(BaseModel):
+    item_id: str
+    similarity: float
+
+
+class SimilarResponse(BaseModel):
+    item_id: str
+    scenario: str
+    source: str = Field(description="The component whose similarity answered.")
+    bundle_version: str
+    items: list[SimilarItem]
+
+
+class FeedbackEvent(BaseModel):
+    model_config = ConfigDict(extra="forbid", strict=True)
+
+    request_id: Id
+    item_id: Id
+    event_type: Id
+    user_id: Id | None = Field(default=None, description="Must match the request's user.")
+    value: float = Field(default=1.0, description="Event strength (a rating, a watch "
+                         "fraction); 1.0 when omitted.")
+    timestamp: datetime | None = Field(
+        default=None, strict=False,
+        description="When it happened (ISO 8601 with a zone); the receive time when omitted.")
+
+
+class FeedbackRequest(BaseModel):
+    model_config = ConfigDict(extra="forbid", strict=True)
+
+    events: list[Any] = Field(min_length=1, max_length=MAX_FEEDBACK_BATCH,
+                              description="Events; each is validated on its own (see "
+                              "FeedbackEvent), and invalid ones are rejected by index.")
+
+
+class Rejected(BaseModel):
+    index: int
+    errors: list[str]
+
+
+class FeedbackResponse(BaseModel):
+    accepted: int
+    rejected: list[Rejected]

@@ -1,0 +1,54 @@
+"""``POST /v1/recommend`` and ``GET /v1/items/{item_id}/similar``."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+from typing import Any
+
+from fastapi import APIRouter, Request
+
+from hybridrec.recommender import InvalidRequest, UnknownItem, UnknownScenario
+from hybridrec.server.models import RecommendRequest, RecommendResponse, SimilarResponse
+from hybridrec.server.routes import field_error, not_found, ready
+
+router = APIRouter()
+
+
+@router.post("/v1/recommend", response_model=RecommendResponse,
+             responses={404: {"description": "Unknown scenario"},
+                        422: {"description": "Invalid request"},
+                        503: {"description": "Not ready"}})
+def recommend(body: RecommendRequest, request: Request) -> Any:
+    state = ready(request)
+    rec = state.recommender
+    try:
+        result = rec.recommend(body.user_id, body.scenario, body.k, body.context,
+                               body.candidates, body.exclude_seen)
+    except UnknownScenario as exc:
+        return not_found(str(exc), known_scenarios=exc.known)
+    except InvalidRequest as exc:
+        return field_error("body", exc.field, str(exc))
+    state.feedback.log_served(result.request_id, datetime.now(UTC).isoformat(),
+                              result.user_id, result.scenario, result.bundle_version,
+                              result.cold_start, [i.item_id for i in result.items],
+                              [i.score for i in result.items])
+    state.metrics.served.labels(result.scenario, str(result.cold_start).lower()).inc()
+    return result.as_dict()
+
+
+@router.get("/v1/items/{item_id}/similar", response_model=SimilarResponse,
+            responses={404: {"description": "Unknown scenario or item"},
+                       422: {"description": "Invalid k"}, 503: {"description": "Not ready"}})
+def similar(item_id: str, scenario: str, request: Request, k: int = 10) -> Any:
+    rec = ready(request).recommender
+    try:
+        source, ids, sims = rec.similar(scenario, item_id, k)
+    except UnknownScenario as exc:
+        return not_found(str(exc), known_scenarios=exc.known)
+    except UnknownItem as exc:
+        return not_found(str(exc))
+    except InvalidRequest as exc:
+        return field_error("query", exc.field, str(exc))
+    return {"item_id": item_id, "scenario": scenario, "source": source,
+            "bundle_version": rec.version,
+            "items": [{"item_id": i, "similarity": s} for i, s in zip(ids, sims, strict=True)]}

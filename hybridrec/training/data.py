@@ -1,0 +1,102 @@
+"""Stage 2, data: the event log, the time split, and the training frames with the declared
+features joined point-in-time correctly by Feast."""
+
+from __future__ import annotations
+
+import hashlib
+from collections.abc import Iterable
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from hybridrec import columns as C
+from hybridrec.contracts import TrainingData
+from hybridrec.data.tables import as_utc_us, read_table
+from hybridrec.progress import progress_bar
+from hybridrec.training.plan import Plan, TrainingError
+from hybridrec.workspace import Workspace
+
+
+@dataclass
+class Inputs:
+    events: pd.DataFrame
+    items: pd.DataFrame
+    users: pd.DataFrame
+
+    def catalogue(self, scenario: str) -> np.ndarray:
+        return self.items.loc[self.items[C.SCENARIO] == scenario, C.ITEM_ID].to_numpy(str)
+
+
+def load_inputs(ws: Workspace) -> Inputs:
+    """Event log (with feedback received since), catalogue and users from the feature repo."""
+    from hybridrec.feedback import FeedbackLog
+
+    events = read_table(ws.data_dir, C.EVENTS_FILE)
+    if ws.feedback_db.exists():
+        extra = FeedbackLog(ws.feedback_db).events()
+        if len(extra):
+            events = pd.concat([events, extra[events.columns]], ignore_index=True)
+    events[C.EVENT_TIMESTAMP] = as_utc_us(events[C.EVENT_TIMESTAMP])
+    return Inputs(events=events, items=read_table(ws.data_dir, C.ITEMS_FILE),
+                  users=read_table(ws.data_dir, C.USERS_FILE))
+
+
+def scenario_names(inputs: Inputs, requested: Iterable[str] | None) -> list[str]:
+    present = sorted(inputs.events[C.SCENARIO].unique())
+    names = list(requested) if requested else present
+    missing = [n for n in names if n not in present]
+    if missing:
+        raise TrainingError(f"no events for scenario(s) {', '.join(missing)}; the data has "
+                            f"{', '.join(present) or 'none'}")
+    return names
+
+
+@dataclass
+class Split:
+    """A global temporal split: events before ``cutoff`` train, the rest test."""
+
+    train: pd.DataFrame
+    test: pd.DataFrame
+    cutoff: pd.Timestamp
+
+
+def temporal_split(events: pd.DataFrame, test_fraction: float) -> Split:
+    """The latest ``test_fraction`` of events (by time) test; the rest train."""
+    if not 0 < test_fraction < 1:
+        raise ValueError(f"test_fraction must be between 0 and 1, got {test_fraction}")
+    ts = events[C.EVENT_TIMESTAMP]
+    cutoff = ts.quantile(1 - test_fraction)
+    return split_at(events, cutoff)
+
+
+def split_at(events: pd.DataFrame, cutoff: Any) -> Split:
+    ts = events[C.EVENT_TIMESTAMP]
+    return Split(events[ts < cutoff], events[ts >= cutoff], pd.Timestamp(cutoff))
+
+
+def fingerprint(events: pd.DataFrame) -> str:
+    """A short hash of an event log, to tell whether the data under a bundle has changed."""
+    columns = [C.USER_ID, C.ITEM_ID, C.SCENARIO, C.EVENT_TYPE, C.VALUE, C.EVENT_TIMESTAMP]
+    ordered = events[columns].sort_values(columns, kind="stable")
+    digest = hashlib.sha256(pd.util.hash_pandas_object(ordered, index=False).to_numpy())
+    return digest.hexdigest()[:16]
+
+
+def training_data(store: Any, events: pd.DataFrame, inputs: Inputs, plan: Plan,
+                  progress: bool) -> TrainingData:
+    """Each scenario's events with the features its components declare, joined as of each
+    event's time (one join for the whole window: each row depends only on its own time, so
+    any time slice of it is correct too)."""
+    from hybridrec.features import join_events
+
+    frames = []
+    for name in progress_bar(list(plan.scenarios), "joining features", enabled=progress):
+        part = events[events[C.SCENARIO] == name]
+        if len(part):
+            frames.append(join_events(store, part, plan.scenarios[name], plan.features[name]))
+    frame = pd.concat(frames, ignore_index=True) if frames else events.iloc[:0].copy()
+    frame[C.EVENT_TIMESTAMP] = as_utc_us(frame[C.EVENT_TIMESTAMP])
+    return TrainingData(events=frame, items=inputs.items, users=inputs.users,
+                        scenarios=plan.scenarios)
