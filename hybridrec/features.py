@@ -194,7 +194,11 @@ def point_in_time(store: FeatureStore, entity_df: pd.DataFrame, refs: Sequence[s
                   ) -> pd.DataFrame:
     """``entity_df`` (join keys + ``event_timestamp``) with ``refs`` joined as of each row's
     timestamp, in the same row order; columns are named ``view__feature``."""
+    from hybridrec.data.tables import as_utc_us
+
     frame = entity_df.reset_index(drop=True).copy()
+    # DuckDB's offline store takes microsecond UTC times (it cannot cast nanoseconds)
+    frame[C.EVENT_TIMESTAMP] = as_utc_us(frame[C.EVENT_TIMESTAMP])
     frame["_row"] = np.arange(len(frame))
     joined = store.get_historical_features(
         entity_df=frame, features=list(refs), full_feature_names=True
