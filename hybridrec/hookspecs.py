@@ -5,6 +5,12 @@ hooks do not return lists. A name registered twice is an error that names both p
 the second call passes ``replace=True``. Hooks run once, when the plugin registry is first
 built (``hybridrec.plugins.get_registry()``), never at import time.
 
+hybridrec calls the implementations itself, in claim order: built-ins first, then installed
+plugins sorted by entry-point name. ``tryfirst`` and ``trylast`` change nothing here (the
+first to register a name keeps it; take one over with ``replace=True``); a ``wrapper`` or
+``hookwrapper`` implementation of these hooks is reported and not called; an ``@hookimpl``
+whose name is no hook below is reported with the hook it most resembles.
+
 A plugin is a module with ``@hookimpl`` functions and one entry point in the group
 ``hybridrec``::
 
