@@ -239,6 +239,8 @@ def test_operational_endpoints(server):
     assert server.call("GET", "/healthz") == (200, {"status": "ok"})
     status, ready = server.call("GET", "/readyz")
     assert status == 200 and ready["items_cached"] == 120 + 120 + 30
+    log = server.log.read_text()
+    assert f"loaded bundle {ready['bundle_version']}" in log and " s after start" in log
     from datetime import UTC, datetime, timedelta
 
     refreshed = datetime.fromisoformat(ready["items_refreshed_at"])
@@ -249,6 +251,7 @@ def test_operational_endpoints(server):
     assert "cheapest" in shop["scorers"] and shop["items"] == 120
     status, plugins = server.call("GET", "/v1/plugins")
     assert "hello" in {p["name"] for p in plugins}
+    assert recommend(server)[0] == 200
     status, metrics = server.call("GET", "/metrics")
     assert 'hybridrec_http_requests_total{method="POST",route="/v1/recommend",status="200"}' \
         in metrics
