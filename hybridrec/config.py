@@ -1,9 +1,11 @@
-"""Component configuration: one TOML table per component, and the one way components are
-built from it.
+"""Training configuration: one TOML table per component, the one way components are built
+from it, and per-scenario choices.
 
 ``[als]`` ``device = "cpu"``, ``[als.weights.shop]`` ``view = 1.0``, ``[weighted.weights.shop]``
-``"als.click" = 2.0``, ... A table naming no installed component, a parameter the component
-does not take, or a value it refuses is a ``ConfigError`` that names it.
+``"als.click" = 2.0``, ... and ``[scenarios.shop]`` ``fallback = "popularity"`` (or ``false``
+for none), ``blender``, ``scorers``, ``candidate_sources``. A table naming no installed
+component or scenario, a parameter the component does not take, or a value it refuses is a
+``ConfigError`` that names it.
 """
 
 from __future__ import annotations
@@ -13,6 +15,10 @@ from pathlib import Path
 from typing import Any
 
 Config = Mapping[str, Mapping[str, Any]]
+
+#: The table of per-scenario choices, and what it may set.
+SCENARIOS = "scenarios"
+SCENARIO_FIELDS = ("fallback", "blender", "scorers", "candidate_sources")
 
 
 class ConfigError(ValueError):
@@ -37,11 +43,41 @@ def load_config(path: Path | None) -> dict[str, dict[str, Any]]:
 def check_sections(config: Config, known: Collection[str]) -> None:
     """Every table must name an installed component and hold parameters."""
     for name, section in config.items():
+        if name == SCENARIOS:
+            continue
         if name not in known:
             raise ConfigError(f"config section [{name}] names no installed component; "
                               f"known: {', '.join(sorted(known))}")
         if not isinstance(section, Mapping):
             raise ConfigError(f"config section [{name}] must be a table of parameters")
+
+
+def scenario_choices(config: Config, scenarios: Collection[str]) -> dict[str, dict[str, Any]]:
+    """``[scenarios.NAME]`` tables as ``Scenario`` field values, checked."""
+    out: dict[str, dict[str, Any]] = {}
+    for name, table in dict(config.get(SCENARIOS, {})).items():
+        if name not in scenarios:
+            raise ConfigError(f"config section [{SCENARIOS}.{name}] names no registered "
+                              f"scenario; known: {', '.join(sorted(scenarios))}")
+        if not isinstance(table, Mapping):
+            raise ConfigError(f"config section [{SCENARIOS}.{name}] must be a table")
+        choices: dict[str, Any] = {}
+        for key, value in table.items():
+            where = f"[{SCENARIOS}.{name}] {key}"
+            if key not in SCENARIO_FIELDS:
+                raise ConfigError(f"{where}: not a setting; known: {', '.join(SCENARIO_FIELDS)}")
+            if key in ("scorers", "candidate_sources"):
+                if not isinstance(value, list) or not all(isinstance(v, str) for v in value):
+                    raise ConfigError(f"{where} must be a list of names")
+                value = tuple(value)
+            elif key == "fallback" and value is False:
+                value = None
+            elif not isinstance(value, str):
+                raise ConfigError(f"{where} must be a name" + (" or false" if key == "fallback"
+                                                               else ""))
+            choices[key] = value
+        out[name] = choices
+    return out
 
 
 def build(cls: Any, config: Config) -> Any:

@@ -7,10 +7,11 @@ of users with the same calls and no loop per user. Scorers return one float arra
 over all rows; ``NaN`` means "no opinion" (an item or user the scorer does not know) and is
 never to be read as a score of zero; blenders handle it explicitly.
 
-Components declare what they read: ``feature_refs`` (Feast ``view:feature`` references, user
-or item side; the core fetches exactly these, checked against the applied Feast registry) and
-``sequence_length`` (how many of the user's most recent events in the scenario they want in
-``ScoreBatch.sequences``).
+Scorers and blenders declare what they read: ``feature_refs`` (Feast ``view:feature``
+references, user or item side; the core fetches exactly these, checked against the applied
+Feast registry) and ``sequence_length`` (how many of the user's most recent events in the
+scenario they want in ``ScoreBatch.sequences``). Numeric features arrive as float arrays with
+NaN where missing; others as object arrays with None.
 """
 
 from __future__ import annotations
@@ -18,6 +19,7 @@ from __future__ import annotations
 from abc import ABC, abstractmethod
 from collections.abc import Collection, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
+from datetime import UTC, datetime
 from functools import cached_property
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, ClassVar, Self
@@ -57,8 +59,11 @@ class Scenario:
     ``candidate_sources``) means every registered one whose ``supports(scenario)`` is true.
     ``item_keys`` are the Feast join keys an item id of this scenario fills: an ad slot's items
     are ads, so ad-keyed views (``ad_profile``) attach to them and to no other scenario's items.
-    ``fallback`` names the component (a scorer that is also a candidate source) that ranks for
-    a user the system knows nothing about; ``None`` sends such users through the full blend.
+    ``fallback`` names the component (a scorer that is also a candidate source, and supports
+    the scenario) that ranks alone for a user none of the scenario's scorers knows anything
+    about; ``None`` sends such users through the full blend. A training config can set it, and
+    the scenario's scorers, candidate sources and blender, per scenario
+    (``[scenarios.shop] fallback = "popularity"``).
     """
 
     name: str
@@ -69,7 +74,7 @@ class Scenario:
     candidate_sources: tuple[str, ...] | None = None
     scorers: tuple[str, ...] | None = None
     blender: str = "weighted"
-    fallback: str | None = "popularity"
+    fallback: str | None = None
     item_keys: tuple[str, ...] = (ITEM_ID,)
     default_k: int = 10
     max_k: int = 100
@@ -171,17 +176,20 @@ class Ragged:
 @dataclass(frozen=True)
 class EventSequences:
     """Each request's most recent events in the scenario, oldest first: the event log and the
-    feedback received since, then ``context.recent_items`` (event type ``"recent"``, stamped
-    with the request time). ``timestamps`` and ``event_types`` align with ``item_ids.values``."""
+    feedback received since training, then ``context.recent_items`` (event type ``"recent"``,
+    value 1, stamped with the request time). ``timestamps`` (UTC, ``datetime64[us]``),
+    ``event_types`` and ``values`` (a rating, a watch fraction) align with
+    ``item_ids.values``."""
 
     item_ids: Ragged
     timestamps: np.ndarray
     event_types: np.ndarray
+    values: np.ndarray
 
-    @classmethod
-    def empty(cls, rows: int) -> EventSequences:
-        return cls(Ragged.empty(rows), np.array([], dtype="datetime64[us]"),
-                   np.array([], dtype=str))
+
+def utc_now() -> np.datetime64:
+    """The current time as naive UTC microseconds, the unit of every time in a batch."""
+    return np.datetime64(datetime.now(UTC).replace(tzinfo=None), "us")
 
 
 def _context_rows(context: Sequence[Mapping[str, Any]] | None, n: int) -> list[Mapping[str, Any]]:
@@ -198,7 +206,9 @@ class ScoreBatch:
     Rows (``item_ids``, every ``item_features`` column) are the candidates of all requests,
     request after request; ``request`` gives each row's request, ``offsets`` where each
     request starts. Per-request arrays (``user_ids``, every ``user_features`` column) have one
-    entry per request. Use ``ScoreBatch.one(...)`` for a single request.
+    entry per request. ``as_of`` is when the batch is scored: the request time when serving,
+    the split's cutoff when evaluating (naive UTC ``datetime64[us]``). Use
+    ``ScoreBatch.one(...)`` for a single request.
     """
 
     scenario: Scenario
@@ -209,9 +219,12 @@ class ScoreBatch:
     history: Ragged | None = None
     sequences: EventSequences | None = None
     context: Sequence[Mapping[str, Any]] | None = None
+    as_of: np.datetime64 | None = None
     request: np.ndarray = field(init=False, repr=False)
 
     def __post_init__(self) -> None:
+        if self.as_of is None:
+            self.as_of = utc_now()
         if len(self.user_ids) != len(self.candidates):
             raise ValueError(f"{len(self.user_ids)} users for {len(self.candidates)} "
                              "candidate lists")
@@ -225,7 +238,8 @@ class ScoreBatch:
             user_features: Mapping[str, Any] | None = None,
             item_features: Mapping[str, np.ndarray] | None = None,
             history: Sequence[str] = (), context: Mapping[str, Any] | None = None,
-            sequences: EventSequences | None = None) -> ScoreBatch:
+            sequences: EventSequences | None = None,
+            as_of: np.datetime64 | None = None) -> ScoreBatch:
         """A batch of one request; ``user_features`` maps each column to its one value."""
         return cls(scenario=scenario, user_ids=np.array([user_id], dtype=object),
                    candidates=Ragged.single(np.asarray(item_ids, dtype=str)),
@@ -233,7 +247,7 @@ class ScoreBatch:
                                   for c, v in (user_features or {}).items()},
                    item_features=dict(item_features or {}),
                    history=Ragged.single(np.asarray(list(history), dtype=str)),
-                   sequences=sequences, context=[dict(context or {})])
+                   sequences=sequences, context=[dict(context or {})], as_of=as_of)
 
     @property
     def item_ids(self) -> np.ndarray:
@@ -279,16 +293,9 @@ class RetrievalBatch:
 
 
 class _Persistent(ABC):
-    """Shared shape of everything a bundle stores: a name, config, declarations, fit, save and
-    load."""
+    """Shared shape of everything a bundle stores: a name, config, fit, save and load."""
 
     name: ClassVar[str]
-    #: Feast features read (``view:feature``), user or item side; the core fetches exactly
-    #: these into ``ScoreBatch.user_features`` / ``item_features`` (keyed ``view__feature``)
-    #: and joins them onto ``TrainingData.events``. May be set per instance from config.
-    feature_refs: tuple[str, ...] = ()
-    #: How many of the user's most recent events ``ScoreBatch.sequences`` should carry.
-    sequence_length: int = 0
 
     def __init__(self, **config: Any) -> None:
         self.config = config
@@ -315,7 +322,18 @@ class _Persistent(ABC):
         """Read what ``save`` wrote. Must not depend on the device it was trained on."""
 
 
-class Scorer(_Persistent):
+class _Reader:
+    """What a scorer or blender declares it reads."""
+
+    #: Feast features read (``view:feature``), user or item side; the core fetches exactly
+    #: these into ``ScoreBatch.user_features`` / ``item_features`` (keyed ``view__feature``)
+    #: and joins them onto ``TrainingData.events``. A class attribute, or set per instance.
+    feature_refs: tuple[str, ...] = ()
+    #: How many of the user's most recent events ``ScoreBatch.sequences`` should carry.
+    sequence_length: int = 0
+
+
+class Scorer(_Reader, _Persistent):
     """Scores a batch of candidates for one or more tasks.
 
     Subclasses set ``name`` and ``tasks`` and implement ``fit``, ``score``, ``save`` and
@@ -354,7 +372,7 @@ class SimilarItems(ABC):
         without the item itself. KeyError if the item or scenario is unknown to it."""
 
 
-class Blender(_Persistent):
+class Blender(_Reader, _Persistent):
     """Turns per-scorer, per-task scores into one ranking score per candidate."""
 
     def check(self, inputs: Mapping[str, Sequence[str]], scenarios: Collection[str]) -> None:

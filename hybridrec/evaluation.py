@@ -26,6 +26,7 @@ from hybridrec import history as H
 from hybridrec import metrics as M
 from hybridrec.contracts import Blender, Ragged, Scenario
 from hybridrec.features import FeatureSet, as_of
+from hybridrec.ids import IdIndex
 from hybridrec.pipeline import Pipeline, Requests, ScenarioPlan, Scored
 from hybridrec.progress import progress_bar
 
@@ -45,10 +46,14 @@ class Evaluation:
 
 @dataclass
 class _Targets:
-    users: np.ndarray
-    history: Ragged
-    relevant: pd.DataFrame  # (user, item) test positives on items new to the user
+    """What one scenario is evaluated on."""
+
+    users: np.ndarray  # ranked: warm users with a relevant item
+    relevant: pd.DataFrame  # (user, item) test positives on catalogue items new to the user
     auc_pairs: pd.DataFrame  # distinct test (user, item, label) of warm users; may be empty
+    everyone: IdIndex  # every user above, sorted
+    history: Ragged  # each of ``everyone``'s seen items before the cutoff, oldest first
+    recent: pd.DataFrame | None = None  # the scenario's recent events, when a scorer asks
 
 
 def evaluate(scenarios: Mapping[str, Scenario], plans: Mapping[str, ScenarioPlan],
@@ -58,15 +63,17 @@ def evaluate(scenarios: Mapping[str, Scenario], plans: Mapping[str, ScenarioPlan
              cutoff: Any, k: int = 10, progress: bool = True,
              keep_lists: bool = False) -> Evaluation:
     """Evaluate every scenario of ``plans`` with the given fitted components."""
-    targets = {name: _targets(scenarios[name], train, test) for name in plans}
-    users = {name: np.union1d(t.users, t.auc_pairs[C.USER_ID].to_numpy(dtype=object))
-             for name, t in targets.items()}
-    features = as_of(store, feature_sets, catalogue, users, cutoff)
+    targets = {name: _targets(scenarios[name], train, test, catalogue[name]) for name in plans}
+    features = as_of(store, feature_sets, catalogue,
+                     {name: t.everyone.ids for name, t in targets.items()}, cutoff)
     result = Evaluation()
     for name, plan in plans.items():
         pipeline = Pipeline.from_plan(scenarios[name], plan, components, blenders, features,
                                       catalogue[name])
-        metrics, lists = evaluate_scenario(pipeline, targets[name], train, k, progress,
+        if pipeline.sequence_length:
+            targets[name].recent = H.recent_events(
+                train[train[C.SCENARIO] == name], {name: pipeline.sequence_length})
+        metrics, lists = evaluate_scenario(pipeline, targets[name], cutoff, k, progress,
                                            keep_lists)
         if metrics:
             result.metrics[name] = metrics
@@ -75,38 +82,47 @@ def evaluate(scenarios: Mapping[str, Scenario], plans: Mapping[str, ScenarioPlan
     return result
 
 
-def _targets(scenario: Scenario, train: pd.DataFrame, test: pd.DataFrame) -> _Targets:
+def _targets(scenario: Scenario, train: pd.DataFrame, test: pd.DataFrame,
+             catalogue: np.ndarray) -> _Targets:
     tr = train[train[C.SCENARIO] == scenario.name]
     seen = H.seen_pairs(tr, {scenario.name: scenario})
     te = test[test[C.SCENARIO] == scenario.name]
     positives = te.loc[te[C.EVENT_TYPE].isin(scenario.positive_events), [C.USER_ID, C.ITEM_ID]]
     relevant = positives.drop_duplicates().merge(seen[[C.USER_ID, C.ITEM_ID]], how="left",
                                                  indicator=True)
-    relevant = relevant[relevant["_merge"] == "left_only"].drop(columns="_merge")
+    relevant = relevant[(relevant["_merge"] == "left_only")
+                        & relevant[C.ITEM_ID].isin(catalogue)].drop(columns="_merge")
     warm = set(seen[C.USER_ID])
     users = np.array(sorted(set(relevant[C.USER_ID]) & warm), dtype=object)
     pairs = pd.DataFrame(columns=[C.USER_ID, C.ITEM_ID, "label"])
     if not set(scenario.positive_events) >= set(scenario.event_types):
         labelled = te.assign(label=te[C.EVENT_TYPE].isin(scenario.positive_events))
         labelled = labelled.groupby([C.USER_ID, C.ITEM_ID], as_index=False)["label"].max()
-        labelled = labelled[labelled[C.USER_ID].isin(warm)]
+        # only warm users, and only items the scenario serves (others cannot be ranked)
+        labelled = labelled[labelled[C.USER_ID].isin(warm)
+                            & labelled[C.ITEM_ID].isin(catalogue)]
         if labelled["label"].nunique() == 2:
             pairs = labelled.sort_values([C.USER_ID, C.ITEM_ID], kind="stable")
     everyone = np.union1d(users, pairs[C.USER_ID].to_numpy(dtype=object))
-    return _Targets(users, H.grouped(seen, everyone), relevant, pairs)
+    return _Targets(users, relevant, pairs, IdIndex(everyone), H.grouped(seen, everyone))
 
 
-def _requests(pipeline: Pipeline, targets: _Targets, train: pd.DataFrame,
-              users: np.ndarray, candidates: Ragged | None = None) -> Requests:
-    everyone = np.union1d(targets.users, targets.auc_pairs[C.USER_ID].to_numpy(dtype=object))
-    rows = pd.Index(everyone).get_indexer(users)
+def _requests(targets: _Targets, users: np.ndarray, cutoff: Any,
+              candidates: Ragged | None = None) -> Requests:
     sequences = None
-    if pipeline.sequence_length:
-        recent = H.recent_events(train, {pipeline.scenario.name: pipeline.sequence_length})
-        sequences = H.sequences_of(recent, users)
-    return Requests(user_ids=users, history=targets.history.take(rows),
+    if targets.recent is not None:
+        sequences = H.sequences_of(targets.recent, users)
+    return Requests(user_ids=users, history=targets.history.take(
+                        targets.everyone.positions(users)),
                     exclude_seen=np.full(len(users), candidates is None),
-                    candidates=candidates, sequences=sequences)
+                    candidates=candidates, sequences=sequences, as_of=_naive_utc(cutoff))
+
+
+def _naive_utc(when: Any) -> np.datetime64:
+    stamp = pd.Timestamp(when)
+    if stamp.tzinfo is not None:
+        stamp = stamp.tz_convert("UTC").tz_localize(None)
+    return np.datetime64(stamp.to_datetime64(), "us")
 
 
 def _chunks(requests: Requests, desc: str, progress: bool) -> Any:
@@ -131,7 +147,7 @@ def _rankings(scored: Scored, scenario: Scenario) -> dict[str, np.ndarray]:
     return ranked
 
 
-def evaluate_scenario(pipeline: Pipeline, targets: _Targets, train: pd.DataFrame, k: int,
+def evaluate_scenario(pipeline: Pipeline, targets: _Targets, cutoff: Any, k: int,
                       progress: bool = True, keep_lists: bool = False
                       ) -> tuple[dict[str, dict[str, float]], dict[str, dict[str, list[str]]]]:
     """Metrics per ranker on one scenario, and (``keep_lists``) each user's top-K lists."""
@@ -140,7 +156,7 @@ def evaluate_scenario(pipeline: Pipeline, targets: _Targets, train: pd.DataFrame
         return {}, {}
     names = [*pipeline.scorers, BLEND]
     top = {name: np.full((len(users), k), -1, dtype=np.int64) for name in names}
-    requests = _requests(pipeline, targets, train, users)
+    requests = _requests(targets, users, cutoff)
     for rows, chunk in _chunks(requests, f"evaluating {scenario.name}", progress):
         scored = pipeline.score(chunk)
         for name, values in _rankings(scored, scenario).items():
@@ -162,7 +178,7 @@ def evaluate_scenario(pipeline: Pipeline, targets: _Targets, train: pd.DataFrame
         row[f"coverage@{k}"] = M.coverage(top[name], len(pipeline.catalogue))
         row["users"] = float(len(users))
         results[name] = row
-    for name, aucs in _pairwise_auc(pipeline, targets, train, progress).items():
+    for name, aucs in _pairwise_auc(pipeline, targets, cutoff, progress).items():
         results[name].update(aucs)
     lists = {}
     if keep_lists:
@@ -171,7 +187,7 @@ def evaluate_scenario(pipeline: Pipeline, targets: _Targets, train: pd.DataFrame
     return results, lists
 
 
-def _pairwise_auc(pipeline: Pipeline, targets: _Targets, train: pd.DataFrame,
+def _pairwise_auc(pipeline: Pipeline, targets: _Targets, cutoff: Any,
                   progress: bool) -> dict[str, dict[str, float]]:
     """AUC over distinct test (user, item) pairs, labelled by whether any event was positive:
     pooled over all pairs, and grouped per user."""
@@ -185,7 +201,7 @@ def _pairwise_auc(pipeline: Pipeline, targets: _Targets, train: pd.DataFrame,
                            + pipeline.index.positions(pairs[C.ITEM_ID].to_numpy(dtype=object))
                            + 1)
     labels_all = pairs["label"].to_numpy(bool)
-    requests = _requests(pipeline, targets, train, users,
+    requests = _requests(targets, users, cutoff,
                          Ragged(candidates.values.astype(str), candidates.offsets))
     scores: dict[str, list[np.ndarray]] = {}
     labels, groups = [], []

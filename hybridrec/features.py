@@ -3,10 +3,11 @@
 Components declare the features they read (``feature_refs``, ``view:feature``).
 ``resolve_features`` checks those declarations against the applied Feast registry and sorts
 them by join key: user-keyed features are read per request, item-side ones (keyed by one of
-the scenario's ``item_keys``) come from an in-memory table of the catalogue. The same
-resolved set drives the training frames (``join_events``), the server (``OnlineFeatures``),
-offline evaluation (``as_of``) and the conformance kit, so each fetches exactly what the
-components declare.
+the scenario's ``item_keys``) come from an in-memory table of the scenario's catalogue. The
+same resolved set drives the training frames (``join_events``), the server
+(``OnlineFeatures``), offline evaluation (``as_of``) and the conformance kit, so each fetches
+exactly what the components declare. Numeric features come as float arrays (NaN where
+missing), others as object arrays (None where missing).
 
 Feast is imported inside the functions that need it, so ``import hybridrec`` stays light.
 ``FEAST_USAGE`` is switched off before the first Feast import (no telemetry from here).
@@ -50,11 +51,13 @@ class FeatureError(ValueError):
 
 @dataclass(frozen=True)
 class FeatureRef:
-    """One declared feature, resolved: its view, name and the view's join key."""
+    """One declared feature, resolved: its view, name, the view's join key, and whether its
+    Feast type is numeric."""
 
     view: str
     feature: str
     key: str
+    numeric: bool = False
 
     @property
     def ref(self) -> str:
@@ -91,17 +94,21 @@ class FeatureSet:
 
 @dataclass(frozen=True)
 class ViewInfo:
-    fields: frozenset[str]
+    fields: dict[str, bool]  # field -> numeric
     key: str
 
 
 def applied_views(store: FeatureStore) -> dict[str, ViewInfo]:
     """Feature views in the applied registry; a FeatureError when nothing was applied."""
+    from feast import types as T
+
+    numeric = {T.Int32, T.Int64, T.Float32, T.Float64, T.Bool}
     views = {}
     for view in store.list_feature_views():
         keys = [e.name for e in view.entity_columns]
         if len(keys) == 1:  # composite-keyed views are not readable per user or item
-            views[view.name] = ViewInfo(frozenset(f.name for f in view.features), keys[0])
+            views[view.name] = ViewInfo({f.name: f.dtype in numeric for f in view.features},
+                                        keys[0])
     if not views:
         raise FeatureError(f"no feature views are registered; run 'feast apply' inside "
                            f"{store.repo_path}")
@@ -132,7 +139,7 @@ def resolve_features(views: Mapping[str, ViewInfo], scenario: Scenario,
             if feature not in info.fields:
                 raise FeatureError(f"{owner} declares feature {ref!r}, but view {view!r} has no "
                                    f"field {feature!r} (fields: {', '.join(sorted(info.fields))})")
-            resolved = FeatureRef(view, feature, info.key)
+            resolved = FeatureRef(view, feature, info.key, info.fields[feature])
             if info.key == C.USER_ID:
                 user[resolved.ref] = resolved
             elif info.key in scenario.item_keys:
@@ -227,34 +234,57 @@ def join_events(store: FeatureStore, events: pd.DataFrame, scenario: Scenario,
 
 # In-memory columns -----------------------------------------------------------------------
 
-def take_aligned(column: np.ndarray, pos: np.ndarray) -> np.ndarray:
-    """``column[pos]`` as an object array, None where ``pos`` is -1 (an unknown id)."""
-    if len(column) == 0:
-        return np.full(len(pos), None, dtype=object)
-    out = column[np.maximum(pos, 0)].astype(object, copy=False)  # fancy indexing copies
-    out[pos < 0] = None
-    return out
+def typed(values: Sequence[Any] | np.ndarray, numeric: bool) -> np.ndarray:
+    """A feature column as the pipeline hands it over: float with NaN for numeric features,
+    object with None for the others."""
+    import pandas as pd
+
+    if numeric:
+        return pd.to_numeric(pd.Series(values, dtype=object), errors="coerce").to_numpy(float)
+    column = np.empty(len(values), dtype=object)  # one cell per value, even if values are lists
+    column[:] = list(values)
+    column[[v is None or (isinstance(v, float) and v != v) for v in column]] = None
+    return column
+
+
+def missing(n: int, numeric: bool) -> np.ndarray:
+    return np.full(n, np.nan) if numeric else np.full(n, None, dtype=object)
 
 
 class FeatureTable:
-    """Feature columns of a set of ids, in memory, read with one vectorised ``take``."""
+    """Typed feature columns of a fixed set of ids, in memory, read with one vectorised
+    ``take``; ids or columns it does not have read as missing."""
 
-    def __init__(self, ids: Sequence[str] | np.ndarray,
+    def __init__(self, ids: Sequence[str] | np.ndarray, refs: Sequence[FeatureRef],
                  columns: Mapping[str, np.ndarray]) -> None:
         self.index = IdIndex(ids)
-        self.columns = dict(columns)
+        self.refs = {r.column: r for r in refs}
+        self.columns = {c: typed(v, self.refs[c].numeric) for c, v in columns.items()}
 
-    def take(self, ids: np.ndarray, columns: Iterable[str]) -> dict[str, np.ndarray]:
-        """Columns aligned with ``ids``; None where an id or a column is unknown."""
-        columns = list(columns)
-        if not columns:
+    def take(self, ids: np.ndarray, refs: Iterable[FeatureRef]) -> dict[str, np.ndarray]:
+        refs = list(refs)
+        if not refs:
             return {}
         pos = self.index.positions(ids)
-        empty = np.array([], dtype=object)
-        return {c: take_aligned(self.columns.get(c, empty), pos) for c in columns}
+        unknown = pos < 0
+        out = {}
+        for ref in refs:
+            column = self.columns.get(ref.column)
+            if column is None or not len(column):
+                out[ref.column] = missing(len(pos), ref.numeric)
+                continue
+            values = column[np.maximum(pos, 0)]  # fancy indexing copies
+            values[unknown] = np.nan if ref.numeric else None
+            out[ref.column] = values
+        return out
 
     def __len__(self) -> int:
         return len(self.index)
+
+
+#: Entities per online read, so a catalogue refresh never holds the store for long.
+ONLINE_CHUNK = 500
+_ONLINE_LOCK = threading.Lock()
 
 
 def _online_columns(store: FeatureStore | None, refs: Sequence[FeatureRef], key: str,
@@ -262,71 +292,75 @@ def _online_columns(store: FeatureStore | None, refs: Sequence[FeatureRef], key:
     if not refs or not len(ids):
         return {}
     assert store is not None, "features are declared, so the store was opened"
-    # Feast's SQLite online store shares one connection across threads; reads are serialised
-    # here so the server's worker threads and the cache refresh never interleave on it.
-    with _ONLINE_LOCK:
-        rows = store.get_online_features(
-            features=[r.ref for r in refs], entity_rows=[{key: i} for i in ids],
-            full_feature_names=True).to_dict()
-    return {r.column: np.asarray(rows[r.column], dtype=object) for r in refs}
+    parts: dict[str, list[Any]] = {r.column: [] for r in refs}
+    for start in range(0, len(ids), ONLINE_CHUNK):
+        chunk = ids[start:start + ONLINE_CHUNK]
+        # Feast's SQLite online store shares one connection across threads; reads are
+        # serialised so request threads and the refresh never interleave on it.
+        with _ONLINE_LOCK:
+            rows = store.get_online_features(
+                features=[r.ref for r in refs], entity_rows=[{key: i} for i in chunk],
+                full_feature_names=True).to_dict()
+        for r in refs:
+            parts[r.column].extend(rows[r.column])
+    return {r.column: typed(parts[r.column], r.numeric) for r in refs}
 
 
-_ONLINE_LOCK = threading.Lock()
-
-
-def _item_columns(fetch: Any, sets: Mapping[str, FeatureSet],
-                  catalogue: Mapping[str, np.ndarray]) -> FeatureTable:
-    """One table for every catalogue item: each key's features fetched (``fetch(refs, key,
-    ids)``) only for the items of scenarios whose items carry that key."""
-    ids = np.concatenate([np.asarray(v, dtype=object) for v in catalogue.values()]
-                         ) if catalogue else np.array([], dtype=object)
-    table = FeatureTable(ids, {})
-    wanted: dict[str, tuple[dict[str, FeatureRef], list[np.ndarray]]] = {}
+def _item_tables(fetch: Any, sets: Mapping[str, FeatureSet],
+                 catalogue: Mapping[str, np.ndarray]) -> dict[str, FeatureTable]:
+    """Per scenario that reads item features, a table of its catalogue: each declared view
+    fetched (``fetch(refs, key, ids)``) by the item key it is joined on."""
+    tables = {}
     for name, features in sets.items():
+        if not features.item:
+            continue
+        ids = np.asarray(catalogue[name], dtype=object)
+        columns: dict[str, np.ndarray] = {}
+        by_key: dict[str, list[FeatureRef]] = {}
         for ref in features.item:
-            refs, members = wanted.setdefault(ref.key, ({}, []))
-            refs[ref.ref] = ref
-            if not any(m is catalogue[name] for m in members):
-                members.append(catalogue[name])
-    for key, (refs, members) in wanted.items():
-        key_ids = np.unique(np.concatenate(members).astype(object))
-        got = fetch(list(refs.values()), key, key_ids)
-        pos = table.index.positions(key_ids)
-        for column, values in got.items():
-            full = table.columns.setdefault(column, np.full(len(ids), None, dtype=object))
-            full[pos[pos >= 0]] = values[pos >= 0]
-    return table
+            by_key.setdefault(ref.key, []).append(ref)
+        for key, refs in by_key.items():
+            columns.update(fetch(refs, key, ids))
+        tables[name] = FeatureTable(ids, features.item, columns)
+    return tables
 
 
 # Feature sources: what the scoring pipeline reads ------------------------------------------
 
 class FeatureSource:
-    """User and item features for a scenario's requests, as columns (``view__feature``).
+    """User and item features for a scenario's requests, as columns (``view__feature``):
+    ``users`` one entry per user, ``items`` one per item id, missing where unknown."""
 
-    ``users`` returns one entry per user; ``items`` one per item id; both None where a value
-    is missing. Subclasses fill ``user_table`` or override ``users``.
-    """
-
-    def __init__(self, sets: Mapping[str, FeatureSet], items: FeatureTable,
+    def __init__(self, sets: Mapping[str, FeatureSet],
+                 items: Mapping[str, FeatureTable] | None = None,
                  users: FeatureTable | None = None) -> None:
         self.sets = dict(sets)
-        self.item_table = items
+        self.item_tables = dict(items or {})
         self.user_table = users
 
     def users(self, scenario: str, user_ids: np.ndarray) -> dict[str, np.ndarray]:
-        columns = self.sets[scenario].user_columns
-        if not columns:
+        refs = self.sets[scenario].user
+        if not refs:
             return {}
         assert self.user_table is not None
-        return self.user_table.take(user_ids, columns)
+        return self.user_table.take(user_ids, refs)
 
     def items(self, scenario: str, item_ids: np.ndarray) -> dict[str, np.ndarray]:
-        return self.item_table.take(item_ids, self.sets[scenario].item_columns)
+        features = self.sets[scenario]
+        table = self.item_tables.get(scenario)
+        out = table.take(item_ids, features.item) if table is not None else {}
+        for ref in features.absent:
+            out[ref.column] = missing(len(item_ids), ref.numeric)
+        return out
+
+    @property
+    def items_cached(self) -> int:
+        return sum(len(t) for t in self.item_tables.values())
 
 
 class OnlineFeatures(FeatureSource):
     """The serving source: user features read from the online store per request (one entity,
-    a fraction of a millisecond), item features from an in-memory table of the catalogue that
+    a fraction of a millisecond), item features from in-memory tables of each catalogue that
     ``refresh`` rebuilds and swaps in whole, so readers never see a half-built state."""
 
     def __init__(self, store: FeatureStore | None, sets: Mapping[str, FeatureSet],
@@ -334,29 +368,26 @@ class OnlineFeatures(FeatureSource):
         self.store = store
         self.catalogue = dict(catalogue)
         self.loaded_at = 0.0
-        super().__init__(sets, FeatureTable([], {}))
+        super().__init__(sets)
         self.refresh()
 
     def refresh(self) -> None:
         def fetch(refs: Sequence[FeatureRef], key: str, ids: Sequence[str]) -> Any:
             return _online_columns(self.store, refs, key, ids)
 
-        table = _item_columns(fetch, self.sets, self.catalogue)
-        self.item_table, self.loaded_at = table, time.time()  # one assignment: atomic swap
+        tables = _item_tables(fetch, self.sets, self.catalogue)
+        self.item_tables, self.loaded_at = tables, time.time()  # one assignment: atomic swap
 
     def users(self, scenario: str, user_ids: np.ndarray) -> dict[str, np.ndarray]:
         refs = self.sets[scenario].user
         return _online_columns(self.store, refs, C.USER_ID, [str(u) for u in user_ids])
-
-    def __len__(self) -> int:
-        return len(self.item_table)
 
 
 def as_of(store: FeatureStore, sets: Mapping[str, FeatureSet],
           catalogue: Mapping[str, np.ndarray], user_ids: Mapping[str, np.ndarray],
           when: Any) -> FeatureSource:
     """Features as they were at ``when`` (offline evaluation): one point-in-time join for the
-    given users of each scenario and one for the catalogue."""
+    given users and one per item key of each scenario's catalogue."""
     import pandas as pd
 
     def fetch(refs: Sequence[FeatureRef], key: str, ids: Any) -> dict[str, np.ndarray]:
@@ -364,10 +395,9 @@ def as_of(store: FeatureStore, sets: Mapping[str, FeatureSet],
         joined = point_in_time(store, frame, [r.ref for r in refs])
         return {r.column: joined[r.column].to_numpy(dtype=object) for r in refs}
 
-    items = _item_columns(fetch, sets, catalogue)
-    user_refs = {r.ref: r for s in sets.values() for r in s.user}
+    user_refs = list({r.ref: r for s in sets.values() for r in s.user}.values())
     everyone = np.unique(np.concatenate([np.asarray(u, dtype=object)
                                          for u in user_ids.values()] or [np.array([])]))
-    users = FeatureTable(everyone, fetch(list(user_refs.values()), C.USER_ID, everyone)
+    users = FeatureTable(everyone, user_refs, fetch(user_refs, C.USER_ID, everyone)
                          if user_refs and len(everyone) else {})
-    return FeatureSource(sets, items, users)
+    return FeatureSource(sets, _item_tables(fetch, sets, catalogue), users)

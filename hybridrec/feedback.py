@@ -105,23 +105,26 @@ class FeedbackLog:
                 raise
             self._conn.execute("COMMIT")
 
-    def events_of(self, user_id: str, scenario: str) -> list[tuple[str, str, str]]:
-        """The user's feedback in ``scenario`` as (item, event type, ISO time), in the order
-        received."""
+    def events_of(self, user_id: str, scenario: str, after: int = 0
+                  ) -> list[tuple[str, str, str, float]]:
+        """The user's feedback in ``scenario`` logged after row ``after`` (what the last
+        training run read), as (item, event type, ISO time, value), in the order received."""
         with self._lock:
             rows = self._conn.execute(
-                "SELECT item_id, event_type, event_timestamp FROM feedback "
-                "WHERE user_id = ? AND scenario = ? ORDER BY id", (user_id, scenario)).fetchall()
-        return [(r[0], r[1], r[2]) for r in rows]
+                "SELECT item_id, event_type, event_timestamp, value FROM feedback "
+                "WHERE user_id = ? AND scenario = ? AND id > ? ORDER BY id",
+                (user_id, scenario, after)).fetchall()
+        return [(r[0], r[1], r[2], float(r[3])) for r in rows]
 
     def events(self) -> Any:
-        """All feedback as an event frame in the schema of ``events.parquet``."""
+        """All feedback as an event frame in the schema of ``events.parquet``, plus each
+        row's ``feedback_id`` (ascending)."""
         import pandas as pd
 
         with self._lock:
             frame = pd.read_sql_query(
-                "SELECT user_id, item_id, scenario, event_type, value, event_timestamp "
-                "FROM feedback ORDER BY id", self._conn)
+                "SELECT id AS feedback_id, user_id, item_id, scenario, event_type, value, "
+                "event_timestamp FROM feedback ORDER BY id", self._conn)
         frame[C.EVENT_TIMESTAMP] = pd.to_datetime(frame[C.EVENT_TIMESTAMP], utc=True,
                                                   format="ISO8601")
         return frame

@@ -48,7 +48,7 @@ def recent_events(events: pd.DataFrame, scenarios: Mapping[str, int]) -> pd.Data
     """The last ``n`` events per user of each scenario in ``{scenario: n}``, oldest first."""
     import pandas as pd
 
-    columns = [C.USER_ID, C.ITEM_ID, C.SCENARIO, C.EVENT_TYPE, C.EVENT_TIMESTAMP]
+    columns = [C.USER_ID, C.ITEM_ID, C.SCENARIO, C.EVENT_TYPE, C.VALUE, C.EVENT_TIMESTAMP]
     parts = []
     for name, n in scenarios.items():
         if n <= 0:
@@ -83,5 +83,7 @@ def sequences_of(frame: pd.DataFrame, user_ids: np.ndarray) -> EventSequences:
     items = grouped(frame, user_ids)
     stamps = grouped(frame, user_ids, C.EVENT_TIMESTAMP).values
     types = grouped(frame, user_ids, C.EVENT_TYPE).values
+    values = grouped(frame, user_ids, C.VALUE).values
     return EventSequences(Ragged(items.values.astype(str), items.offsets),
-                          np.asarray(stamps, dtype="datetime64[us]"), types.astype(str))
+                          np.asarray(stamps, dtype="datetime64[us]"), types.astype(str),
+                          np.asarray(values, dtype=float))

@@ -23,6 +23,10 @@ class IdIndex:
     def __init__(self, ids: Sequence[str] | np.ndarray) -> None:
         self.ids = np.asarray(ids)
         self._pos = {x: i for i, x in enumerate(self.ids.tolist())}
+        if len(self._pos) != len(self.ids):
+            values, counts = np.unique(self.ids, return_counts=True)
+            raise ValueError(f"id {values[counts > 1][0]!r} appears more than once; ids must "
+                             "be unique")
         self._pandas: Any = None
 
     def __len__(self) -> int:

@@ -1,13 +1,13 @@
-"""The one scoring path: candidates -> features -> every scorer -> blender -> exclusions -> top k.
+"""The one scoring path: candidates -> exclusions -> features -> every scorer -> blender -> top k.
 
 Serving calls it for one request, offline evaluation for thousands of users at once; both get
 the same candidates, features, scores and ranking, because there is no other code that does
 it. Requests travel as arrays (``Requests``): each stage works on all of them together, so a
 batch costs a few vectorised calls per component, not a loop per user.
 
-A request whose user the system knows nothing about (no history and none of the declared user
-features) is a cold start: it is ranked by the scenario's ``fallback`` component alone, when
-the scenario names one.
+A request whose user none of the scenario's scorers knows anything about (no history in the
+scenario and none of the user features the scorers declare) is a cold start: it is ranked by
+the scenario's ``fallback`` component alone, when the scenario names one.
 """
 
 from __future__ import annotations
@@ -28,7 +28,7 @@ from hybridrec.contracts import (
     ScoreBatch,
     Scorer,
 )
-from hybridrec.features import FeatureSource
+from hybridrec.features import FeatureError, FeatureSet, FeatureSource, resolve_features
 from hybridrec.ids import IdIndex
 from hybridrec.ranking import top_k_groups
 
@@ -57,6 +57,10 @@ class ScenarioPlan:
     def from_dict(cls, data: Mapping[str, Any]) -> ScenarioPlan:
         return cls(**{k: data[k] for k in cls.__dataclass_fields__ if k in data})
 
+    def readers(self) -> list[str]:
+        """The components that score (and may read features): scorers, then the fallback."""
+        return list(dict.fromkeys([*self.scorers, *([self.fallback] if self.fallback else [])]))
+
     def component_names(self) -> list[str]:
         names = [*self.scorers, *self.candidate_sources, *([self.fallback] if self.fallback
                                                           else [])]
@@ -66,8 +70,7 @@ class ScenarioPlan:
                      ) -> dict[str, tuple[str, ...]]:
         """``{component label: feature_refs}`` of what reads features (scorers, fallback,
         blender)."""
-        readers = dict.fromkeys([*self.scorers, *([self.fallback] if self.fallback else [])])
-        out = {f"scorer {n!r}": tuple(components[n].feature_refs) for n in readers}
+        out = {f"scorer {n!r}": tuple(components[n].feature_refs) for n in self.readers()}
         out[f"blender {self.blender!r}"] = tuple(blender.feature_refs)
         return out
 
@@ -87,6 +90,7 @@ class Requests:
     context: list[Mapping[str, Any]] = field(default_factory=list)
     candidates: Ragged | None = None
     sequences: EventSequences | None = None
+    as_of: np.datetime64 | None = None
 
     def __post_init__(self) -> None:
         if not self.context:
@@ -95,13 +99,14 @@ class Requests:
     @classmethod
     def one(cls, user_id: str, history: Sequence[str] = (), exclude_seen: bool = True,
             context: Mapping[str, Any] | None = None, candidates: Sequence[str] | None = None,
-            sequences: EventSequences | None = None) -> Requests:
+            sequences: EventSequences | None = None,
+            as_of: np.datetime64 | None = None) -> Requests:
         return cls(user_ids=np.array([user_id], dtype=object),
                    history=Ragged.single(np.asarray(list(history), dtype=str)),
                    exclude_seen=np.array([exclude_seen]), context=[dict(context or {})],
                    candidates=None if candidates is None else
                    Ragged.single(np.asarray(list(candidates), dtype=str)),
-                   sequences=sequences)
+                   sequences=sequences, as_of=as_of)
 
     def __len__(self) -> int:
         return len(self.user_ids)
@@ -112,10 +117,11 @@ class Requests:
             positions = Ragged(np.arange(len(seq.item_ids.values)), seq.item_ids.offsets)
             picked = positions.take(rows).values
             seq = EventSequences(seq.item_ids.take(rows), seq.timestamps[picked],
-                                 seq.event_types[picked])
+                                 seq.event_types[picked], seq.values[picked])
         return Requests(self.user_ids[rows], self.history.take(rows), self.exclude_seen[rows],
                         [self.context[r] for r in rows],
-                        None if self.candidates is None else self.candidates.take(rows), seq)
+                        None if self.candidates is None else self.candidates.take(rows), seq,
+                        self.as_of)
 
 
 @dataclass
@@ -165,8 +171,10 @@ class Pipeline:
         self.catalogue = np.asarray(catalogue, dtype=str)
         self.index = IdIndex(self.catalogue)
         self.fallback = fallback  # a component that is both Scorer and CandidateSource
-        components = [*self.scorers.values(), blender]
-        self.sequence_length = max(int(c.sequence_length) for c in components)
+        self.sequence_length = sequence_length([*self.scorers.values(), blender])
+        # Evidence about a user: the user features the scorers (not the blender) read.
+        self.evidence = {ref.replace(":", "__") for s in self.scorers.values()
+                         for ref in s.feature_refs}
 
     @classmethod
     def from_plan(cls, scenario: Scenario, plan: ScenarioPlan, components: Mapping[str, Any],
@@ -198,8 +206,9 @@ class Pipeline:
         if self.fallback is None:
             return np.zeros(len(requests), dtype=bool)
         known = requests.history.lengths > 0
-        for values in user_features.values():
-            known |= np.array([v is not None for v in values], dtype=bool)
+        for column, values in user_features.items():
+            if column in self.evidence:
+                known |= present(values)
         return ~known
 
     def _answers(self, scored: Scored, k: int, cold: bool) -> list[Ranked]:
@@ -233,7 +242,8 @@ class Pipeline:
             scenario=self.scenario, user_ids=requests.user_ids, candidates=candidates,
             user_features=user_features,
             item_features=self.features.items(self.scenario.name, candidates.values),
-            history=requests.history, sequences=requests.sequences, context=requests.context)
+            history=requests.history, sequences=requests.sequences, context=requests.context,
+            as_of=requests.as_of)
         outputs = {name: self._checked(name, scorer.score(batch), len(batch))
                    for name, scorer in scorers.items()}
         final = np.asarray(self.blender.blend(outputs, batch), dtype=float)
@@ -274,14 +284,21 @@ class Pipeline:
 
     def _known(self, candidates: Ragged) -> tuple[Ragged, np.ndarray, Ragged]:
         """Catalogue items, first occurrence per request, with their catalogue codes; and the
-        unknown ones."""
+        unknown ones, each once per request."""
         codes = self.index.positions(candidates.values)
         rows = candidates.row_index()
         known = codes >= 0
-        key = rows * (len(self.catalogue) + 1) + codes + 1
-        _, first = np.unique(key, return_index=True)
-        keep = np.zeros(len(key), dtype=bool)
-        keep[first] = True
+        keep = np.zeros(len(codes), dtype=bool)
+        _, first = np.unique(rows[known] * len(self.catalogue) + codes[known],
+                             return_index=True)
+        keep[np.flatnonzero(known)[first]] = True
+        if not known.all():
+            import pandas as pd
+
+            strangers = np.flatnonzero(~known)
+            repeated = pd.DataFrame({"row": rows[strangers],
+                                     "id": candidates.values[strangers]}).duplicated()
+            keep[strangers[~repeated.to_numpy()]] = True
         return (candidates.mask(keep & known), codes[keep & known],
                 candidates.mask(keep & ~known))
 
@@ -306,6 +323,33 @@ class Pipeline:
                                    f"{array.shape} for {n} candidates")
             checked[task] = array
         return checked
+
+
+def resolve_plans(views: Mapping[str, Any], scenarios: Mapping[str, Scenario],
+                  plans: Mapping[str, ScenarioPlan], components: Mapping[str, Any],
+                  blenders: Mapping[str, Blender]) -> dict[str, FeatureSet]:
+    """Each scenario's declared features, resolved against the applied registry's ``views``;
+    a FeatureError names the scenario, the component and the reference."""
+    out = {}
+    for name, plan in plans.items():
+        try:
+            out[name] = resolve_features(views, scenarios[name], plan.declarations(
+                components, blenders[plan.blender]))
+        except FeatureError as exc:
+            raise FeatureError(f"scenario {name!r}: {exc}") from None
+    return out
+
+
+def sequence_length(readers: Sequence[Any]) -> int:
+    """How many recent events a scenario keeps: the most any of its readers declares."""
+    return max((int(r.sequence_length) for r in readers), default=0)
+
+
+def present(values: np.ndarray) -> np.ndarray:
+    """Where a feature column has a value (numeric columns mark missing with NaN)."""
+    if values.dtype.kind == "f":
+        return ~np.isnan(values)
+    return np.array([v is not None for v in values], dtype=bool)
 
 
 def _offsets(rows: np.ndarray, n: int) -> np.ndarray:

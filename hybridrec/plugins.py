@@ -23,6 +23,7 @@ import difflib
 import importlib
 import logging
 import os
+import threading
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from importlib import metadata
@@ -113,13 +114,17 @@ class Registry:
         self.plugins = infos  # in claim order: built-ins, installed by name, then extras
         self._items: dict[str, dict[str, Any]] = {kind: {} for kind in KINDS}
         self._collected: set[str] = set()
+        self._lock = threading.RLock()  # server threads may ask for a kind at the same time
 
     def kind(self, kind: str) -> dict[str, Any]:
         """Everything registered under ``kind``; its hook runs on first use."""
-        if kind not in self._collected:
-            self._collected.add(kind)
-            extra = {"repo_path": None} if kind == "feature_definitions" else {}
-            self._collect(kind, **extra)
+        if kind in self._collected:
+            return self._items[kind]
+        with self._lock:
+            if kind not in self._collected:
+                extra = {"repo_path": None} if kind == "feature_definitions" else {}
+                self._collect(kind, **extra)
+                self._collected.add(kind)  # only once filled: readers never see it half-built
         return self._items[kind]
 
     # Convenience views ------------------------------------------------------------------
@@ -344,14 +349,18 @@ def _report_unknown_hooks(pm: pluggy.PluginManager, infos: dict[str, PluginInfo]
 
 
 _registry: Registry | None = None
+_registry_lock = threading.Lock()
 
 
 def get_registry(strict: bool | None = None) -> Registry:
     """The process-wide registry, built on first use."""
     global _registry
     if _registry is None:
-        _registry = build_registry(strict=strict)
-    elif strict and _registry.problems:
+        with _registry_lock:
+            if _registry is None:
+                _registry = build_registry(strict=strict)
+                return _registry
+    if strict and _registry.problems:
         raise PluginError("; ".join(_registry.problems))
     return _registry
 

@@ -1,9 +1,10 @@
 """Serving one request at a time through the scenario's ``Pipeline``.
 
 Used by the HTTP server and by ``hybridrec recommend``. The bundle gives the fitted
-components, each scenario's plan and the users' history; user features are read from the Feast
-online store per request and item features from an in-memory table (``OnlineFeatures``);
-feedback received since training and ``context.recent_items`` join the history.
+components, each scenario's plan and the users' history as of training (which read the
+feedback log up to the row the manifest records); user features are read from the Feast
+online store per request and item features from in-memory tables (``OnlineFeatures``);
+feedback logged after that row and ``context.recent_items`` join the history.
 """
 
 from __future__ import annotations
@@ -19,10 +20,10 @@ import numpy as np
 from hybridrec import columns as C
 from hybridrec import history as H
 from hybridrec.bundle import Bundle, BundleError
-from hybridrec.contracts import EventSequences, Ragged, Scenario, SimilarItems
+from hybridrec.contracts import EventSequences, Ragged, Scenario, SimilarItems, utc_now
 from hybridrec.features import FeatureSet, OnlineFeatures
 from hybridrec.feedback import FeedbackLog
-from hybridrec.pipeline import Pipeline, Requests
+from hybridrec.pipeline import Pipeline, Requests, ScenarioPlan, resolve_plans
 
 #: Context key: item ids the user just interacted with, not yet sent as feedback.
 RECENT_ITEMS = "recent_items"
@@ -80,38 +81,35 @@ class Recommender:
         from hybridrec.plugins import get_registry
 
         self.bundle, self.feedback = bundle, feedback
+        self.feedback_until = int(bundle.manifest.get("feedback_until", 0))
         registry = get_registry()
         plans = bundle.plans
         self.scenarios: dict[str, Scenario] = {n: registry.get("scenarios", n) for n in plans}
         catalogue = bundle.catalogue()
         self.catalogue = {n: catalogue.loc[catalogue[C.SCENARIO] == n, C.ITEM_ID].to_numpy(str)
                           for n in plans}
-        self._known = {name: set(items) for name, items in self.catalogue.items()}
         self.history = _by_user(bundle.history(), C.ITEM_ID)
         sequences = bundle.sequences()
         self.sequences = {} if sequences is None else _by_user(sequences, None)
-        declared = {n: p.declarations(bundle.components, bundle.blenders[p.blender])
-                    for n, p in plans.items()}
-        needs_store = any(refs for d in declared.values() for refs in d.values())
-        self.store = open_store() if needs_store else None
-        self.features = OnlineFeatures(self.store, self._resolve(declared), self.catalogue)
+        declared = [refs for p in plans.values() for refs in p.declarations(
+            bundle.components, bundle.blenders[p.blender]).values()]
+        self.store = open_store() if any(declared) else None
+        self.features = OnlineFeatures(self.store, self._resolve(plans), self.catalogue)
         self.plans = {n: p.as_dict() for n, p in plans.items()}
         self.pipelines = {n: Pipeline.from_plan(self.scenarios[n], p, bundle.components,
                                                 bundle.blenders, self.features,
                                                 self.catalogue[n])
                           for n, p in plans.items()}
 
-    def _resolve(self, declared: Mapping[str, Mapping[str, Sequence[str]]]
-                 ) -> dict[str, FeatureSet]:
+    def _resolve(self, plans: Mapping[str, ScenarioPlan]) -> dict[str, FeatureSet]:
         """Each scenario's declared features, checked against the applied Feast registry."""
-        from hybridrec.features import FeatureError, applied_views, resolve_features
+        from hybridrec.features import FeatureError, applied_views
 
         if self.store is None:
-            return {n: FeatureSet() for n in declared}
-        views = applied_views(self.store)
+            return {n: FeatureSet() for n in plans}
         try:
-            return {n: resolve_features(views, self.scenarios[n], d)
-                    for n, d in declared.items()}
+            return resolve_plans(applied_views(self.store), self.scenarios, plans,
+                                 self.bundle.components, self.bundle.blenders)
         except FeatureError as exc:
             raise BundleError(f"bundle {self.bundle.version}: {exc}") from None
 
@@ -140,12 +138,14 @@ class Recommender:
         context = dict(context or {})
         pipeline = self.pipelines[scenario.name]
         recent = _recent_items(context)
-        feedback = (self.feedback.events_of(user_id, scenario.name)
+        feedback = (self.feedback.events_of(user_id, scenario.name, self.feedback_until)
                     if self.feedback is not None else [])
+        now = utc_now()
         requests = Requests.one(
             user_id, self.user_history(user_id, scenario, feedback, recent), exclude_seen,
             context, candidates,
-            self._sequence(user_id, scenario, feedback, recent, pipeline.sequence_length))
+            self._sequence(user_id, scenario, feedback, recent, pipeline.sequence_length, now),
+            as_of=now)
         [ranked] = pipeline.recommend(requests, k)
         return Recommendation(
             request_id=request_id or uuid.uuid4().hex, user_id=user_id, scenario=scenario.name,
@@ -156,28 +156,31 @@ class Recommender:
             unknown_candidates=ranked.unknown_candidates)
 
     def user_history(self, user_id: str, scenario: Scenario,
-                     feedback: Sequence[tuple[str, str, str]], recent: Sequence[str]
+                     feedback: Sequence[tuple[str, str, str, float]], recent: Sequence[str]
                      ) -> list[str]:
-        """Items the user acted on, oldest first: the training window, feedback received
-        since (events with a positive weight, as in training), then ``recent``."""
+        """Items the user acted on, oldest first: as of training, then feedback logged since
+        (events with a positive weight, as in training), then ``recent``."""
         seen = list(self.history.get((scenario.name, user_id), ()))
         weights = scenario.event_weights
-        seen.extend(item for item, kind, _ in feedback if weights.get(kind, 0.0) > 0)
+        seen.extend(item for item, kind, _, _ in feedback if weights.get(kind, 0.0) > 0)
         seen.extend(recent)
         return seen
 
     def _sequence(self, user_id: str, scenario: Scenario,
-                  feedback: Sequence[tuple[str, str, str]], recent: Sequence[str],
-                  length: int) -> EventSequences | None:
+                  feedback: Sequence[tuple[str, str, str, float]], recent: Sequence[str],
+                  length: int, now: np.datetime64) -> EventSequences | None:
+        """The user's last ``length`` events: stored and new feedback merged by time (a
+        client may stamp feedback in the past), then the request's recent items."""
         if length <= 0:
             return None
-        now = np.datetime64(datetime.now(UTC).replace(tzinfo=None), "us")
-        stored = self.sequences.get((scenario.name, user_id), [])
-        events = [*stored, *((i, k, _utc64(t)) for i, k, t in feedback),
-                  *((i, H.RECENT_EVENT, now) for i in recent)][-length:]
+        logged = [*self.sequences.get((scenario.name, user_id), []),
+                  *((i, k, _utc64(t), v) for i, k, t, v in feedback)]
+        logged.sort(key=lambda event: event[2])  # stable: ties keep their order
+        events = [*logged, *((i, H.RECENT_EVENT, now, 1.0) for i in recent)][-length:]
         return EventSequences(Ragged.single(np.array([e[0] for e in events], dtype=str)),
                               np.array([e[2] for e in events], dtype="datetime64[us]"),
-                              np.array([e[1] for e in events], dtype=str))
+                              np.array([e[1] for e in events], dtype=str),
+                              np.array([e[3] for e in events], dtype=float))
 
     def similar(self, scenario_name: str, item_id: str, k: int) -> tuple[str, list[str],
                                                                         list[float]]:
@@ -201,7 +204,8 @@ class Recommender:
                           "such as hybridrec-als)")
 
     def knows_item(self, scenario: str, item_id: str) -> bool:
-        return item_id in self._known.get(scenario, ())
+        pipeline = self.pipelines.get(scenario)
+        return pipeline is not None and item_id in pipeline.index
 
 
 def _utc64(text: str) -> np.datetime64:
@@ -227,7 +231,8 @@ def _by_user(frame: Any, column: str | None) -> dict[tuple[str, str], list[Any]]
     frame = frame.sort_values(C.EVENT_TIMESTAMP, kind="stable")
     if column is None:
         stamps = frame[C.EVENT_TIMESTAMP].dt.tz_localize(None).to_numpy("datetime64[us]")
-        values: Any = list(zip(frame[C.ITEM_ID], frame[C.EVENT_TYPE], stamps, strict=True))
+        values: Any = list(zip(frame[C.ITEM_ID], frame[C.EVENT_TYPE], stamps,
+                               frame[C.VALUE].astype(float), strict=True))
     else:
         values = frame[column].tolist()
     out: dict[tuple[str, str], list[Any]] = {}

@@ -103,17 +103,32 @@ def events_frame(rows: list[tuple[str, str, str, str, str]]) -> pd.DataFrame:
 _STORES: dict[str, Any] = {}
 
 
-def feature_store(data: TrainingData) -> Any:
-    """A real Feast repository holding ``data`` (every registered definition applied, the
-    online store materialised), built once per distinct data set in a process."""
-    from hybridrec.features import EPOCH, feast_definitions, open_store
+def _data_key(data: TrainingData) -> str:
+    import hashlib
+
     from hybridrec.training.data import fingerprint
 
-    key = fingerprint(data.events)
+    digest = hashlib.sha256(fingerprint(data.events).encode())
+    for frame in (data.items, data.users):
+        digest.update(pd.util.hash_pandas_object(frame, index=False).to_numpy().tobytes())
+    return digest.hexdigest()[:16]
+
+
+def feature_store(data: TrainingData) -> Any:
+    """A real Feast repository holding ``data`` (every registered definition applied, the
+    online store materialised), built once per distinct data set in a process and removed
+    when the process ends."""
+    from hybridrec.features import EPOCH, feast_definitions, open_store
+
+    key = _data_key(data)
     if key not in _STORES:
+        import atexit
+        import shutil
+
         from hybridrec.data.tables import Dataset, write_dataset
 
         repo = Path(tempfile.mkdtemp(prefix="hybridrec-kit-"))
+        atexit.register(shutil.rmtree, repo, ignore_errors=True)
         (repo / "feature_store.yaml").write_text(STORE_YAML)
         write_dataset(Dataset(events=data.events, users=data.users, items=data.items),
                       repo / "data")
@@ -131,13 +146,15 @@ class KitWorld:
         from hybridrec.features import (
             FeatureSet,
             FeatureSource,
-            FeatureTable,
             OnlineFeatures,
             applied_views,
             resolve_features,
         )
 
         self.data, self.component = data, component
+        # batches are scored as of the end of the data, as evaluation scores at its cutoff
+        end = pd.to_datetime(data.events[C.EVENT_TIMESTAMP], utc=True).max()
+        self.as_of = np.datetime64(end.tz_localize(None).to_datetime64(), "us")
         refs = tuple(getattr(component, "feature_refs", ()))
         self.sequence_length = int(getattr(component, "sequence_length", 0))
         self.catalogues = {n: data.items.loc[data.items[C.SCENARIO] == n, C.ITEM_ID]
@@ -145,7 +162,7 @@ class KitWorld:
         self.store = feature_store(data) if refs else None
         if self.store is None:
             self.sets = {n: FeatureSet() for n in data.scenarios}
-            self.features: Any = FeatureSource(self.sets, FeatureTable([], {}))
+            self.features: Any = FeatureSource(self.sets)
             return
         views = applied_views(self.store)
         label = f"{type(component).__name__} {getattr(component, 'name', '?')!r}"
@@ -186,7 +203,8 @@ class KitWorld:
             scenario=scenario, user_ids=users, candidates=candidates,
             user_features=self.features.users(scenario.name, users),
             item_features=self.features.items(scenario.name, candidates.values),
-            history=self._history(scenario, list(users)), sequences=sequences)
+            history=self._history(scenario, list(users)), sequences=sequences,
+            as_of=self.as_of)
 
     def retrieval(self, scenario: Scenario, requests: Sequence[tuple[str, Ids]]
                   ) -> RetrievalBatch:
@@ -278,6 +296,16 @@ class ScorerContract(_Kit):
                 np.testing.assert_allclose(
                     together[task], np.concatenate([alone[0][task], alone[1][task]]),
                     rtol=1e-6, err_msg=f"{task}: a request's scores changed with its batch")
+
+    def test_a_user_nothing_is_known_of(self, fitted: Scorer, world: KitWorld) -> None:
+        """No history, no features, no events: a score or NaN per item, never an error."""
+        for scenario in self.scenarios(fitted, world.data):
+            items = world.catalogue(scenario)[:10]
+            out = fitted.score(world.batch(scenario, [("kit-stranger", items)]))
+            for task, values in out.items():
+                values = np.asarray(values, dtype=float)
+                assert values.shape == (len(items),), task
+                assert not np.isinf(values).any(), f"{task}: infinite score"
 
     def test_empty_batch(self, fitted: Scorer, world: KitWorld) -> None:
         scenario = self.scenarios(fitted, world.data)[0]

@@ -62,7 +62,8 @@ def test_online_store_holds_the_latest_snapshot(store, workspace):
         "user_activity:events_total", "user_profile:age"]})}
     online = OnlineFeatures(store, sets, {"shop": np.array([], dtype=str)})
     got = online.users("shop", np.array([row[C.USER_ID], "nobody-at-all"], dtype=object))
-    assert got["user_activity__events_total"].tolist() == [row["events_total"], None]
+    totals = got["user_activity__events_total"]  # numeric: float, NaN where missing
+    assert totals[0] == row["events_total"] and np.isnan(totals[1])
     assert got["user_profile__age"][0] == users.loc[row[C.USER_ID], "age"]
 
 
@@ -104,11 +105,27 @@ def test_item_features_attach_ads_only_to_ad_items(store, workspace):
     online = OnlineFeatures(store, {"shop": resolve_features(views, SHOP, refs),
                                     "ads": resolve_features(views, ADS, refs)}, catalogue)
     ad, shop_item = ads.index[0], catalogue["shop"][0]
-    got = online.items("ads", np.array([shop_item, ad, "unknown"]))
-    assert got["item_profile__scenario"].tolist() == ["shop", "ads", None]
-    assert got["ad_profile__advertiser"].tolist() == [None, ads.loc[ad, "advertiser"], None]
-    assert set(online.items("shop", np.array([shop_item]))) == {"item_profile__scenario",
-                                                                "ad_profile__advertiser"}
+    got = online.items("ads", np.array([ad, "unknown"]))
+    assert got["item_profile__scenario"].tolist() == ["ads", None]
+    assert got["ad_profile__advertiser"].tolist() == [ads.loc[ad, "advertiser"], None]
+    shop = online.items("shop", np.array([shop_item]))
+    assert shop["item_profile__scenario"].tolist() == ["shop"]
+    assert shop["ad_profile__advertiser"].tolist() == [None]  # shop items are not ads
+
+
+def test_numeric_features_are_floats_with_nan_where_missing(store, workspace):
+    items = pd.read_parquet(workspace.repo / "data" / C.ITEMS_FILE)
+    shop = items[items[C.SCENARIO] == "shop"]
+    sets = {"shop": resolve_features(applied_views(store), SHOP, {"x": [
+        "item_profile:price", "item_profile:title", "user_profile:age"]})}
+    online = OnlineFeatures(store, sets, {"shop": shop[C.ITEM_ID].to_numpy(str)})
+    got = online.items("shop", np.array([shop[C.ITEM_ID].iloc[0], "unknown"]))
+    assert got["item_profile__price"].dtype == np.float64
+    assert got["item_profile__price"][0] == pytest.approx(shop["price"].iloc[0])
+    assert np.isnan(got["item_profile__price"][1])
+    assert got["item_profile__title"].tolist() == [shop["title"].iloc[0], None]
+    ages = online.users("shop", np.array(["u00001", "nobody"], dtype=object))
+    assert ages["user_profile__age"].dtype == np.float64 and np.isnan(ages["user_profile__age"][1])
 
 
 def test_feast_cli_materialises_too(workspace):

@@ -9,7 +9,7 @@ from hybridrec.builtin.blenders import WeightedBlender
 from hybridrec.builtin.popularity import PopularityScorer
 from hybridrec.builtin.scenarios import SHOP
 from hybridrec.contracts import CandidateSource, Ragged, Scorer
-from hybridrec.features import FeatureSet, FeatureSource, FeatureTable
+from hybridrec.features import FeatureSet, FeatureSource
 from hybridrec.pipeline import Pipeline, Requests, ScoringError
 from hybridrec.testing import active_user, tiny_training_data
 
@@ -54,7 +54,7 @@ def pipeline(data):
     pop.fit(data)
     rev.fit(data)
     catalogue = data.items.loc[data.items[C.SCENARIO] == "shop", C.ITEM_ID].to_numpy(str)
-    features = FeatureSource({"shop": FeatureSet()}, FeatureTable([], {}))
+    features = FeatureSource({"shop": FeatureSet()})
     return Pipeline(SHOP, {"popularity": pop, "reverse": rev},
                     {"reverse": rev, "popularity": pop}, WeightedBlender(), features,
                     catalogue, fallback=pop)
@@ -81,10 +81,10 @@ def test_explicit_candidates_report_unknown_ones_and_leave_out_seen_ones(pipelin
     user = active_user(data, SHOP)[0]
     history = seen(data, user)
     unseen = [i for i in pipeline.catalogue if i not in history]
-    asked = [unseen[0], "nope", history[0], unseen[0], unseen[1]]
+    asked = [unseen[0], "nope", history[0], "nada", unseen[0], "nope", unseen[1]]
     [answer] = pipeline.recommend(Requests.one(user, history, candidates=asked), k=10)
     assert answer.item_ids == sorted(unseen[:2], reverse=True)
-    assert answer.unknown_candidates == ["nope"]
+    assert answer.unknown_candidates == ["nope", "nada"]
     [kept] = pipeline.recommend(Requests.one(user, history, exclude_seen=False,
                                              candidates=asked), k=10)
     assert history[0] in kept.item_ids

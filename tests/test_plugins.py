@@ -219,3 +219,23 @@ def test_a_failing_feature_hook_is_reported_once(tmp_path):
     assert [p for p in registry.problems if "no views today" in p] == [
         "plugin 'views' failed in register_feature_definitions: RuntimeError: no views today"]
     assert "user_profile" in registry.feature_definitions_for(tmp_path)  # others unaffected
+
+
+def test_threads_asking_for_a_kind_at_once_all_see_it_whole():
+    """The server's loader and request threads may ask for a kind while its hooks run."""
+    import threading
+    import time
+
+    def register_scenarios(register):
+        time.sleep(0.3)  # a slow plugin keeps the hook running while others ask
+        register(Scenario(name="slow"))
+
+    registry = build_registry(extra=[("slow", plugin(register_scenarios=register_scenarios))])
+    seen = []
+    threads = [threading.Thread(target=lambda: seen.append(set(registry.scenarios)))
+               for _ in range(6)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert len(seen) == 6 and all({"shop", "slow"} <= names for names in seen)

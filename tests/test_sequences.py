@@ -110,22 +110,64 @@ def test_serving_sees_the_log_then_feedback_then_recent_items(registry, tmp_path
 
 
 def test_evaluation_sees_each_users_events_before_the_cutoff(registry):
-    from hybridrec.evaluation import _requests, _targets
-    from hybridrec.features import FeatureSet, FeatureSource, FeatureTable
-    from hybridrec.pipeline import Pipeline
+    from hybridrec.evaluation import evaluate
+    from hybridrec.features import FeatureSet
 
     data = tiny_training_data()
     shop = data.scenarios["shop"]
     cutoff = data.events[C.EVENT_TIMESTAMP].quantile(0.8)
     train = data.events[data.events[C.EVENT_TIMESTAMP] < cutoff]
     test = data.events[data.events[C.EVENT_TIMESTAMP] >= cutoff]
-    pipeline = Pipeline(shop, {"last_items": LastItems()}, {}, WeightedBlender(),
-                        FeatureSource({"shop": FeatureSet()}, FeatureTable([], {})),
-                        data.items.loc[data.items[C.SCENARIO] == "shop", C.ITEM_ID])
-    targets = _targets(shop, train, test)
-    requests = _requests(pipeline, targets, train, targets.users)
-    user = targets.users[0]
+    scorer, pop = LastItems(), PopularityScorer()
+    scorer.fit(data)
+    pop.fit(data)
+    plan = ScenarioPlan(scorers=["last_items"], candidate_sources=["popularity"],
+                        blender="weighted", sequence_length=3)
+    LastItems.seen.clear()
+    catalogue = data.items.loc[data.items[C.SCENARIO] == "shop", C.ITEM_ID].to_numpy(str)
+    result = evaluate({"shop": shop}, {"shop": plan}, {"shop": FeatureSet()},
+                      {"last_items": scorer, "popularity": pop},
+                      {"weighted": WeightedBlender()}, None, {"shop": catalogue}, train, test,
+                      cutoff, k=5, progress=False, keep_lists=True)
+    assert "last_items" in result.metrics["shop"]
+    first = LastItems.seen[0]
+    user = sorted(result.lists["shop"])[0]
     mine = train[(train[C.USER_ID] == user) & (train[C.SCENARIO] == "shop")]
-    expected = mine.sort_values(C.EVENT_TIMESTAMP, kind="stable")[C.ITEM_ID].tail(3).tolist()
-    assert requests.sequences.item_ids[0].tolist() == expected
-    assert (pd.to_datetime(requests.sequences.timestamps) < cutoff.tz_localize(None)).all()
+    expected = mine.sort_values(C.EVENT_TIMESTAMP, kind="stable").tail(3)
+    assert first.item_ids[0].tolist() == expected[C.ITEM_ID].tolist()
+    assert first.values[:3].tolist() == expected[C.VALUE].tolist()
+    assert (pd.to_datetime(first.timestamps) < cutoff.tz_localize(None)).all()
+
+
+def test_feedback_that_training_read_is_not_served_twice(registry, tmp_path):
+    data = tiny_training_data()
+    shop = data.scenarios["shop"]
+    user, _ = active_user(data, shop)
+    feedback = FeedbackLog(tmp_path / "feedback.db")
+    stamp = "2025-04-01T12:00:00+00:00"  # after the tiny world ends
+    read = {"request_id": "r1", C.USER_ID: user, C.ITEM_ID: "s00007", C.SCENARIO: "shop",
+            C.EVENT_TYPE: "purchase", C.VALUE: 1.0, C.EVENT_TIMESTAMP: stamp}
+    feedback.append([read], stamp)  # row 1: joins the training data below
+    events = pd.concat([data.events, pd.DataFrame([read]).drop(columns="request_id").assign(
+        **{C.EVENT_TIMESTAMP: pd.Timestamp(stamp)})], ignore_index=True)
+    later = {**read, C.ITEM_ID: "s00009", C.EVENT_TIMESTAMP: "2025-04-01T13:00:00+00:00"}
+    feedback.append([later], stamp)  # row 2: after training
+    scorer, pop = LastItems(), PopularityScorer()
+    scorer.fit(data)
+    pop.fit(data)
+    plan = ScenarioPlan(scorers=["last_items"], candidate_sources=["popularity"],
+                        blender="weighted", fallback="popularity", sequence_length=4)
+    write_bundle(tmp_path, "v2", BundleContents(
+        plans={"shop": plan}, components={"last_items": scorer, "popularity": pop},
+        blenders={"weighted": WeightedBlender()},
+        history=H.seen_pairs(events, {"shop": shop}),
+        sequences=H.recent_events(events, {"shop": 4}),
+        catalogue=data.items[[C.ITEM_ID, C.SCENARIO]], manifest={"feedback_until": 1}))
+    rec = Recommender(Bundle.load(tmp_path, "v2"), lambda: None, feedback)
+    LastItems.seen.clear()
+    rec.recommend(user, "shop", 5)
+    [sequences] = LastItems.seen
+    assert sequences.item_ids[0].tolist()[-2:] == ["s00007", "s00009"]
+    assert sequences.item_ids[0].tolist().count("s00007") == 1
+    assert rec.user_history(user, shop, feedback.events_of(user, "shop", 1), []).count(
+        "s00007") == 1

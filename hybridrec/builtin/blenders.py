@@ -41,7 +41,7 @@ class WeightedBlender(Blender):
                 raise ValueError(f"weights for unknown scenario {scenario!r}; known: "
                                  f"{', '.join(sorted(scenarios))}")
             if scenario not in inputs:
-                continue  # a scenario not trained this time
+                continue  # blended by another blender
             unknown = sorted(set(per) - set(inputs[scenario]))
             if unknown:
                 raise ValueError(

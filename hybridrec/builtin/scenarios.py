@@ -11,6 +11,7 @@ SHOP = Scenario(
     event_weights={"view": 1.0, "cart": 4.0, "purchase": 10.0},
     positive_events=("cart", "purchase"),
     objective=("purchase",),
+    fallback="popularity",
 )
 VIDEO = Scenario(
     name="video",
@@ -18,6 +19,7 @@ VIDEO = Scenario(
     event_weights={"watch": 1.0, "like": 5.0},
     positive_events=("watch", "like"),
     objective=("like",),
+    fallback="popularity",
 )
 ADS = Scenario(
     name="ads",
@@ -26,6 +28,7 @@ ADS = Scenario(
     positive_events=("click",),
     objective=("ctr",),
     item_keys=AD_ITEM_KEYS,
+    fallback="popularity",
 )
 MOVIES = Scenario(
     name="movies",
@@ -33,6 +36,7 @@ MOVIES = Scenario(
     event_weights={"rating": 1.0},
     positive_events=("rating",),
     objective=("rating",),
+    fallback="popularity",
 )
 
 BUILTIN_SCENARIOS = (SHOP, VIDEO, ADS, MOVIES)

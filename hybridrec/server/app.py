@@ -40,8 +40,10 @@ def create_app(ws: Workspace | None = None, bundle_version: str | None = None,
                               "features.")
     app.state.hybridrec = state
     app.add_middleware(JsonBodies)
+    pages = {app.openapi_url, app.docs_url, app.redoc_url, app.swagger_ui_oauth2_redirect_url}
     app.add_middleware(Observe, requests=state.metrics.http_requests,
-                       latency=state.metrics.latency)
+                       latency=state.metrics.latency,
+                       fixed_paths=frozenset(p for p in pages if p))
     app.add_exception_handler(RequestValidationError, _validation_error)  # type: ignore[arg-type]
     app.add_exception_handler(NotReady, not_ready)
     for module in (serving, feedback, operations):

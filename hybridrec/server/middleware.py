@@ -16,8 +16,10 @@ class Observe:
     """Counts requests by route template and status, and times them. A handler that raises
     still answers a JSON 500, so the failure is counted and the client gets a body."""
 
-    def __init__(self, app: Any, requests: Any, latency: Any) -> None:
+    def __init__(self, app: Any, requests: Any, latency: Any,
+                 fixed_paths: frozenset[str] = frozenset()) -> None:
         self.app, self.requests, self.latency = app, requests, latency
+        self.fixed_paths = fixed_paths
 
     async def __call__(self, scope: dict[str, Any], receive: Any, send: Any) -> None:
         if scope["type"] != "http":
@@ -41,9 +43,11 @@ class Observe:
         finally:
             # The router records the matched route in this same scope dict; middleware below
             # must edit the scope in place, never replace it, or the label is lost. FastAPI's
-            # own pages (/openapi.json, /docs) record none: a success there is a fixed path.
+            # own pages (/openapi.json, /docs) record none and are labelled by their fixed
+            # path; anything else unmatched (404s, slash redirects) shares one label.
             route = getattr(scope.get("route"), "path", None)
-            path = route or (scope["path"] if status["code"] < 400 else "unmatched")
+            path = route or (scope["path"] if scope["path"] in self.fixed_paths
+                             else "unmatched")
             self.requests.labels(scope["method"], path, str(status["code"])).inc()
             self.latency.labels(path).observe(time.perf_counter() - start)
 

@@ -87,7 +87,7 @@ class ServerState:
             self.metrics.bundle_info.labels(recommender.version).set(1)
             log.info("loaded bundle %s from %s in %.1f s (%d scenarios, %d items)",
                      recommender.version, bundle.path, time.monotonic() - start,
-                     len(recommender.scenarios), len(recommender.features))
+                     len(recommender.scenarios), recommender.features.items_cached)
             log.info("ready %.1f s after start", time.monotonic() - self.created)
         except Exception as exc:
             self.error = f"{type(exc).__name__}: {exc}"

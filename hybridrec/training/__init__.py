@@ -31,7 +31,7 @@ from hybridrec.training.data import (
     temporal_split,
     training_data,
 )
-from hybridrec.training.fit import fit
+from hybridrec.training.fit import fit_blenders, fit_components
 from hybridrec.training.plan import Plan, TrainingError, make_plan
 from hybridrec.workspace import Workspace
 
@@ -64,7 +64,7 @@ def run(ws: Workspace, scenarios: Iterable[str] | None = None,
     full = training_data(store, events, inputs, plan, progress)
     split = temporal_split(full.events, test_fraction)
     components, blenders = plan.build()
-    seconds = fit(components, blenders, replace(full, events=split.train), progress)
+    seconds = _fit(components, blenders, replace(full, events=split.train), progress)
     result = _evaluate(plan, components, blenders, store, inputs, split, k, progress,
                        keep_lists)
     if not write:
@@ -72,7 +72,7 @@ def run(ws: Workspace, scenarios: Iterable[str] | None = None,
     fitted_on = split.train
     if refit:
         components, blenders = plan.build()
-        seconds = fit(components, blenders, full, progress)
+        seconds = _fit(components, blenders, full, progress)
         fitted_on = full.events
     version = new_version()
     window = {"start": events[C.EVENT_TIMESTAMP].min(), "end": events[C.EVENT_TIMESTAMP].max(),
@@ -89,11 +89,18 @@ def run(ws: Workspace, scenarios: Iterable[str] | None = None,
         manifest={"data_window": window, "k": k,
                   "events": {n: int((events[C.SCENARIO] == n).sum()) for n in names},
                   "events_fingerprint": fingerprint(events),
+                  "feedback_until": inputs.feedback_until,
                   "feature_repo": str(ws.feature_repo), "metrics": result.metrics,
                   "notes": plan.notes, "config": dict(config or {})})
     path = write_bundle(ws.bundles, version, contents)
     switch_current(ws.bundles, version)
     return TrainResult(version, path, result.metrics, plan.notes, result.lists)
+
+
+def _fit(components: Mapping[str, Any], blenders: Mapping[str, Any], data: Any,
+         progress: bool) -> dict[str, float]:
+    return {**fit_components(components, data, progress),
+            **fit_blenders(blenders, data, progress)}
 
 
 def _evaluate(plan: Plan, components: Mapping[str, Any], blenders: Mapping[str, Any],
@@ -108,7 +115,8 @@ def evaluate_bundle(ws: Workspace, version: str | None = None, k: int | None = N
                     progress: bool = True, keep_lists: bool = False) -> TrainResult:
     """Evaluate a stored bundle on the events of its data window, split at its recorded test
     cutoff: for a bundle trained without refitting, the figures ``train`` printed."""
-    from hybridrec.features import applied_views, open_store, resolve_features
+    from hybridrec.features import applied_views, open_store
+    from hybridrec.pipeline import resolve_plans
     from hybridrec.plugins import get_registry
 
     bundle = Bundle.load(ws.bundles, version)
@@ -129,9 +137,8 @@ def evaluate_bundle(ws: Workspace, version: str | None = None, k: int | None = N
                      "figures are optimistic; train with --no-refit to evaluate a bundle as "
                      "served")
     store = open_store(ws.feature_repo)
-    views = applied_views(store)
-    features = {n: resolve_features(views, scenarios[n], p.declarations(
-        bundle.components, bundle.blenders[p.blender])) for n, p in plans.items()}
+    features = resolve_plans(applied_views(store), scenarios, plans, bundle.components,
+                             bundle.blenders)
     split = split_at(events, pd.Timestamp(window["test_cutoff"]))
     catalogue = bundle.catalogue()
     result = evaluate(scenarios, plans, features, bundle.components, bundle.blenders, store,

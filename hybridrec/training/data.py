@@ -24,9 +24,12 @@ class Inputs:
     events: pd.DataFrame
     items: pd.DataFrame
     users: pd.DataFrame
+    #: The last feedback row read: serving adds only the feedback logged after it.
+    feedback_until: int = 0
 
     def catalogue(self, scenario: str) -> np.ndarray:
-        return self.items.loc[self.items[C.SCENARIO] == scenario, C.ITEM_ID].to_numpy(str)
+        items = self.items.loc[self.items[C.SCENARIO] == scenario, C.ITEM_ID]
+        return pd.unique(items.to_numpy(str))
 
 
 def load_inputs(ws: Workspace) -> Inputs:
@@ -34,13 +37,17 @@ def load_inputs(ws: Workspace) -> Inputs:
     from hybridrec.feedback import FeedbackLog
 
     events = read_table(ws.data_dir, C.EVENTS_FILE)
+    until = 0
     if ws.feedback_db.exists():
-        extra = FeedbackLog(ws.feedback_db).events()
+        log = FeedbackLog(ws.feedback_db)
+        extra = log.events()
+        log.close()
         if len(extra):
+            until = int(extra["feedback_id"].max())
             events = pd.concat([events, extra[events.columns]], ignore_index=True)
     events[C.EVENT_TIMESTAMP] = as_utc_us(events[C.EVENT_TIMESTAMP])
     return Inputs(events=events, items=read_table(ws.data_dir, C.ITEMS_FILE),
-                  users=read_table(ws.data_dir, C.USERS_FILE))
+                  users=read_table(ws.data_dir, C.USERS_FILE), feedback_until=until)
 
 
 def scenario_names(inputs: Inputs, requested: Iterable[str] | None) -> list[str]:

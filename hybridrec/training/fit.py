@@ -1,5 +1,6 @@
 """Stage 3, fit: every component once (a class serving two roles is one instance), then the
-blenders, timed."""
+blenders, each timed. Two functions, because a blender may learn from a later slice than the
+components it blends."""
 
 from __future__ import annotations
 
@@ -11,12 +12,23 @@ from hybridrec.contracts import Blender, TrainingData
 from hybridrec.progress import progress_bar
 
 
-def fit(components: Mapping[str, Any], blenders: Mapping[str, Blender], data: TrainingData,
-        progress: bool) -> dict[str, float]:
-    """Fit everything on ``data``; return seconds per component name."""
+def fit_components(components: Mapping[str, Any], data: TrainingData,
+                   progress: bool) -> dict[str, float]:
+    """Fit every scorer and candidate source on ``data``; seconds per component."""
     unique = list({id(obj): obj for obj in components.values()}.values())
+    return _timed(unique, data, "fitting", progress)
+
+
+def fit_blenders(blenders: Mapping[str, Blender], data: TrainingData,
+                 progress: bool) -> dict[str, float]:
+    """Fit every blender on ``data``; seconds per blender."""
+    return _timed(list(blenders.values()), data, "fitting blenders", progress)
+
+
+def _timed(objects: list[Any], data: TrainingData, desc: str,
+           progress: bool) -> dict[str, float]:
     seconds = {}
-    for obj in progress_bar([*unique, *blenders.values()], "fitting", enabled=progress):
+    for obj in progress_bar(objects, desc, enabled=progress):
         start = time.perf_counter()
         obj.fit(data)
         seconds[obj.name] = round(time.perf_counter() - start, 3)

@@ -9,13 +9,13 @@ registry) and the blend inputs the blender's configuration names.
 from __future__ import annotations
 
 from collections.abc import Iterable, Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 from hybridrec import config as cfg
 from hybridrec.contracts import Blender, Scenario
-from hybridrec.features import FeatureSet, ViewInfo, resolve_features
-from hybridrec.pipeline import ScenarioPlan
+from hybridrec.features import FeatureError, FeatureSet, ViewInfo
+from hybridrec.pipeline import ScenarioPlan, resolve_plans, sequence_length
 
 
 class TrainingError(RuntimeError):
@@ -57,6 +57,7 @@ def make_plan(registry: Any, scenarios: Iterable[str], only_scorers: Iterable[st
     known = set(registry.scorers) | set(registry.candidate_sources) | set(registry.blenders)
     try:
         cfg.check_sections(config, known)
+        choices = cfg.scenario_choices(config, set(registry.scenarios))
     except cfg.ConfigError as exc:
         raise TrainingError(str(exc)) from None
     wanted = set(only_scorers) if only_scorers else None
@@ -66,22 +67,26 @@ def make_plan(registry: Any, scenarios: Iterable[str], only_scorers: Iterable[st
     planner = _Planner(registry, config)
     plan = Plan(scenarios={}, plans={}, features={}, components={}, blenders={},
                 config=config)
+    blenders: dict[str, Blender] = {}
     for name in scenarios:
-        scenario = _lookup(registry, "scenarios", name)
+        scenario = replace(_lookup(registry, "scenarios", name), **choices.get(name, {}))
         scenario_plan = planner.scenario(scenario, wanted, plan.notes)
         blender = planner.instance(_lookup(registry, "blenders", scenario.blender))
-        features = _features(views, scenario, scenario_plan, planner, blender)
-        scenario_plan.features = features.as_dict()
-        scenario_plan.sequence_length = max(
-            [int(planner.named(n).sequence_length) for n in scenario_plan.scorers]
-            + [int(blender.sequence_length)])
-        plan.notes += [f"{scenario.name}: {ref.ref} is keyed by {ref.key!r}, which items of "
-                       f"{scenario.name!r} do not carry; it is always missing there"
-                       for ref in features.absent]
-        plan.scenarios[name], plan.plans[name], plan.features[name] = (
-            scenario, scenario_plan, features)
+        blenders[scenario.blender] = blender
+        scenario_plan.sequence_length = sequence_length(
+            [*(planner.named(n) for n in scenario_plan.scorers), blender])
+        plan.scenarios[name], plan.plans[name] = scenario, scenario_plan
         plan.blenders[scenario.blender] = type(blender)
     plan.components = planner.claimed
+    try:
+        plan.features = resolve_plans(views, plan.scenarios, plan.plans,
+                                      {n: planner.named(n) for n in plan.components}, blenders)
+    except FeatureError as exc:
+        raise TrainingError(str(exc)) from None
+    for name, features in plan.features.items():
+        plan.plans[name].features = features.as_dict()
+        plan.notes += [f"{name}: {ref.ref} is keyed by {ref.key!r}, which items of {name!r} "
+                       "do not carry; it is always missing there" for ref in features.absent]
     _check_blend_inputs(plan, planner, registry)
     return plan
 
@@ -144,7 +149,9 @@ class _Planner:
                 raise TrainingError(
                     f"scenario {scenario.name!r} falls back to {fallback!r} for cold starts, "
                     "which is not installed as both a scorer and a candidate source")
-            self.instance(cls)
+            if not self.instance(cls).supports(scenario):
+                raise TrainingError(f"scenario {scenario.name!r} falls back to {fallback!r} "
+                                    "for cold starts, which does not support it")
             self.claim(fallback, cls)
         return ScenarioPlan(scorers=scorers, candidate_sources=sources,
                             blender=scenario.blender, fallback=fallback)
@@ -157,25 +164,19 @@ def _lookup(registry: Any, kind: str, name: str) -> Any:
         raise TrainingError(str(exc.args[0])) from None
 
 
-def _features(views: Mapping[str, ViewInfo], scenario: Scenario, plan: ScenarioPlan,
-              planner: _Planner, blender: Blender) -> FeatureSet:
-    from hybridrec.features import FeatureError
-
-    components = {n: planner.named(n) for n in plan.component_names()}
-    try:
-        return resolve_features(views, scenario, plan.declarations(components, blender))
-    except FeatureError as exc:
-        raise TrainingError(f"scenario {scenario.name!r}: {exc}") from None
-
-
 def _check_blend_inputs(plan: Plan, planner: _Planner, registry: Any) -> None:
-    """Each blender is told the ``scorer.task`` keys of the scenarios it blends."""
+    """Each blender is told the ``scorer.task`` keys of every scenario: exactly those of the
+    scenarios it blends in this run, and every installed scorer's for the others (so a typo
+    under a scenario not trained this time is caught too)."""
+    installed = [f"{name}.{task}" for name, cls in registry.scorers.items() for task in cls.tasks]
     for blender_name, cls in plan.blenders.items():
-        inputs = {
-            name: [f"{s}.{t}" for s in dict.fromkeys(
-                [*p.scorers, *([p.fallback] if p.fallback else [])])
-                for t in planner.named(s).tasks]
-            for name, p in plan.plans.items() if p.blender == blender_name}
+        inputs = {name: installed for name in registry.scenarios}
+        for name, p in plan.plans.items():
+            if p.blender == blender_name:
+                inputs[name] = [f"{s}.{t}" for s in p.readers()
+                                for t in planner.named(s).tasks]
+            else:
+                inputs.pop(name)
         try:
             planner.instance(cls).check(inputs, set(registry.scenarios))
         except ValueError as exc:

@@ -23,7 +23,7 @@ def readyz(request: Request) -> Any:
     rec = ready(request).recommender
     refreshed = datetime.fromtimestamp(rec.features.loaded_at, UTC).isoformat()
     return {"status": "ready", "bundle_version": rec.version,
-            "scenarios": sorted(rec.scenarios), "items_cached": len(rec.features),
+            "scenarios": sorted(rec.scenarios), "items_cached": rec.features.items_cached,
             "items_refreshed_at": refreshed}
 
 

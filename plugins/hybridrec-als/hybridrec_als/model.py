@@ -59,14 +59,16 @@ class ScenarioModel:
     user_items: Any  # scipy.sparse.csr_matrix of confidences
     params: dict[str, Any]
     tuning: list[dict[str, Any]] = field(default_factory=list)
+    #: (user row * items + item column) of the pairs the scenario counts as seen in training
+    #: (its own event weights, which the serving history follows); sorted
+    seen_keys: np.ndarray | None = None
     _folder: Any = None
 
     def __post_init__(self) -> None:
         self.item_index = IdIndex(self.item_ids)  # vectorised lookups of candidate arrays
         self.user_index = IdIndex(self.user_ids)
-        coo = self.user_items.tocoo()
-        # (user row, item column) pairs the model was trained on, as sorted int64 keys
-        self.trained_keys = np.sort(coo.row.astype(np.int64) * len(self.item_ids) + coo.col)
+        if self.seen_keys is None:
+            self.seen_keys = pair_keys(self.user_items)
         norms = np.linalg.norm(self.item_factors, axis=1, keepdims=True)
         self.unit_items = self.item_factors / np.where(norms > 0, norms, 1.0)
 
@@ -96,7 +98,7 @@ class ScenarioModel:
         request = history.row_index()
         known = cols >= 0
         keys = rows[request[known]].astype(np.int64) * len(self.item_ids) + cols[known]
-        new = (rows[request[known]] < 0) | ~_contains(self.trained_keys, keys)
+        new = (rows[request[known]] < 0) | ~_contains(self.seen_keys, keys)
         refold = np.unique(request[known][new])
         for r in refold:
             vectors[r] = self.user_vector(str(user_ids[r]), history[r].tolist())
@@ -219,9 +221,10 @@ class AlsScorer(Scorer, CandidateSource, SimilarItems):
             start = time.perf_counter()
             model = self._fit_one(matrix, params, device, threads)
             seconds = time.perf_counter() - start
+            seen = confidence_matrix(events, dict(scenario.event_weights), users, items)
             self.models[name] = ScenarioModel(users, items, *_cpu_factors(model), matrix,
                                               {**params, "fit_seconds": round(seconds, 3)},
-                                              tuning)
+                                              tuning, pair_keys(seen))
 
     def _fixed_params(self) -> dict[str, Any]:
         return {k: self.config[k] if self.config.get(k) is not None else v
@@ -322,6 +325,7 @@ class AlsScorer(Scorer, CandidateSource, SimilarItems):
             np.save(directory / "user_factors.npy", m.user_factors)
             np.save(directory / "item_factors.npy", m.item_factors)
             sp.save_npz(directory / "user_items.npz", m.user_items)
+            np.save(directory / "seen_keys.npy", m.seen_keys)
             meta["scenarios"][name] = {"params": m.params, "tuning": m.tuning}
         (path / "als.json").write_text(json.dumps(meta, indent=2))
 
@@ -337,7 +341,8 @@ class AlsScorer(Scorer, CandidateSource, SimilarItems):
             scorer.models[name] = ScenarioModel(
                 np.load(d / "user_ids.npy"), np.load(d / "item_ids.npy"),
                 np.load(d / "user_factors.npy"), np.load(d / "item_factors.npy"),
-                sp.load_npz(d / "user_items.npz").tocsr(), info["params"], info["tuning"])
+                sp.load_npz(d / "user_items.npz").tocsr(), info["params"], info["tuning"],
+                np.load(d / "seen_keys.npy"))
         return scorer
 
 
@@ -347,6 +352,12 @@ def _cpu_factors(model: Any) -> tuple[np.ndarray, np.ndarray]:
         model = model.to_cpu()
     return (np.ascontiguousarray(model.user_factors, dtype=np.float32),
             np.ascontiguousarray(model.item_factors, dtype=np.float32))
+
+
+def pair_keys(matrix: Any) -> np.ndarray:
+    """The nonzero (row, column) pairs of a sparse matrix as sorted int64 keys."""
+    coo = matrix.tocoo()
+    return np.sort(coo.row.astype(np.int64) * matrix.shape[1] + coo.col)
 
 
 def _contains(sorted_keys: np.ndarray, keys: np.ndarray) -> np.ndarray:

@@ -142,15 +142,20 @@ def test_known_user_with_new_events_gets_a_refreshed_vector(als, world):
     assert not np.allclose(model.user_vector(user, [*history, *unseen]), trained)
 
 
-def test_a_batch_folds_in_only_the_requests_that_need_it(als, world):
+def test_a_batch_folds_in_only_the_requests_that_need_it(als, world, monkeypatch):
     user, history = active_user(world, SHOP)
     model = als.models["shop"]
     unseen = np.setdiff1d(model.item_ids, history)[:3].tolist()
     from hybridrec.contracts import Ragged
 
+    folded = []
+    solve = type(model).user_vector
+    monkeypatch.setattr(type(model), "user_vector",
+                        lambda self, u, recent: folded.append(u) or solve(self, u, recent))
     users = np.array([user, user, "new", "nobody"], dtype=object)
     histories = Ragged.from_rows([history, [*history, *unseen], unseen, []], dtype=str)
     vectors, has = model.user_vectors(users, histories)
+    assert folded == [user, "new"]  # the trained user with nothing new is a row lookup
     assert has.tolist() == [True, True, True, False]
     np.testing.assert_array_equal(vectors[0], model.user_factors[model.user_index.get(user)])
     np.testing.assert_allclose(vectors[1], model.user_vector(user, [*history, *unseen]))
