@@ -116,20 +116,20 @@ class Bundle:
         return bundle
 
     def history(self) -> Any:
-        import pandas as pd
+        from hybridrec.data.tables import read_parquet
 
-        return pd.read_parquet(self.path / HISTORY)
+        return read_parquet(self.path / HISTORY)
 
     def sequences(self) -> Any:
-        import pandas as pd
+        from hybridrec.data.tables import read_parquet
 
         path = self.path / SEQUENCES
-        return pd.read_parquet(path) if path.exists() else None
+        return read_parquet(path) if path.exists() else None
 
     def catalogue(self) -> Any:
-        import pandas as pd
+        from hybridrec.data.tables import read_parquet
 
-        return pd.read_parquet(self.path / CATALOGUE)
+        return read_parquet(self.path / CATALOGUE)
 
 
 # Writing ---------------------------------------------------------------------------------

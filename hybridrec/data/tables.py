@@ -123,7 +123,16 @@ def read_table(data_dir: Path, name: str) -> pd.DataFrame:
             f"{path} does not exist; run 'hybridrec data synthetic' or "
             "'hybridrec data movielens PATH' first"
         )
-    return pd.read_parquet(path)
+    return read_parquet(path)
+
+
+def read_parquet(path: Path) -> pd.DataFrame:
+    """A Parquet file as a frame, read by Arrow from the path itself. pandas' reader hands
+    Arrow a Python file object, and Arrow's threads releasing it while the interpreter shuts
+    down can abort a short-lived command after it has answered (apache/arrow#34314)."""
+    import pyarrow.parquet as pq
+
+    return pq.read_table(str(path)).to_pandas()
 
 
 def empty_ads() -> pd.DataFrame:
