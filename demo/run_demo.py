@@ -134,6 +134,8 @@ def main() -> None:
                  "event_type": "click"}
         status, ack = call(base, "/v1/feedback", {"events": [event]})
         print(f"\n-- POST /v1/feedback (a click on {event['item_id']}): {status} {ack}")
+        print("   (feedback is part of the data from now on: the next 'hybridrec train' or "
+              "'hybridrec evaluate' reads it)")
         status, bad = call(base, "/v1/recommend", {"user_id": USER, "scenario": "news"})
         print(f"-- an unknown scenario: {status} {bad['detail']['message']}")
     finally:

@@ -191,7 +191,10 @@ def write_bundle(bundles: Path, version: str, contents: BundleContents) -> Path:
         "python": sys.version.split()[0],
         "packages": _versions(("hybridrec", "feast", "numpy", "pandas")),
     }
-    (staging / MANIFEST).write_text(json.dumps(manifest, indent=2, default=_json_default))
+    from hybridrec.metrics import json_safe
+
+    (staging / MANIFEST).write_text(json.dumps(json_safe(manifest), indent=2, allow_nan=False,
+                                               default=_json_default))
     final = bundles / version
     staging.rename(final)
     return final

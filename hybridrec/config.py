@@ -81,9 +81,21 @@ def scenario_choices(config: Config, scenarios: Collection[str]) -> dict[str, di
 
 
 def build(cls: Any, config: Config) -> Any:
-    """A fresh ``cls`` from its table; a parameter it does not take or a value it refuses is a
-    ConfigError naming the table."""
+    """A fresh ``cls`` from its table; a parameter it does not take (listing those it does) or
+    a value it refuses is a ConfigError naming the table."""
+    import inspect
+
+    table = dict(config.get(cls.name, {}))
+    params = inspect.signature(cls.__init__).parameters
+    if not any(p.kind is p.VAR_KEYWORD for p in params.values()):
+        accepted = [n for n, p in params.items()
+                    if n != "self" and p.kind in (p.POSITIONAL_OR_KEYWORD, p.KEYWORD_ONLY)]
+        unknown = sorted(set(table) - set(accepted))
+        if unknown:
+            raise ConfigError(f"invalid config for [{cls.name}]: no parameter "
+                              f"{', '.join(map(repr, unknown))}; it takes "
+                              f"{', '.join(accepted) or 'none'}")
     try:
-        return cls(**dict(config.get(cls.name, {})))
+        return cls(**table)
     except (TypeError, ValueError) as exc:
         raise ConfigError(f"invalid config for [{cls.name}]: {exc}") from None

@@ -15,9 +15,12 @@ that appears in at least one list.
 
 from __future__ import annotations
 
+from typing import Any
+
 import numpy as np
 
-__all__ = ["auc", "coverage", "grouped_auc", "hits_matrix", "logloss", "ranking_metrics"]
+__all__ = ["auc", "coverage", "grouped_auc", "hits_matrix", "json_safe", "logloss",
+           "ranking_metrics"]
 
 
 def hits_matrix(
@@ -99,6 +102,18 @@ def grouped_auc(groups: np.ndarray, labels: np.ndarray, scores: np.ndarray) -> f
         total += auc(y, scores[start:end]) * (end - start)
         weight += end - start
     return total / weight if weight else float("nan")
+
+
+def json_safe(value: Any) -> Any:
+    """``value`` with every NaN or infinite float replaced by None, so that the JSON written
+    (manifests, ``--json``) is strict JSON every parser reads."""
+    if isinstance(value, dict):
+        return {k: json_safe(v) for k, v in value.items()}
+    if isinstance(value, list | tuple):
+        return [json_safe(v) for v in value]
+    if isinstance(value, float | np.floating):
+        return float(value) if np.isfinite(value) else None
+    return value
 
 
 def logloss(labels: np.ndarray, probs: np.ndarray, eps: float = 1e-7) -> float:

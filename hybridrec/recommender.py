@@ -122,8 +122,8 @@ class Recommender:
             raise UnknownScenario(name, sorted(self.scenarios))
         return self.scenarios[name]
 
-    def check_k(self, scenario: Scenario, k: int) -> None:
-        """The one rule for k: between 1 and the scenario's ``max_k``."""
+    def check_k(self, scenario: Scenario, k: Any) -> None:
+        """The one rule for k: an integer between 1 and the scenario's ``max_k``."""
         if isinstance(k, bool) or not isinstance(k, int) or not 1 <= k <= scenario.max_k:
             raise InvalidRequest("k", f"k must be an integer between 1 and {scenario.max_k} "
                                       f"for scenario {scenario.name!r}, got {k!r}")
@@ -182,7 +182,7 @@ class Recommender:
                               np.array([e[1] for e in events], dtype=str),
                               np.array([e[3] for e in events], dtype=float))
 
-    def similar(self, scenario_name: str, item_id: str, k: int) -> tuple[str, list[str],
+    def similar(self, scenario_name: str, item_id: str, k: Any) -> tuple[str, list[str],
                                                                         list[float]]:
         """Items like ``item_id`` from the first component of the scenario that offers
         similarity; returns (component name, item ids, similarities)."""

@@ -17,7 +17,7 @@ def registry():
 
 
 def plan(registry, config, scenarios=("shop",), scorers=None):
-    return make_plan(registry, scenarios, scorers, config, VIEWS)
+    return make_plan(registry, scenarios, scorers, config).resolve(VIEWS)
 
 
 def test_the_built_in_scenarios_fall_back_to_popularity(registry):

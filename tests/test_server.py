@@ -97,17 +97,23 @@ def test_invalid_requests_are_422_naming_the_field(server, body, field):
     assert field in {str(part) for err in answer["detail"] for part in err["loc"]}
 
 
-@pytest.mark.parametrize("k", [0, -3, 101, 10**30])
+@pytest.mark.parametrize("k", [0, -3, 101, 10**30, "5", 5.0, True, None])
 def test_one_rule_for_k(server, k):
-    status, answer = server.call("POST", "/v1/recommend",
-                                 {"user_id": USER, "scenario": "shop", "k": k})
+    body = {"user_id": USER, "scenario": "shop", "k": k}
+    status, answer = server.call("POST", "/v1/recommend", body)
+    if k is None:  # null: the scenario's default
+        assert status == 200 and len(answer["items"]) == 10
+        return
     assert status == 422
     [error] = answer["detail"]
     assert error["loc"] == ["body", "k"]
     assert error["msg"] == (f"k must be an integer between 1 and 100 for scenario 'shop', "
-                            f"got {k}")
-    status, answer = server.call("GET", f"/v1/items/s00001/similar?scenario=shop&k={k}")
-    assert status == 422 and answer["detail"][0]["msg"] == error["msg"]
+                            f"got {k!r}")
+    if isinstance(k, int) and not isinstance(k, bool):
+        status, answer = server.call("GET", f"/v1/items/s00001/similar?scenario=shop&k={k}")
+        assert status == 422 and answer["detail"][0]["msg"] == error["msg"]
+    status, answer = server.call("GET", "/v1/items/s00001/similar?scenario=shop&k=abc")
+    assert status == 422 and "between 1 and 100" in answer["detail"][0]["msg"]
     status, openapi = server.call("GET", "/openapi.json")
     schema = openapi["components"]["schemas"]["RecommendRequest"]["properties"]["k"]
     assert "between 1 and the scenario's `max_k`" in schema["description"]

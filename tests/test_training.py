@@ -59,7 +59,14 @@ def test_a_misspelled_weight_lists_the_known_keys(workspace, tmp_path):
 
 def test_evaluate_prints_every_scorer_per_scenario(workspace):
     result = workspace.cli("evaluate", "--quiet", "--json")
-    metrics = json.loads(result.stdout)
+
+    def refuse(constant):
+        raise AssertionError(f"{constant} is not JSON")
+
+    metrics = json.loads(result.stdout, parse_constant=refuse)  # strict: no NaN
+    assert metrics["ads"]["blend"]["auc"] is None  # pooled AUC does not apply to a blend
+    json.loads((workspace.bundles / "current" / "manifest.json").read_text(),
+               parse_constant=refuse)
     assert {"popularity", "blend"} <= set(metrics["ads"])
     assert "gauc" in metrics["ads"]["popularity"]
     result = workspace.cli("evaluate", "--scenario", "video")  # progress on, output piped
@@ -127,7 +134,8 @@ def test_component_config_from_a_toml_file(workspace, tmp_path):
 
 @pytest.mark.parametrize("text,message", [
     ("[popularty]\nhalf_life_days = 7\n", "config section [popularty] names no installed"),
-    ("[popularity]\nhalf_life = 7\n", "invalid config for [popularity]"),
+    ("[popularity]\nhalf_life = 7\n",
+     "invalid config for [popularity]: no parameter 'half_life'; it takes half_life_days"),
     ("[popularity]\nhalf_life_days = -1\n", "half_life_days must be positive"),
     ("[popularity\n", "is not valid TOML"),
     ('[weighted.weights.shop]\n"cheapest.clik" = 2.0\n',

@@ -36,13 +36,15 @@ def with_common(f: Any) -> Any:
 
 def metrics_table(metrics: dict[str, dict[str, dict[str, float]]], k: int) -> str:
     """One row per scenario and ranker; the blend last in each scenario."""
+    cols = ["scenario", "scorer", "users", f"ndcg@{k}", f"recall@{k}", f"map@{k}",
+            f"hit_rate@{k}", f"coverage@{k}", "auc", "gauc"]
     rows = []
     for scenario, per in metrics.items():
         for scorer, values in per.items():
-            rows.append({"scenario": scenario, "scorer": scorer, **values,
+            row = {c: float("nan") for c in cols[3:]}  # "-" where a metric does not apply
+            row.update(values)
+            rows.append({**row, "scenario": scenario, "scorer": scorer,
                          "users": int(values.get("users", 0))})
-    cols = ["scenario", "scorer", "users", f"ndcg@{k}", f"recall@{k}", f"map@{k}",
-            f"hit_rate@{k}", f"coverage@{k}", "auc", "gauc"]
     return table(rows, cols)
 
 
@@ -122,5 +124,7 @@ def add_to(cli: click.Group) -> None:
             click.echo(f"note: {note}", err=True)
         if lists_path is not None:
             _write_lists(lists_path, result.lists)
-        click.echo(json.dumps(result.metrics, indent=2) if as_json
+        from hybridrec.metrics import json_safe
+
+        click.echo(json.dumps(json_safe(result.metrics), indent=2, allow_nan=False) if as_json
                    else metrics_table(result.metrics, k))

@@ -5,7 +5,7 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Annotated, Any
 
-from pydantic import BaseModel, ConfigDict, Field, StrictBool, StrictInt, StrictStr
+from pydantic import BaseModel, ConfigDict, Field, StrictBool, StrictStr
 
 MAX_CANDIDATES = 2000
 MAX_FEEDBACK_BATCH = 1000
@@ -21,7 +21,10 @@ class RecommendRequest(BaseModel):
 
     user_id: Id
     scenario: Id
-    k: StrictInt | None = Field(default=None, description=K_RULE)
+    # Checked by the server against the scenario (one rule, one message for every bad value),
+    # so the model takes anything here and the schema says what is expected.
+    k: Any = Field(default=None, description=K_RULE,
+                   json_schema_extra={"type": "integer", "minimum": 1})
     context: dict[str, Any] | None = Field(
         default=None, description="Free-form request context (device, page, ...). "
         "`recent_items`: item ids the user just interacted with, used like history.")

@@ -58,8 +58,9 @@ def run(ws: Workspace, scenarios: Iterable[str] | None = None,
 
     inputs = load_inputs(ws)
     names = scenario_names(inputs, scenarios)
+    plan = make_plan(get_registry(), names, only_scorers, config or {})
     store = open_store(ws.feature_repo)
-    plan = make_plan(get_registry(), names, only_scorers, config or {}, applied_views(store))
+    plan.resolve(applied_views(store))
     events = inputs.events[inputs.events[C.SCENARIO].isin(names)]
     full = training_data(store, events, inputs, plan, progress)
     split = temporal_split(full.events, test_fraction)

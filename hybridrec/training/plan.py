@@ -2,8 +2,9 @@
 
 Names are resolved through the plugin registry and everything that can be checked before
 fitting is checked here: the config tables, each scenario's scorers, candidate sources,
-fallback and blender, the features every component declares (against the applied Feast
-registry) and the blend inputs the blender's configuration names.
+fallback and blender, and the blend inputs the blender's configuration names
+(``make_plan``, before Feast is even imported, so a typo is reported at once); then the
+features every component declares, against the applied Feast registry (``Plan.resolve``).
 """
 
 from __future__ import annotations
@@ -34,6 +35,23 @@ class Plan:
     blenders: dict[str, type]
     config: Mapping[str, Mapping[str, Any]] = field(default_factory=dict)
     notes: list[str] = field(default_factory=list)
+    #: The instances planning built to ask ``supports`` and read declarations.
+    probes: dict[str, Any] = field(default_factory=dict)
+    blender_probes: dict[str, Blender] = field(default_factory=dict)
+
+    def resolve(self, views: Mapping[str, ViewInfo]) -> Plan:
+        """Check every declared feature against the applied registry's ``views``."""
+        try:
+            self.features = resolve_plans(views, self.scenarios, self.plans, self.probes,
+                                          self.blender_probes)
+        except FeatureError as exc:
+            raise TrainingError(str(exc)) from None
+        for name, features in self.features.items():
+            self.plans[name].features = features.as_dict()
+            self.notes += [f"{name}: {ref.ref} is keyed by {ref.key!r}, which items of "
+                           f"{name!r} do not carry; it is always missing there"
+                           for ref in features.absent]
+        return self
 
     def build(self) -> tuple[dict[str, Any], dict[str, Blender]]:
         """Fresh, unfitted components from their configuration: one instance per class,
@@ -52,8 +70,9 @@ class Plan:
 
 
 def make_plan(registry: Any, scenarios: Iterable[str], only_scorers: Iterable[str] | None,
-              config: Mapping[str, Mapping[str, Any]], views: Mapping[str, ViewInfo]) -> Plan:
-    """Resolve and check everything; raise TrainingError naming the first problem."""
+              config: Mapping[str, Mapping[str, Any]]) -> Plan:
+    """Resolve and check everything but the features; raise TrainingError naming the first
+    problem."""
     known = set(registry.scorers) | set(registry.candidate_sources) | set(registry.blenders)
     try:
         cfg.check_sections(config, known)
@@ -67,26 +86,17 @@ def make_plan(registry: Any, scenarios: Iterable[str], only_scorers: Iterable[st
     planner = _Planner(registry, config)
     plan = Plan(scenarios={}, plans={}, features={}, components={}, blenders={},
                 config=config)
-    blenders: dict[str, Blender] = {}
     for name in scenarios:
         scenario = replace(_lookup(registry, "scenarios", name), **choices.get(name, {}))
         scenario_plan = planner.scenario(scenario, wanted, plan.notes)
         blender = planner.instance(_lookup(registry, "blenders", scenario.blender))
-        blenders[scenario.blender] = blender
+        plan.blender_probes[scenario.blender] = blender
         scenario_plan.sequence_length = sequence_length(
             [*(planner.named(n) for n in scenario_plan.scorers), blender])
         plan.scenarios[name], plan.plans[name] = scenario, scenario_plan
         plan.blenders[scenario.blender] = type(blender)
     plan.components = planner.claimed
-    try:
-        plan.features = resolve_plans(views, plan.scenarios, plan.plans,
-                                      {n: planner.named(n) for n in plan.components}, blenders)
-    except FeatureError as exc:
-        raise TrainingError(str(exc)) from None
-    for name, features in plan.features.items():
-        plan.plans[name].features = features.as_dict()
-        plan.notes += [f"{name}: {ref.ref} is keyed by {ref.key!r}, which items of {name!r} "
-                       "do not carry; it is always missing there" for ref in features.absent]
+    plan.probes = {n: planner.named(n) for n in plan.components}
     _check_blend_inputs(plan, planner, registry)
     return plan
 

@@ -3,12 +3,12 @@
 from __future__ import annotations
 
 from datetime import UTC, datetime
-from typing import Any
+from typing import Annotated, Any
 
-from fastapi import APIRouter, Request
+from fastapi import APIRouter, Query, Request
 
 from hybridrec.recommender import InvalidRequest, UnknownItem, UnknownScenario
-from hybridrec.server.models import RecommendRequest, RecommendResponse, SimilarResponse
+from hybridrec.server.models import K_RULE, RecommendRequest, RecommendResponse, SimilarResponse
 from hybridrec.server.routes import field_error, not_found, ready
 
 router = APIRouter()
@@ -39,10 +39,12 @@ def recommend(body: RecommendRequest, request: Request) -> Any:
 @router.get("/v1/items/{item_id}/similar", response_model=SimilarResponse,
             responses={404: {"description": "Unknown scenario or item"},
                        422: {"description": "Invalid k"}, 503: {"description": "Not ready"}})
-def similar(item_id: str, scenario: str, request: Request, k: int = 10) -> Any:
+def similar(item_id: str, scenario: str, request: Request,
+            k: Annotated[str, Query(description=K_RULE, json_schema_extra={
+                "type": "integer", "minimum": 1})] = "10") -> Any:
     rec = ready(request).recommender
     try:
-        source, ids, sims = rec.similar(scenario, item_id, k)
+        source, ids, sims = rec.similar(scenario, item_id, _integer(k))
     except UnknownScenario as exc:
         return not_found(str(exc), known_scenarios=exc.known)
     except UnknownItem as exc:
@@ -52,3 +54,11 @@ def similar(item_id: str, scenario: str, request: Request, k: int = 10) -> Any:
     return {"item_id": item_id, "scenario": scenario, "source": source,
             "bundle_version": rec.version,
             "items": [{"item_id": i, "similarity": s} for i, s in zip(ids, sims, strict=True)]}
+
+
+def _integer(text: str) -> int | str:
+    """A query string's integer, or the text itself for the rule's check to refuse."""
+    try:
+        return int(text)
+    except ValueError:
+        return text

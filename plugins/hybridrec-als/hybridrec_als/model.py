@@ -179,6 +179,8 @@ class AlsScorer(Scorer, CandidateSource, SimilarItems):
         validation_fraction: float = 0.1,
         random_state: int = 0,
     ) -> None:
+        if device not in D.DEVICES:  # refused when configured, not when fitting
+            raise ValueError(f"device must be one of {', '.join(D.DEVICES)}, got {device!r}")
         super().__init__(device=device, threads=threads, iterations=iterations, tune=tune,
                          grid=grid, factors=factors, regularization=regularization,
                          alpha=alpha, weights=weights, scenarios=scenarios,
