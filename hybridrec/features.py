@@ -79,14 +79,6 @@ class FeatureSet:
     item: tuple[FeatureRef, ...] = ()
     absent: tuple[FeatureRef, ...] = ()
 
-    @property
-    def user_columns(self) -> list[str]:
-        return [r.column for r in self.user]
-
-    @property
-    def item_columns(self) -> list[str]:
-        return [r.column for r in (*self.item, *self.absent)]
-
     def as_dict(self) -> dict[str, list[str]]:
         return {"user": [r.ref for r in self.user], "item": [r.ref for r in self.item],
                 "absent": [r.ref for r in self.absent]}

@@ -61,11 +61,6 @@ class ScenarioPlan:
         """The components that score (and may read features): scorers, then the fallback."""
         return list(dict.fromkeys([*self.scorers, *([self.fallback] if self.fallback else [])]))
 
-    def component_names(self) -> list[str]:
-        names = [*self.scorers, *self.candidate_sources, *([self.fallback] if self.fallback
-                                                          else [])]
-        return list(dict.fromkeys(names))
-
     def declarations(self, components: Mapping[str, Any], blender: Any
                      ) -> dict[str, tuple[str, ...]]:
         """``{component label: feature_refs}`` of what reads features (scorers, fallback,
