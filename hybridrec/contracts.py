@@ -187,9 +187,19 @@ class EventSequences:
     values: np.ndarray
 
 
+def utc64(when: datetime | str) -> np.datetime64:
+    """A time (a datetime, a pandas Timestamp, or ISO 8601 text) as naive UTC microseconds,
+    the unit of every time in a batch; a time without a zone is taken as UTC."""
+    if isinstance(when, str):
+        when = datetime.fromisoformat(when)
+    if when.tzinfo is not None:
+        when = when.astimezone(UTC).replace(tzinfo=None)
+    return np.datetime64(when, "us")
+
+
 def utc_now() -> np.datetime64:
-    """The current time as naive UTC microseconds, the unit of every time in a batch."""
-    return np.datetime64(datetime.now(UTC).replace(tzinfo=None), "us")
+    """The current time as naive UTC microseconds."""
+    return utc64(datetime.now(UTC))
 
 
 def _context_rows(context: Sequence[Mapping[str, Any]] | None, n: int) -> list[Mapping[str, Any]]:

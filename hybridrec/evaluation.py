@@ -24,7 +24,7 @@ import pandas as pd
 from hybridrec import columns as C
 from hybridrec import history as H
 from hybridrec import metrics as M
-from hybridrec.contracts import Blender, Ragged, Scenario
+from hybridrec.contracts import Blender, Ragged, Scenario, utc64
 from hybridrec.features import FeatureSet, as_of
 from hybridrec.ids import IdIndex
 from hybridrec.pipeline import Pipeline, Requests, ScenarioPlan, Scored
@@ -115,14 +115,8 @@ def _requests(targets: _Targets, users: np.ndarray, cutoff: Any,
     return Requests(user_ids=users, history=targets.history.take(
                         targets.everyone.positions(users)),
                     exclude_seen=np.full(len(users), candidates is None),
-                    candidates=candidates, sequences=sequences, as_of=_naive_utc(cutoff))
+                    candidates=candidates, sequences=sequences, as_of=utc64(pd.Timestamp(cutoff)))
 
-
-def _naive_utc(when: Any) -> np.datetime64:
-    stamp = pd.Timestamp(when)
-    if stamp.tzinfo is not None:
-        stamp = stamp.tz_convert("UTC").tz_localize(None)
-    return np.datetime64(stamp.to_datetime64(), "us")
 
 
 def _chunks(requests: Requests, desc: str, progress: bool) -> Any:

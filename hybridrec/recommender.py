@@ -12,7 +12,6 @@ from __future__ import annotations
 import uuid
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import asdict, dataclass, field
-from datetime import UTC, datetime
 from typing import Any
 
 import numpy as np
@@ -20,7 +19,7 @@ import numpy as np
 from hybridrec import columns as C
 from hybridrec import history as H
 from hybridrec.bundle import Bundle, BundleError
-from hybridrec.contracts import EventSequences, Ragged, Scenario, SimilarItems, utc_now
+from hybridrec.contracts import EventSequences, Ragged, Scenario, SimilarItems, utc64, utc_now
 from hybridrec.features import FeatureSet, OnlineFeatures
 from hybridrec.feedback import FeedbackLog
 from hybridrec.pipeline import Pipeline, Requests, ScenarioPlan, resolve_plans
@@ -174,7 +173,7 @@ class Recommender:
         if length <= 0:
             return None
         logged = [*self.sequences.get((scenario.name, user_id), []),
-                  *((i, k, _utc64(t), v) for i, k, t, v in feedback)]
+                  *((i, k, utc64(t), v) for i, k, t, v in feedback)]
         logged.sort(key=lambda event: event[2])  # stable: ties keep their order
         events = [*logged, *((i, H.RECENT_EVENT, now, 1.0) for i in recent)][-length:]
         return EventSequences(Ragged.single(np.array([e[0] for e in events], dtype=str)),
@@ -206,13 +205,6 @@ class Recommender:
     def knows_item(self, scenario: str, item_id: str) -> bool:
         pipeline = self.pipelines.get(scenario)
         return pipeline is not None and item_id in pipeline.index
-
-
-def _utc64(text: str) -> np.datetime64:
-    stamp = datetime.fromisoformat(text)
-    if stamp.tzinfo is not None:
-        stamp = stamp.astimezone(UTC).replace(tzinfo=None)
-    return np.datetime64(stamp, "us")
 
 
 def _recent_items(context: Mapping[str, Any]) -> list[str]:

@@ -45,6 +45,7 @@ from hybridrec.contracts import (
     ScoreBatch,
     Scorer,
     TrainingData,
+    utc64,
 )
 
 __all__ = ["BlenderContract", "CandidateSourceContract", "KitWorld", "ScorerContract",
@@ -153,8 +154,7 @@ class KitWorld:
 
         self.data, self.component = data, component
         # batches are scored as of the end of the data, as evaluation scores at its cutoff
-        end = pd.to_datetime(data.events[C.EVENT_TIMESTAMP], utc=True).max()
-        self.as_of = np.datetime64(end.tz_localize(None).to_datetime64(), "us")
+        self.as_of = utc64(pd.to_datetime(data.events[C.EVENT_TIMESTAMP], utc=True).max())
         refs = tuple(getattr(component, "feature_refs", ()))
         self.sequence_length = int(getattr(component, "sequence_length", 0))
         self.catalogues = {n: data.items.loc[data.items[C.SCENARIO] == n, C.ITEM_ID]

@@ -28,8 +28,7 @@ class Inputs:
     feedback_until: int = 0
 
     def catalogue(self, scenario: str) -> np.ndarray:
-        items = self.items.loc[self.items[C.SCENARIO] == scenario, C.ITEM_ID]
-        return pd.unique(items.to_numpy(str))
+        return self.items.loc[self.items[C.SCENARIO] == scenario, C.ITEM_ID].to_numpy(str)
 
 
 def load_inputs(ws: Workspace) -> Inputs:
@@ -46,8 +45,10 @@ def load_inputs(ws: Workspace) -> Inputs:
             until = int(extra["feedback_id"].max())
             events = pd.concat([events, extra[events.columns]], ignore_index=True)
     events[C.EVENT_TIMESTAMP] = as_utc_us(events[C.EVENT_TIMESTAMP])
-    return Inputs(events=events, items=read_table(ws.data_dir, C.ITEMS_FILE),
-                  users=read_table(ws.data_dir, C.USERS_FILE), feedback_until=until)
+    items = read_table(ws.data_dir, C.ITEMS_FILE)  # an item listed twice is one item
+    items = items.drop_duplicates([C.ITEM_ID, C.SCENARIO], keep="last", ignore_index=True)
+    return Inputs(events=events, items=items, users=read_table(ws.data_dir, C.USERS_FILE),
+                  feedback_until=until)
 
 
 def scenario_names(inputs: Inputs, requested: Iterable[str] | None) -> list[str]:
