@@ -129,12 +129,23 @@ def http(base: str, method: str, path: str, body: object = None, raw: bytes | No
 
 
 class Server:
-    def __init__(self, ws: Workspace, *args: str) -> None:
+    """``hybridrec serve`` on a free loopback port. With ``modules``, the server process
+    writes the names of every module it imported into that file when it exits."""
+
+    def __init__(self, ws: Workspace, *args: str, modules: Path | None = None) -> None:
         self.port = free_port()
         self.base = f"http://127.0.0.1:{self.port}"
         self.log = ws.root / f"server-{self.port}.log"
+        command = [str(BIN / "hybridrec")]
+        if modules is not None:
+            command = [sys.executable, "-c",
+                       "import atexit, json, sys\n"
+                       f"atexit.register(lambda: open({str(modules)!r}, 'w').write("
+                       "json.dumps(sorted(sys.modules))))\n"
+                       "from hybridrec.cli import main\n"
+                       "main(sys.argv[1:])\n"]
         self.proc = subprocess.Popen(
-            [str(BIN / "hybridrec"), "serve", "--port", str(self.port), *args],
+            [*command, "serve", "--port", str(self.port), *args],
             env=ws.env, cwd=ws.root, stdout=self.log.open("w"), stderr=subprocess.STDOUT)
 
     def wait_ready(self, timeout: float = 120) -> None:
@@ -165,3 +176,22 @@ def server(workspace: Workspace):
     srv.wait_ready()
     yield srv
     srv.stop()
+
+
+@pytest.fixture
+def workspace_copy(workspace: Workspace, tmp_path: Path) -> Workspace:
+    """A copy of the trained session workspace to change freely, applied again so that Feast
+    reads the copy's files."""
+    root = tmp_path / "copy"
+    shutil.copytree(workspace.root, root, ignore=shutil.ignore_patterns("server-*.log"))
+    env = {**workspace.env, "HYBRIDREC_FEATURE_REPO": str(root / "feature_repo"),
+           "HYBRIDREC_BUNDLES": str(root / "bundles")}
+    ws = Workspace(root, root / "feature_repo", root / "bundles", env)
+    run([str(BIN / "feast"), "apply"], env, cwd=ws.repo)
+    return ws
+
+
+@pytest.fixture
+def server_class() -> type[Server]:
+    """The ``Server`` helper, for plugin tests that start their own server."""
+    return Server

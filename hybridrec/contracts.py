@@ -36,6 +36,7 @@ __all__ = [
     "Blender",
     "CandidateSource",
     "EventSequences",
+    "FeatureWriter",
     "Ragged",
     "RetrievalBatch",
     "Scenario",
@@ -380,6 +381,23 @@ class SimilarItems(ABC):
                                                                           np.ndarray]:
         """Up to ``n`` (item ids, similarities) most similar to ``item_id``, best first,
         without the item itself. KeyError if the item or scenario is unknown to it."""
+
+
+class FeatureWriter(ABC):
+    """A mix-in for a fitted component that writes feature values other components may read
+    (an item text embedding, say), into a Feast view it registers.
+
+    ``hybridrec train`` calls ``write_features`` on the components of a bundle after writing
+    the bundle and before making it ``current``, so the online store holds values the new
+    bundle's components agree with when it starts serving.
+    """
+
+    @abstractmethod
+    def write_features(self, store: Any, items: pd.DataFrame, progress: bool = True
+                       ) -> dict[str, int]:
+        """Write values for ``items`` (the catalogue: ``item_id``, ``scenario`` and the item
+        table's columns) to the offline source and the online store of ``store`` (a Feast
+        ``FeatureStore``); return the rows written per feature view."""
 
 
 class Blender(_Reader, _Persistent):

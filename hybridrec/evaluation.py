@@ -5,7 +5,8 @@ scenario and at least one positive test event on an item not seen in training, t
 ``Pipeline`` answers as the server would have at the cutoff: candidates from the scenario's
 sources, seen items left out, features as of the cutoff, every scorer, the blend, the top K.
 The test positives are the relevant items. Each scorer alone is ranked over the same
-candidates by its objective task. Metrics: NDCG@K, Recall@K, MAP@K, HitRate@K and catalogue
+candidates by its objective task, or, when it has several tasks, by each of them
+(``llm.click``, ``llm.like``). Metrics: NDCG@K, Recall@K, MAP@K, HitRate@K and catalogue
 coverage; where a scenario has non-positive events (views, impressions), AUC over the test
 (user, item) pairs (pooled, and grouped per user, the one that is fair to per-request blends).
 
@@ -136,7 +137,14 @@ def objective(outputs: Mapping[str, np.ndarray], scenario: Scenario) -> np.ndarr
 
 
 def _rankings(scored: Scored, scenario: Scenario) -> dict[str, np.ndarray]:
-    ranked = {name: objective(out, scenario) for name, out in scored.outputs.items()}
+    """What is ranked: each scorer by its objective task (``als``), or, for a scorer with
+    several tasks, by each of them (``llm.click``, ``llm.like``); then the blend."""
+    ranked = {}
+    for name, out in scored.outputs.items():
+        if len(out) > 1:
+            ranked.update({f"{name}.{task}": values for task, values in out.items()})
+        else:
+            ranked[name] = objective(out, scenario)
     ranked[BLEND] = scored.final
     return ranked
 
@@ -148,8 +156,7 @@ def evaluate_scenario(pipeline: Pipeline, targets: _Targets, cutoff: Any, k: int
     users, scenario = targets.users, pipeline.scenario
     if len(users) == 0 or len(pipeline.catalogue) == 0:
         return {}, {}
-    names = [*pipeline.scorers, BLEND]
-    top = {name: np.full((len(users), k), -1, dtype=np.int64) for name in names}
+    top: dict[str, np.ndarray] = {}
     requests = _requests(targets, users, cutoff)
     for rows, chunk in _chunks(requests, f"evaluating {scenario.name}", progress):
         scored = pipeline.score(chunk)
@@ -157,7 +164,9 @@ def evaluate_scenario(pipeline: Pipeline, targets: _Targets, cutoff: Any, k: int
             best = scored.top(k, values)
             request = best.row_index()
             rank = np.arange(len(best.values)) - best.offsets[request]
-            top[name][rows[request], rank] = scored.codes[best.values]
+            ranks = top.setdefault(name, np.full((len(users), k), -1, dtype=np.int64))
+            ranks[rows[request], rank] = scored.codes[best.values]
+    names = list(top)
 
     relevant = targets.relevant
     rel_rows = pd.Index(users).get_indexer(relevant[C.USER_ID])

@@ -7,7 +7,10 @@ the scenario's ``item_keys``) come from an in-memory table of the scenario's cat
 same resolved set drives the training frames (``join_events``), the server
 (``OnlineFeatures``), offline evaluation (``as_of``) and the conformance kit, so each fetches
 exactly what the components declare. Numeric features come as float arrays (NaN where
-missing), others as object arrays (None where missing).
+missing), others as object arrays (None where missing). Vector features (Feast ``Array``
+types, an item's text embedding say) are served like any other, one list per row, but are not
+joined onto training events: a vector per event would cost more than the models trained on
+it, and the component that reads one trains from the table it was written from.
 
 Feast is imported inside the functions that need it, so ``import hybridrec`` stays light.
 ``FEAST_USAGE`` is switched off before the first Feast import (no telemetry from here).
@@ -58,6 +61,7 @@ class FeatureRef:
     feature: str
     key: str
     numeric: bool = False
+    vector: bool = False
 
     @property
     def ref(self) -> str:
@@ -88,6 +92,7 @@ class FeatureSet:
 class ViewInfo:
     fields: dict[str, bool]  # field -> numeric
     key: str
+    vectors: frozenset[str] = frozenset()  # fields of an Array type
 
 
 def applied_views(store: FeatureStore) -> dict[str, ViewInfo]:
@@ -99,8 +104,9 @@ def applied_views(store: FeatureStore) -> dict[str, ViewInfo]:
     for view in store.list_feature_views():
         keys = [e.name for e in view.entity_columns]
         if len(keys) == 1:  # composite-keyed views are not readable per user or item
-            views[view.name] = ViewInfo({f.name: f.dtype in numeric for f in view.features},
-                                        keys[0])
+            views[view.name] = ViewInfo(
+                {f.name: f.dtype in numeric for f in view.features}, keys[0],
+                frozenset(f.name for f in view.features if isinstance(f.dtype, T.Array)))
     if not views:
         raise FeatureError(f"no feature views are registered; run 'feast apply' inside "
                            f"{store.repo_path}")
@@ -131,7 +137,8 @@ def resolve_features(views: Mapping[str, ViewInfo], scenario: Scenario,
             if feature not in info.fields:
                 raise FeatureError(f"{owner} declares feature {ref!r}, but view {view!r} has no "
                                    f"field {feature!r} (fields: {', '.join(sorted(info.fields))})")
-            resolved = FeatureRef(view, feature, info.key, info.fields[feature])
+            resolved = FeatureRef(view, feature, info.key, info.fields[feature],
+                                  feature in info.vectors)
             if info.key == C.USER_ID:
                 user[resolved.ref] = resolved
             elif info.key in scenario.item_keys:
@@ -209,15 +216,16 @@ def point_in_time(store: FeatureStore, entity_df: pd.DataFrame, refs: Sequence[s
 def join_events(store: FeatureStore, events: pd.DataFrame, scenario: Scenario,
                 features: FeatureSet) -> pd.DataFrame:
     """One scenario's events with its declared features joined point-in-time correctly
-    (``absent`` features are all-missing columns); no Feast call when nothing is declared."""
+    (``absent`` features are all-missing columns, vector features are left out); no Feast
+    call when nothing is declared."""
     out = events.reset_index(drop=True).copy()
-    refs = [r.ref for r in (*features.user, *features.item)]
-    if refs and len(out):
+    joined_refs = [r for r in (*features.user, *features.item) if not r.vector]
+    if joined_refs and len(out):
         entity_df = out[[C.USER_ID, C.EVENT_TIMESTAMP]].copy()
         for key in scenario.item_keys:
             entity_df[key] = out[C.ITEM_ID].to_numpy()
-        joined = point_in_time(store, entity_df, refs)
-        for ref in (*features.user, *features.item):
+        joined = point_in_time(store, entity_df, [r.ref for r in joined_refs])
+        for ref in joined_refs:
             out[ref.column] = joined[ref.column].to_numpy()
     for ref in features.absent:
         out[ref.column] = None

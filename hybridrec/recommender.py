@@ -87,6 +87,7 @@ class Recommender:
         catalogue = bundle.catalogue()
         self.catalogue = {n: catalogue.loc[catalogue[C.SCENARIO] == n, C.ITEM_ID].to_numpy(str)
                           for n in plans}
+        self.plan_objects = dict(plans)
         self.history = _by_user(bundle.history(), C.ITEM_ID)
         sequences = bundle.sequences()
         self.sequences = {} if sequences is None else _by_user(sequences, None)
@@ -95,10 +96,33 @@ class Recommender:
         self.store = open_store() if any(declared) else None
         self.features = OnlineFeatures(self.store, self._resolve(plans), self.catalogue)
         self.plans = {n: p.as_dict() for n, p in plans.items()}
-        self.pipelines = {n: Pipeline.from_plan(self.scenarios[n], p, bundle.components,
-                                                bundle.blenders, self.features,
-                                                self.catalogue[n])
-                          for n, p in plans.items()}
+        self.pipelines = self._pipelines(self.features)
+
+    def _pipelines(self, features: OnlineFeatures) -> dict[str, Pipeline]:
+        return {n: Pipeline.from_plan(self.scenarios[n], p, self.bundle.components,
+                                      self.bundle.blenders, features, self.catalogue[n])
+                for n, p in self.plan_objects.items()}
+
+    def refresh(self, items: Any = None) -> int:
+        """Re-read the item features; with ``items`` (the workspace's item table), first add
+        the items created since the bundle was trained to each scenario's catalogue, so they
+        can be ranked (by the scorers that know them through their features) without
+        retraining. Returns how many items were added."""
+        added = 0
+        if items is not None and len(items):
+            catalogue = {}
+            for name, known in self.catalogue.items():
+                ids = items.loc[items[C.SCENARIO] == name, C.ITEM_ID].to_numpy(str)
+                new = np.setdiff1d(ids, known)
+                catalogue[name] = np.concatenate([known, new]) if len(new) else known
+                added += len(new)
+            if added:
+                features = OnlineFeatures(self.store, self.features.sets, catalogue)
+                self.catalogue = catalogue
+                self.features, self.pipelines = features, self._pipelines(features)
+                return added
+        self.features.refresh()
+        return added
 
     def _resolve(self, plans: Mapping[str, ScenarioPlan]) -> dict[str, FeatureSet]:
         """Each scenario's declared features, checked against the applied Feast registry."""

@@ -18,8 +18,9 @@ The kit gives a component exactly what the core would: the features it declares
 joined for ``fit``, online for scoring; an undeclared feature is simply not there), its
 history, and its recent events when it declares a ``sequence_length``. It checks shapes,
 tasks, NaN for unknown items, that a row's score depends neither on the other rows nor on the
-other requests of a batch, and a save/load round trip. ``CandidateSourceContract`` and
-``BlenderContract`` do the same for retrieval and blending.
+other requests of a batch, and a save/load round trip; a component that writes features
+(``FeatureWriter``) must write them where the online store returns them.
+``CandidateSourceContract`` and ``BlenderContract`` do the same for retrieval and blending.
 """
 
 from __future__ import annotations
@@ -39,6 +40,7 @@ from hybridrec import history as H
 from hybridrec.contracts import (
     Blender,
     CandidateSource,
+    FeatureWriter,
     Ragged,
     RetrievalBatch,
     Scenario,
@@ -236,6 +238,28 @@ class _Kit:
     @staticmethod
     def users(data: TrainingData, scenario: Scenario) -> tuple[str, str]:
         return active_user(data, scenario)[0], active_user(data, scenario, rank=1)[0]
+
+    def test_written_features_read_back(self, fitted: Any, world: KitWorld) -> None:
+        """A ``FeatureWriter`` writes values for the catalogue into views the Feast registry
+        has, and the online store returns them for every item written."""
+        if not isinstance(fitted, FeatureWriter):
+            pytest.skip(f"{type(fitted).__name__} writes no features")
+        store = world.store or feature_store(world.data)
+        written = fitted.write_features(store, world.data.items, progress=False)
+        views = {v.name: v for v in store.list_feature_views()}
+        assert written and set(written) <= set(views), f"wrote {written}, views {sorted(views)}"
+        assert any(written.values()), f"nothing written: {written}"
+        ids = world.data.items[C.ITEM_ID].astype(str).tolist()
+        for name, count in written.items():
+            if not count:
+                continue
+            view = views[name]
+            [key] = [e.name for e in view.entity_columns]
+            refs = [f"{name}:{f.name}" for f in view.features]
+            rows = store.get_online_features(features=refs, entity_rows=[{key: i} for i in ids],
+                                             full_feature_names=True).to_dict()
+            present = [v is not None for v in rows[refs[0].replace(":", "__")]]
+            assert sum(present) >= count, f"{name}: {sum(present)} online of {count} written"
 
     def test_declarations(self, scorer: Any, world: KitWorld) -> None:
         """``feature_refs`` are ``view:feature`` strings the Feast registry resolves (the

@@ -7,8 +7,12 @@ from hybridrec.features import ViewInfo
 from hybridrec.plugins import build_registry
 from hybridrec.training.plan import TrainingError, make_plan
 
+# the core's views, and those the installed plugins' scorers declare (hybridrec-llm's)
 VIEWS = {"item_profile": ViewInfo({"price": True, "title": False}, "item_id"),
-         "user_profile": ViewInfo({"age": True}, "user_id")}
+         "user_profile": ViewInfo({"age": True, "gender": False, "occupation": False},
+                                  "user_id"),
+         "item_text_embedding": ViewInfo({"embedding": False, "text_hash": False}, "item_id",
+                                         frozenset({"embedding"}))}
 
 
 @pytest.fixture(scope="module")

@@ -111,9 +111,19 @@ class ServerState:
                     self.recommender = new
                     log.info("switched to bundle %s", new.version)
                 else:
-                    rec.features.refresh()
+                    added = rec.refresh(self._items())
+                    if added:
+                        log.info("%d new items added to the catalogue", added)
             except Exception:
                 log.exception("refresh failed; still serving bundle %s", rec.version)
+
+    def _items(self) -> Any:
+        """The workspace's item table (for items created since training), or None."""
+        from hybridrec import columns as C
+        from hybridrec.data.tables import read_parquet
+
+        path = self.ws.data_dir / C.ITEMS_FILE
+        return read_parquet(path) if path.exists() else None
 
     def start(self, in_background: bool) -> None:
         if in_background:

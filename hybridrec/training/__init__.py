@@ -31,7 +31,7 @@ from hybridrec.training.data import (
     temporal_split,
     training_data,
 )
-from hybridrec.training.fit import fit_blenders, fit_components
+from hybridrec.training.fit import fit_blenders, fit_components, write_features
 from hybridrec.training.plan import Plan, TrainingError, make_plan
 from hybridrec.workspace import Workspace
 
@@ -94,6 +94,8 @@ def run(ws: Workspace, scenarios: Iterable[str] | None = None,
                   "feature_repo": str(ws.feature_repo), "metrics": result.metrics,
                   "notes": plan.notes, "config": dict(config or {})})
     path = write_bundle(ws.bundles, version, contents)
+    write_features(components, store, inputs.items[inputs.items[C.SCENARIO].isin(names)],
+                   progress)
     switch_current(ws.bundles, version)
     return TrainResult(version, path, result.metrics, plan.notes, result.lists)
 

@@ -1,6 +1,7 @@
 """Stage 3, fit: every component once (a class serving two roles is one instance), then the
 blenders, each timed. Two functions, because a blender may learn from a later slice than the
-components it blends."""
+components it blends. After the bundle is written, ``write_features`` lets the components
+that produce feature values (``FeatureWriter``) write them."""
 
 from __future__ import annotations
 
@@ -8,7 +9,7 @@ import time
 from collections.abc import Mapping
 from typing import Any
 
-from hybridrec.contracts import Blender, TrainingData
+from hybridrec.contracts import Blender, FeatureWriter, TrainingData
 from hybridrec.progress import progress_bar
 
 
@@ -33,3 +34,14 @@ def _timed(objects: list[Any], data: TrainingData, desc: str,
         obj.fit(data)
         seconds[obj.name] = round(time.perf_counter() - start, 3)
     return seconds
+
+
+def write_features(components: Mapping[str, Any], store: Any, items: Any,
+                   progress: bool) -> dict[str, int]:
+    """Let every ``FeatureWriter`` among the fitted components write its feature values for
+    the catalogue ``items``; rows written per feature view."""
+    written: dict[str, int] = {}
+    for obj in {id(c): c for c in components.values()}.values():
+        if isinstance(obj, FeatureWriter):
+            written.update(obj.write_features(store, items, progress))
+    return written

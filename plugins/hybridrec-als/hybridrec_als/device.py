@@ -7,8 +7,9 @@ NumPy arrays, so a bundle trained on either device serves on either.
 
 from __future__ import annotations
 
-import os
 from typing import Any
+
+from hybridrec.system import cpu_threads  # noqa: F401  (re-exported)
 
 DEVICES = ("auto", "cpu", "cuda")
 
@@ -39,16 +40,6 @@ def model_class(device: str) -> type:
     import implicit.cpu.als
 
     return implicit.cpu.als.AlternatingLeastSquares
-
-
-def cpu_threads(requested: int | None = None) -> int:
-    """Threads for implicit's own loops: the cores this process may use, unless set."""
-    if requested:
-        return int(requested)
-    try:
-        return len(os.sched_getaffinity(0))
-    except AttributeError:  # not on Linux
-        return os.cpu_count() or 1
 
 
 def make_model(device: str, threads: int, **params: Any) -> Any:
