@@ -1,13 +1,15 @@
 """The whole product on the embedded default, end to end, as a user would run it.
 
 generate data -> feast apply -> materialise -> train -> serve -> HTTP requests per scenario
--> a readable table per scenario -> feedback -> stop the server.
+-> a readable table per scenario -> a new product embedded and ranked without retraining
+-> feedback -> stop the server.
 
 Run with ``make demo`` (which installs everything first). Uses ./feature_repo and ./bundles.
 """
 
 from __future__ import annotations
 
+import importlib.util
 import json
 import os
 import shutil
@@ -78,6 +80,34 @@ def show(result: dict, items: pd.DataFrame) -> None:
     print(pd.DataFrame(rows).to_string(index=False))
 
 
+def new_item(base: str, hybridrec: str, items: pd.DataFrame) -> None:
+    """A product added after training: embedded by `hybridrec llm embed`, picked up by the
+    running server at its next refresh, scored by the llm scorer from its text alone."""
+    path = REPO / "data" / "items.parquet"
+    table = pd.read_parquet(path)
+    row = table[table["scenario"] == "shop"].iloc[[0]].copy()
+    row["item_id"], row["category"] = "s-new-headphones", "electronics"
+    row["title"] = "wireless bluetooth headphones"
+    row["text"] = "wireless bluetooth headphones with a long battery and a charger"
+    pd.concat([table, row], ignore_index=True).to_parquet(path, index=False)
+    step("6. A new product arrives: embed its text and push it online", hybridrec, "llm",
+         "embed")
+    known = items[items["scenario"] == "shop"].index[:2].tolist()
+    body = {"user_id": USER, "scenario": "shop", "candidates": ["s-new-headphones", *known]}
+    deadline = time.monotonic() + 30
+    while True:
+        status, result = call(base, "/v1/recommend", body)
+        if status == 200 and not result["unknown_candidates"] or time.monotonic() > deadline:
+            break
+        time.sleep(0.5)
+    print("\n-- the running server ranks it without retraining (llm scores it from its text; "
+          "ALS has never seen it):")
+    for item in result["items"]:
+        scores = ", ".join(f"{k}={v:.3f}" if v is not None else f"{k}=-"
+                           for k, v in item["scores"].items())
+        print(f"   {item['item_id']:<18} {scores}")
+
+
 def main() -> None:
     hybridrec = str(BIN / "hybridrec")
     os.environ.setdefault("FEAST_USAGE", "False")
@@ -95,7 +125,7 @@ def main() -> None:
     base = f"http://127.0.0.1:{port}"
     print(f"\n== 5. Serve on {base}", flush=True)
     server = subprocess.Popen([hybridrec, "serve", "--port", str(port), "--log-level",
-                               "warning"], cwd=ROOT)
+                               "warning", "--refresh-seconds", "2"], cwd=ROOT)
     try:
         ready = wait_ready(base, server)
         print(f"ready: bundle {ready['bundle_version']}, {ready['items_cached']} items cached")
@@ -136,6 +166,8 @@ def main() -> None:
         print(f"\n-- POST /v1/feedback (a click on {event['item_id']}): {status} {ack}")
         print("   (feedback is part of the data from now on: the next 'hybridrec train' or "
               "'hybridrec evaluate' reads it)")
+        if importlib.util.find_spec("hybridrec_llm") is not None:
+            new_item(base, hybridrec, items)
         status, bad = call(base, "/v1/recommend", {"user_id": USER, "scenario": "news"})
         print(f"-- an unknown scenario: {status} {bad['detail']['message']}")
     finally:
