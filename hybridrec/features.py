@@ -158,10 +158,29 @@ def feast_definitions(repo_path: Path) -> dict[str, Any]:
 
 # The store -------------------------------------------------------------------------------
 
+def _release_duckdb() -> None:
+    """Close ibis's default DuckDB connection, through which Feast's DuckDB offline store
+    queries, before the interpreter exits: left open, DuckDB's bindings report dozens of
+    "leaked" objects on stderr at the end of every command that read the offline store."""
+    import gc
+
+    ibis = sys.modules.get("ibis")
+    backend = getattr(getattr(ibis, "options", None), "default_backend", None)
+    if ibis is not None and backend is not None:
+        with contextlib.suppress(Exception):
+            backend.disconnect()
+        ibis.options.default_backend = None
+    gc.collect()
+
+
 def open_store(repo: Path) -> FeatureStore:
+    import atexit
     import warnings
 
     from feast import FeatureStore
+
+    atexit.unregister(_release_duckdb)  # registered once, however many stores are opened
+    atexit.register(_release_duckdb)
 
     # ibis (under Feast's DuckDB store) calls a DuckDB API that warns on every query; added
     # after the Feast import, which installs filters of its own.
