@@ -166,10 +166,45 @@ def quality(ml: Path, ablations: bool) -> None:
           f"training {seconds:.0f} s ({model.info['train_seconds']:.0f} s in the training "
           f"loop); model time for 500 candidates "
           f"{timed_score(model) * 1000:.3f} ms (median of 200, one core)")
+    numpy_ms, torch_ms, import_s = torch_or_numpy(model)
+    print(f"serving choice: NumPy {numpy_ms:.3f} ms vs torch {torch_ms:.3f} ms for the same "
+          f"network on 500 candidates (one thread); 'import torch' alone takes {import_s:.1f} s")
     weights = [e["weights"] for e in model.info["epochs"]]
     print("uncertainty weights by epoch: " + "; ".join(
         ", ".join(f"{t} {w:.2f}" for t, w in epoch.items()) for epoch in weights))
     cold(data, events)
+
+
+def torch_or_numpy(model) -> tuple[float, float, float]:
+    """Model time for one request of 500 candidates, NumPy (what serves) against the same
+    network in torch, and what importing torch costs a fresh process."""
+    import subprocess
+
+    import torch
+    from hybridrec_llm.net import MultiTaskNet
+
+    torch.set_num_threads(1)
+    a = model.net.a
+    dim, hidden = a["item_reps"].shape[1], a["trunk2_w"].shape[0]
+    n_items = len(model.item_ids)
+    net = MultiTaskNet(np.zeros((n_items + 1, model.text_dim), np.float32),
+                       np.zeros(n_items + 1, np.int64), n_items + 1, a["user_code"].shape[0],
+                       a["user_num_w"].shape[0], 2, dim, hidden).eval()
+    rng = np.random.default_rng(0)
+    history = torch.as_tensor(rng.integers(1, n_items + 1, size=(1, 100)))
+    targets = torch.as_tensor(rng.integers(1, n_items + 1, size=(1, 500)))
+    codes = torch.zeros((1, max(len(model.codec.categorical), 1)), dtype=torch.long)
+    numeric = torch.zeros((1, a["user_num_w"].shape[0]))
+    times = []
+    with torch.inference_mode():
+        for _ in range(200):
+            start = time.perf_counter()
+            net(history, targets, codes, numeric)
+            times.append(time.perf_counter() - start)
+    start = time.perf_counter()
+    subprocess.run([sys.executable, "-c", "import torch"], check=True)
+    import_s = time.perf_counter() - start
+    return timed_score(model) * 1000, float(np.median(times)) * 1000, import_s
 
 
 def cold(data, events: pd.DataFrame) -> None:
