@@ -95,9 +95,10 @@ def new_item(base: str, hybridrec: str, items: pd.DataFrame) -> None:
     known = items[items["scenario"] == "shop"].index[:2].tolist()
     body = {"user_id": USER, "scenario": "shop", "candidates": ["s-new-headphones", *known]}
     deadline = time.monotonic() + 30
-    while True:
+    while True:  # until a refresh has read both the new row and its embedding
         status, result = call(base, "/v1/recommend", body)
-        if status == 200 and not result["unknown_candidates"] or time.monotonic() > deadline:
+        scored = {i["item_id"]: i["scores"].get("llm.click") for i in result.get("items", [])}
+        if scored.get("s-new-headphones") is not None or time.monotonic() > deadline:
             break
         time.sleep(0.5)
     print("\n-- the running server ranks it without retraining (llm scores it from its text; "

@@ -98,9 +98,11 @@ class Recommender:
         self.plans = {n: p.as_dict() for n, p in plans.items()}
         self.pipelines = self._pipelines(self.features)
 
-    def _pipelines(self, features: OnlineFeatures) -> dict[str, Pipeline]:
+    def _pipelines(self, features: OnlineFeatures,
+                   catalogue: Mapping[str, np.ndarray] | None = None) -> dict[str, Pipeline]:
+        catalogue = self.catalogue if catalogue is None else catalogue
         return {n: Pipeline.from_plan(self.scenarios[n], p, self.bundle.components,
-                                      self.bundle.blenders, features, self.catalogue[n])
+                                      self.bundle.blenders, features, catalogue[n])
                 for n, p in self.plan_objects.items()}
 
     def refresh(self, items: Any = None) -> int:
@@ -116,10 +118,11 @@ class Recommender:
                 new = np.setdiff1d(ids, known)
                 catalogue[name] = np.concatenate([known, new]) if len(new) else known
                 added += len(new)
-            if added:
+            if added:  # built aside; requests read self.pipelines, swapped in last
                 features = OnlineFeatures(self.store, self.features.sets, catalogue)
-                self.catalogue = catalogue
-                self.features, self.pipelines = features, self._pipelines(features)
+                pipelines = self._pipelines(features, catalogue)
+                self.catalogue, self.features = catalogue, features
+                self.pipelines = pipelines
                 return added
         self.features.refresh()
         return added

@@ -117,13 +117,15 @@ def _data_key(data: TrainingData) -> str:
     return digest.hexdigest()[:16]
 
 
-def feature_store(data: TrainingData) -> Any:
+def feature_store(data: TrainingData, fresh: bool = False) -> Any:
     """A real Feast repository holding ``data`` (every registered definition applied, the
-    online store materialised), built once per distinct data set in a process and removed
-    when the process ends."""
+    online store materialised), built once per distinct data set in a process (or anew, with
+    ``fresh``) and removed when the process ends."""
     from hybridrec.features import EPOCH, feast_definitions, open_store
 
     key = _data_key(data)
+    if fresh:
+        key = f"{key}-fresh-{len(_STORES)}"
     if key not in _STORES:
         import atexit
         import shutil
@@ -244,7 +246,7 @@ class _Kit:
         has, and the online store returns them for every item written."""
         if not isinstance(fitted, FeatureWriter):
             pytest.skip(f"{type(fitted).__name__} writes no features")
-        store = world.store or feature_store(world.data)
+        store = feature_store(world.data, fresh=True)  # nothing written there yet
         written = fitted.write_features(store, world.data.items, progress=False)
         views = {v.name: v for v in store.list_feature_views()}
         assert written and set(written) <= set(views), f"wrote {written}, views {sorted(views)}"
@@ -258,8 +260,9 @@ class _Kit:
             refs = [f"{name}:{f.name}" for f in view.features]
             rows = store.get_online_features(features=refs, entity_rows=[{key: i} for i in ids],
                                              full_feature_names=True).to_dict()
-            present = [v is not None for v in rows[refs[0].replace(":", "__")]]
-            assert sum(present) >= count, f"{name}: {sum(present)} online of {count} written"
+            for ref in refs:
+                present = sum(v is not None for v in rows[ref.replace(":", "__")])
+                assert present == count, f"{ref}: {present} items online, {count} written"
 
     def test_declarations(self, scorer: Any, world: KitWorld) -> None:
         """``feature_refs`` are ``view:feature`` strings the Feast registry resolves (the

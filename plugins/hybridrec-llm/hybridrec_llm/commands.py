@@ -14,8 +14,8 @@ def llm() -> None:
 
 @llm.command()
 @click.option("--encoder", default=None,
-              help="A transformers model directory; default: the current bundle's encoder, "
-                   "else the default all-MiniLM-L6-v2.")
+              help="A transformers model directory, when no bundle has an llm scorer yet; "
+                   "default: the current bundle's encoder, else all-MiniLM-L6-v2.")
 @click.option("--all", "everything", is_flag=True, help="Re-embed every item.")
 @click.pass_context
 def embed(ctx: click.Context, encoder: str | None, everything: bool) -> None:
@@ -51,7 +51,7 @@ def embed(ctx: click.Context, encoder: str | None, everything: bool) -> None:
         written = 0
         if len(todo):
             vectors = encode(model, [texts[i] for i in todo], hashes[todo])
-            written = E.write(store, ids[todo], vectors, hashes[todo])
+            written = E.write(store, ids[todo], vectors, hashes[todo], model.identity())
     except (FileNotFoundError, ValueError, RuntimeError) as exc:
         fail(message_of(exc))
         return
@@ -65,11 +65,19 @@ def _current_scorer(ws, encoder: str | None):
     from hybridrec.bundle import Bundle, BundleError
     from hybridrec_llm.scorer import LlmScorer
 
-    if encoder is None:
-        try:
-            bundle = Bundle.load(ws.bundles)
-        except (BundleError, FileNotFoundError):
-            bundle = None
-        if bundle is not None and isinstance(bundle.components.get("llm"), LlmScorer):
-            return bundle.components["llm"]
-    return LlmScorer(encoder=encoder)
+    try:
+        bundle = Bundle.load(ws.bundles)
+    except (BundleError, FileNotFoundError):
+        bundle = None
+    current = bundle.components.get("llm") if bundle is not None else None
+    if not isinstance(current, LlmScorer):
+        return LlmScorer(encoder=encoder)
+    if encoder is not None:
+        wanted = LlmScorer(encoder=encoder).load_encoder().identity()
+        if wanted != current.fit_info.get("encoder_id"):
+            raise ValueError(
+                f"bundle {bundle.version} was trained with encoder "
+                f"{current.fit_info.get('encoder_id')}, not {wanted}: embeddings from another "
+                "encoder live in another space and its llm scorer would ignore them; run "
+                "'hybridrec llm embed' without --encoder, or retrain with the new encoder")
+    return current

@@ -1,9 +1,10 @@
 """The ``item_text_embedding`` feature view: its Parquet table, what goes in it, and the push
 online.
 
-One row per item and encoder state: the L2-normalised embedding of the item's text
-(``Array(Float32)``) and ``text_hash``, a hash of the text and of the encoder that embedded
-it, so re-embedding touches only items whose text or encoder changed. The table lives at
+One row per item: the L2-normalised embedding of the item's text (``Array(Float32)``), the
+``encoder`` that embedded it (a scorer trained with another encoder ignores the row: its
+vectors live in another space) and ``text_hash``, a hash of the text and of that encoder, so
+re-embedding touches only items whose text or encoder changed. The table lives at
 ``feature_repo/data/item_text_embedding.parquet``; every write also goes to the online
 store, where the server's item cache and any other plugin read it. NumPy, pandas and Feast
 only: nothing here loads a model.
@@ -25,9 +26,12 @@ VIEW = "item_text_embedding"
 FILE = f"{VIEW}.parquet"
 EMBEDDING = "embedding"
 TEXT_HASH = "text_hash"
+ENCODER = "encoder"
 #: How batches and frames name the embedding (``view__feature``).
 COLUMN = f"{VIEW}__{EMBEDDING}"
 REF = f"{VIEW}:{EMBEDDING}"
+ENCODER_REF = f"{VIEW}:{ENCODER}"
+ENCODER_COLUMN = f"{VIEW}__{ENCODER}"
 #: Item-table columns that make an item's text, in this order.
 TEXT_FIELDS = ("title", "category", "text")
 
@@ -41,8 +45,10 @@ def item_texts(items: Any) -> list[str]:
         seen: list[str] = []
         for part in row:
             part = part.strip().rstrip(".")
-            if part and not any(part in s for s in seen):
-                seen.append(part)
+            if not part or any(part in s for s in seen):
+                continue
+            seen = [s for s in seen if s not in part]  # a longer part that contains it
+            seen.append(part)
         texts.append(". ".join(seen))
     return texts
 
@@ -63,6 +69,7 @@ def empty_table() -> Any:
         C.ITEM_ID: pa.array([], pa.string()),
         EMBEDDING: pa.array([], pa.list_(pa.float32())),
         TEXT_HASH: pa.array([], pa.string()),
+        ENCODER: pa.array([], pa.string()),
         C.EVENT_TIMESTAMP: pa.array([], pa.timestamp("us", tz="UTC")),
     })
 
@@ -110,7 +117,7 @@ def stale(repo: Path, item_ids: np.ndarray, hashes: np.ndarray) -> np.ndarray:
 
 
 def write(store: Any, item_ids: np.ndarray, vectors: np.ndarray, hashes: np.ndarray,
-          when: Any = None) -> int:
+          encoder: str, when: Any = None) -> int:
     """Upsert embeddings into the view's Parquet table and push them to the online store."""
     import pandas as pd
     import pyarrow as pa
@@ -124,6 +131,7 @@ def write(store: Any, item_ids: np.ndarray, vectors: np.ndarray, hashes: np.ndar
         C.ITEM_ID: np.asarray(item_ids, dtype=str),
         EMBEDDING: list(np.asarray(vectors, dtype=np.float32)),
         TEXT_HASH: np.asarray(hashes, dtype=str),
+        ENCODER: encoder,
         C.EVENT_TIMESTAMP: when.floor("us"),
     })
     stored = read(repo)
@@ -154,11 +162,12 @@ def feature_view(repo_path: Path | None) -> Any:
         name=VIEW,
         entities=[item],
         ttl=timedelta(0),
-        schema=[Field(name=EMBEDDING, dtype=Array(Float32)), Field(name=TEXT_HASH, dtype=String)],
+        schema=[Field(name=EMBEDDING, dtype=Array(Float32)), Field(name=ENCODER, dtype=String),
+                Field(name=TEXT_HASH, dtype=String)],
         source=source,
         online=True,
         description="L2-normalised transformer embedding of each item's text "
-                    "(hybridrec-llm); text_hash names the text and encoder.",
+                    "(hybridrec-llm), the encoder that made it, and a hash of both.",
     )
 
 

@@ -68,7 +68,14 @@ class Encoder:
     def identity(self) -> str:
         """Names the weights that embed: the model directory, or a hash of merged weights."""
         if not self.lora:
-            return f"{self.path.name}:{self.model.config.model_type}:{self.dim}"
+            digest = hashlib.sha1(str(self.path.resolve()).encode())
+            for name in ("config.json", "model.safetensors", "pytorch_model.bin"):
+                file = self.path / name
+                if file.is_file():  # the name, size and time of the weights, not their bytes
+                    stat = file.stat()
+                    digest.update(f"{name}:{stat.st_size}:{stat.st_mtime_ns}".encode())
+            digest.update((self.path / "config.json").read_bytes())
+            return f"{self.path.name}:{self.model.config.model_type}:{digest.hexdigest()[:12]}"
         digest = hashlib.sha1()
         for name, tensor in sorted(self.model.state_dict().items()):
             digest.update(name.encode())

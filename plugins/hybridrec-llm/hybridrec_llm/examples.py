@@ -5,9 +5,10 @@ first event; its history is what serving would see, the user's most recent items
 ``history_length``, oldest first), without the item being predicted. Labels per
 task, each with a mask of the rows that carry it:
 
-* ``click`` (engagement): 1 for every pair, 0 for sampled negatives;
-* ``like`` (strong positive): a like or purchase, or a rating of 4 or more; only in scenarios
-  that have such events;
+* ``click`` (engagement): 1 for every pair (events with a positive weight in the scenario),
+  0 for sampled negatives;
+* ``like`` (strong positive): a like or purchase, or a rating of 4 or more; only where the
+  scenario's data has any;
 * ``rating``: the pair's mean rating, standardised; only on rated pairs;
 * ``profile``: the categories of the user's items (multi-label), per user.
 """
@@ -46,15 +47,6 @@ class Examples:
                         {k: v[rows] for k, v in self.masks.items()},
                         self.time[rows] if len(self.time) else self.time)
 
-    @staticmethod
-    def concat(parts: list[Examples]) -> Examples:
-        return Examples(np.concatenate([p.history for p in parts]),
-                        np.concatenate([p.target for p in parts]),
-                        np.concatenate([p.user for p in parts]),
-                        {k: np.concatenate([p.labels[k] for p in parts]) for k in parts[0].labels},
-                        {k: np.concatenate([p.masks[k] for p in parts]) for k in parts[0].masks},
-                        np.concatenate([p.time for p in parts]))
-
 
 @dataclass
 class Pairs:
@@ -84,9 +76,21 @@ def pairs(events: pd.DataFrame, scenario: Scenario) -> Pairs:
            .groupby([C.USER_ID, C.ITEM_ID], sort=False, as_index=False).agg(agg)
            .sort_values([C.USER_ID, C.EVENT_TIMESTAMP, C.ITEM_ID], kind="stable")
            .reset_index(drop=True))
-    has_like = bool(any(t in scenario.event_weights for t in STRONG_EVENTS)
-                    or RATING_EVENT in scenario.event_weights)
-    return Pairs(out, has_like, bool(out["rating"].notna().any()))
+    # a head is trained only where the data has its labels (masked elsewhere, never zeros)
+    return Pairs(out, bool(out["strong"].any()), bool(out["rating"].notna().any()))
+
+
+def rating_scale(ex: Examples) -> tuple[float, float]:
+    """Mean and standard deviation of the rated examples' ratings ((0, 1) without any)."""
+    rated = ex.labels["rating"][ex.masks["rating"]]
+    if len(rated) < 2:
+        return 0.0, 1.0
+    return float(rated.mean()), float(rated.std() or 1.0)
+
+
+def standardise_ratings(ex: Examples, scale: tuple[float, float]) -> None:
+    mean, std = scale
+    ex.labels["rating"] = np.nan_to_num((ex.labels["rating"] - mean) / std).astype(np.float32)
 
 
 def histories(users: np.ndarray, rows: np.ndarray, ex: Examples, length: int) -> None:
@@ -119,19 +123,20 @@ def without_target(recent: np.ndarray, target: np.ndarray, length: int) -> np.nd
     return recent[keep].reshape(len(target), length)
 
 
-def build(p: Pairs, item_rows: dict[str, int], user_pos: dict[str, int], length: int,
-          rating_scale: tuple[float, float]) -> Examples:
+def build(p: Pairs, item_rows: dict[str, int], user_pos: dict[str, int], length: int
+          ) -> Examples:
+    """One example per pair whose item is in the catalogue; ratings raw (NaN where none)
+    until ``standardise_ratings``; histories set later by ``histories``."""
     f = p.frame
     n = len(f)
     rows = np.array([item_rows.get(i, 0) for i in f[C.ITEM_ID]], dtype=np.int64)
     users = np.array([user_pos[u] for u in f[C.USER_ID]], dtype=np.int64)
     keep = rows > 0
     history = np.zeros((n, length), dtype=np.int64)  # set by histories()
-    mean, std = rating_scale
     rating = f["rating"].to_numpy(float)
     labels = {"click": np.ones(n, np.float32),
               "like": f["strong"].to_numpy(bool).astype(np.float32),
-              "rating": np.nan_to_num((rating - mean) / std).astype(np.float32)}
+              "rating": rating}
     masks = {"click": np.ones(n, bool), "like": np.full(n, p.has_like),
              "rating": ~np.isnan(rating)}
     ts = pd.to_datetime(f[C.EVENT_TIMESTAMP], utc=True).to_numpy("datetime64[us]")

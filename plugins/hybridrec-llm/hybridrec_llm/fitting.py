@@ -57,17 +57,18 @@ def fit(scorer: LlmScorer, data: TrainingData, progress: bool = True
         item_rows = {i: p + 1 for p, i in enumerate(item_ids)}
         users = np.unique(frame[C.USER_ID].to_numpy(str))
         user_pos = {u: p for p, u in enumerate(users)}
-        counts = frame[C.ITEM_ID].value_counts()
-        warm = counts[counts >= config["min_item_interactions"]].index
-        warm_rows = sorted(item_rows[i] for i in warm if i in item_rows)
-        ids = np.zeros(len(item_ids) + 1, dtype=np.int64)
-        ids[warm_rows] = np.arange(1, len(warm_rows) + 1)
-        ratings = frame["rating"].dropna()
-        scale = ((float(ratings.mean()), float(ratings.std() or 1.0)) if len(ratings) > 1
-                 else (0.0, 1.0))
-        ex = X.build(pairs, item_rows, user_pos, config["history_length"], scale)
+        ex = X.build(pairs, item_rows, user_pos, config["history_length"])
         later = X.latest_per_user(ex, config["validation_fraction"])
         train_pos, valid_pos = ex.take(np.flatnonzero(~later)), ex.take(np.flatnonzero(later))
+        # everything learnt from the pairs comes from the training part only
+        counts = np.bincount(train_pos.target, minlength=len(item_ids) + 1)
+        warm_rows = np.flatnonzero(counts >= config["min_item_interactions"])
+        warm_rows = warm_rows[warm_rows > 0]
+        ids = np.zeros(len(item_ids) + 1, dtype=np.int64)
+        ids[warm_rows] = np.arange(1, len(warm_rows) + 1)
+        scale = X.rating_scale(train_pos)
+        for part in (train_pos, valid_pos):
+            X.standardise_ratings(part, scale)
         # histories from the training pairs only (in time order per user), for both parts
         order = np.lexsort((train_pos.time, train_pos.user))
         for part in (train_pos, valid_pos):
@@ -84,10 +85,8 @@ def fit(scorer: LlmScorer, data: TrainingData, progress: bool = True
         categories = sorted(set(category))
         profile = np.zeros((len(users), len(categories)), dtype=np.float32)
         cat_of = dict(zip(item_ids, np.searchsorted(categories, category), strict=True))
-        has = frame[C.ITEM_ID].isin(cat_of)
-        np.add.at(profile, ([user_pos[u] for u in frame.loc[has, C.USER_ID]],
-                            [cat_of[i] for i in frame.loc[has, C.ITEM_ID]]), 1.0)
         item_category = np.r_[0, [cat_of[i] for i in item_ids]].astype(np.int64)
+        np.add.at(profile, (train_pos.user, item_category[train_pos.target]), 1.0)
         user_inputs = UserInputs(codes, numeric, profile, item_category)
         tasks = _tasks(config["train_tasks"], pairs, len(categories))
         text = np.vstack([np.zeros((1, encoder.dim), np.float32), vectors])
@@ -111,9 +110,10 @@ def fit(scorer: LlmScorer, data: TrainingData, progress: bool = True
     info["encode_items_per_second"] = round(encoded / encode_seconds, 1) if encode_seconds else None
     if config["fine_tune"] == "lora" and states:
         info["lora"] = _lora(encoder, states, config, device, progress)
+    info["encoder_id"] = encoder.identity()  # after LoRA, the merged weights'
     models = {}
     for name, s in states.items():
-        net, chosen = s["net"], s["net"]
+        chosen = s["net"]
         if config["distill"]:
             chosen, s["info"]["distillation"] = _distill(s, config, device, progress)
         arrays = export(chosen.cpu())
@@ -123,7 +123,6 @@ def fit(scorer: LlmScorer, data: TrainingData, progress: bool = True
         s["info"]["validation_loss"] = {
             t: round(v, 5) for t, v in evaluate_losses(
                 chosen, s["valid"], s["valid_negs"], s["users"], s["tasks"], "cpu").items()}
-        del net
         models[name] = model
     return models, info, encoder
 
@@ -155,11 +154,11 @@ def _lora(encoder: Any, states: dict[str, dict[str, Any]], config: dict[str, Any
         encoder.model.eval()
     trainable = report[next(iter(report))]["trainable_params"]
     encoder.merge_lora()
+    import torch
+
     for s in states.values():
         texts = s["texts"]
         vectors = embed(encoder, texts, E.text_hashes(texts, encoder.identity()), progress)
-        import torch
-
         s["net"].text[1:] = torch.as_tensor(vectors, device=s["net"].text.device)
     return {"trainable_params": trainable, "scenarios": report}
 

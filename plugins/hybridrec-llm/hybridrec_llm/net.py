@@ -22,10 +22,8 @@ import numpy as np
 import torch
 from torch import nn
 
-#: Heads scored per candidate, in output order; "profile" is the user-level task.
-ITEM_TASKS = ("click", "like", "rating")
-ALL_TASKS = (*ITEM_TASKS, "profile")
-WEIGHTINGS = ("uncertainty", "gradnorm", "fixed")
+from hybridrec_llm.serving import ITEM_TASKS, WEIGHTINGS
+
 #: Uncertainty weighting keeps each log-variance within +-this (weights within e^+-3), so a
 #: task whose loss nears zero cannot take over the gradient.
 LOG_VAR_LIMIT = 3.0
@@ -166,10 +164,10 @@ class TaskWeighting(nn.Module):
                       optimizer: torch.optim.Optimizer) -> None:
         """One GradNorm update of the weights (before the model's backward pass)."""
         tasks = list(losses)
-        idx = torch.tensor([self.index(t) for t in tasks])
         current = torch.stack([losses[t].detach() for t in tasks])
+        idx = torch.tensor([self.index(t) for t in tasks], device=current.device)
         if self.initial is None:
-            self.initial = torch.full((len(self.tasks),), float("nan"))
+            self.initial = torch.full((len(self.tasks),), float("nan"), device=current.device)
         fresh = torch.isnan(self.initial[idx])
         self.initial[idx[fresh]] = current[fresh].clamp(min=1e-8)
         norms = torch.stack([

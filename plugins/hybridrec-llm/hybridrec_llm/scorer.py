@@ -28,11 +28,11 @@ from hybridrec import columns as C
 from hybridrec.contracts import FeatureWriter, Ragged, Scenario, ScoreBatch, Scorer, TrainingData
 from hybridrec.ids import IdIndex
 from hybridrec_llm import embeddings as E
-from hybridrec_llm.serving import ARRAYS, ServingNet, UserCodec
+from hybridrec_llm.serving import ARRAYS, ITEM_TASKS, WEIGHTINGS, ServingNet, UserCodec
 
 DEFAULT_USER_FEATURES = ("user_profile:age", "user_profile:gender", "user_profile:occupation")
 FINE_TUNE = ("none", "lora")
-TASKS = ("click", "like", "rating")
+TASKS = ITEM_TASKS
 
 
 @dataclass
@@ -91,13 +91,16 @@ class LlmScorer(Scorer, FeatureWriter):
         if fine_tune not in FINE_TUNE:
             raise ValueError(f"fine_tune must be one of {', '.join(FINE_TUNE)}, "
                              f"got {fine_tune!r}")
-        if task_weighting not in ("uncertainty", "gradnorm", "fixed"):
-            raise ValueError("task_weighting must be one of uncertainty, gradnorm, fixed, "
+        if task_weighting not in WEIGHTINGS:
+            raise ValueError(f"task_weighting must be one of {', '.join(WEIGHTINGS)}, "
                              f"got {task_weighting!r}")
         unknown = set(train_tasks or ()) - {*TASKS, "profile"}
         if unknown:
             raise ValueError(f"train_tasks has unknown tasks {sorted(unknown)}; "
                              "known: click, like, rating, profile")
+        if train_tasks is not None and not set(train_tasks) & {"click", "like"}:
+            raise ValueError("train_tasks must include click or like: the candidates are "
+                             f"ranked by them (got {train_tasks})")
         users = list(DEFAULT_USER_FEATURES if user_features is None else user_features)
         super().__init__(
             encoder=encoder, device=device, threads=threads, dim=dim, hidden=hidden,
@@ -111,8 +114,7 @@ class LlmScorer(Scorer, FeatureWriter):
             lora_learning_rate=lora_learning_rate, distill=distill, student_dim=student_dim,
             student_hidden=student_hidden, distill_epochs=distill_epochs,
             user_features=users, scenarios=scenarios, random_state=random_state)
-        self.feature_refs = (E.REF, *users)
-        self.sequence_length = int(history_length)
+        self.feature_refs = (E.REF, E.ENCODER_REF, *users)
         self.models: dict[str, ScenarioModel] = {}
         self.fit_info: dict[str, Any] = {}
         self.encoder: Any = None  # the fitted encoder, in the training process only
@@ -164,7 +166,7 @@ class LlmScorer(Scorer, FeatureWriter):
         if not len(todo):
             return {E.VIEW: 0}
         vectors = embed(encoder, [texts[i] for i in todo], hashes[todo], progress)
-        return {E.VIEW: E.write(store, ids[todo], vectors, hashes[todo])}
+        return {E.VIEW: E.write(store, ids[todo], vectors, hashes[todo], encoder.identity())}
 
     def describe(self) -> dict[str, Any]:
         return {"config": {k: v for k, v in self.config.items() if v is not None},
@@ -185,9 +187,12 @@ class LlmScorer(Scorer, FeatureWriter):
         new = rows == 0
         if new.any():
             column = batch.item_features.get(E.COLUMN)
+            encoders = batch.item_features.get(E.ENCODER_COLUMN)
             text = np.zeros((n, model.text_dim), dtype=np.float32)
-            if column is not None:
+            if column is not None and encoders is not None:
                 text[new], ok = E.matrix(column[new], model.text_dim)
+                # an embedding from another encoder lives in another space: no opinion
+                ok &= encoders[new] == self.fit_info.get("encoder_id")
                 unscored = np.flatnonzero(new)[~ok]
             else:
                 unscored = np.flatnonzero(new)
@@ -204,18 +209,18 @@ class LlmScorer(Scorer, FeatureWriter):
         return out
 
     def _history_rows(self, batch: ScoreBatch, model: ScenarioModel) -> Ragged:
-        """Each request's most recent items as item-table rows (items the model does not
-        know are left out), at most ``history_length`` of them."""
-        items = batch.sequences.item_ids if batch.sequences is not None else batch.history
-        assert items is not None
-        rows = model.index.positions(items.values) + 1
-        kept = items.mask(rows > 0)
+        """Each request's most recent distinct items (the history the core hands over: events
+        with a positive weight, feedback since training, ``context.recent_items``; what the
+        model trained on) as item-table rows, at most ``history_length``; items the model does
+        not know are left out."""
+        assert batch.history is not None
+        rows = model.index.positions(batch.history.values) + 1
+        kept = batch.history.mask(rows > 0)
         kept = Ragged(rows[rows > 0], kept.offsets)
-        length = self.sequence_length
-        if length and len(kept.values) and kept.lengths.max() > length:
+        length = int(self.config["history_length"])
+        if len(kept.values) and kept.lengths.max() > length:
             position = np.arange(len(kept.values)) - np.repeat(kept.offsets[:-1], kept.lengths)
-            kept = Ragged(kept.values, kept.offsets).mask(
-                position >= np.repeat(kept.lengths - length, kept.lengths))
+            kept = kept.mask(position >= np.repeat(kept.lengths - length, kept.lengths))
         return kept
 
     # Persistence ------------------------------------------------------------------------

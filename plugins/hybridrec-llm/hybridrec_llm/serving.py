@@ -1,7 +1,7 @@
 """Scoring with NumPy only: the trained network's arrays, item representations precomputed.
 
 Per request, the user representation is computed once (attention over the precomputed keys of
-the user's recent items); per candidate, one gather and two small matrix products. Items the
+the user's recent items); per candidate, a gather and three small matrix products. Items the
 model never saw are represented from their text embedding (read from the
 ``item_text_embedding`` view), without an ID part. The serving process never imports torch or
 transformers.
@@ -17,11 +17,27 @@ import numpy as np
 
 from hybridrec.contracts import Ragged
 
+#: The heads scored per candidate, in the network's output order (probabilities for click
+#: and like, stars for rating); "profile" is the user-level auxiliary task.
+ITEM_TASKS = ("click", "like", "rating")
+#: Task weightings the trainer knows.
+WEIGHTINGS = ("uncertainty", "gradnorm", "fixed")
+
 #: Serving arrays every ServingNet has (``net.export``'s keys).
 ARRAYS = ("item_reps", "text_w", "text_b", "user_code", "user_num_w", "user_num_b", "query_w",
           "query_b", "key_w", "key_b", "user1_w", "user1_b", "user2_w", "user2_b", "trunk1_u",
           "trunk1_i", "trunk1_ui", "trunk1_b", "trunk2_w", "trunk2_b", "heads_w", "heads_b",
           "dot_scale")
+
+
+def _missing(value: Any) -> bool:
+    """None, NaN, pandas' NA or NaT."""
+    if value is None:
+        return True
+    try:
+        return bool(value != value) or str(value) in ("<NA>", "NaT")
+    except TypeError:  # pd.NA refuses to be a bool
+        return True
 
 
 def _relu(x: np.ndarray) -> np.ndarray:
@@ -71,8 +87,8 @@ class UserCodec:
             lookup = {v: offset + 1 + i for i, v in enumerate(vocab)}
             values = features.get(column)
             if values is not None:
-                codes[:, j] = [lookup.get(str(v), offset) if v is not None and v == v
-                               else offset for v in values]
+                codes[:, j] = [offset if _missing(v) else lookup.get(str(v), offset)
+                               for v in values]
             else:
                 codes[:, j] = offset
             offset += len(vocab) + 1
@@ -80,7 +96,7 @@ class UserCodec:
         for j, (column, (mean, std)) in enumerate(self.numeric.items()):
             raw = features.get(column)
             x = np.full(n, np.nan) if raw is None else np.asarray(
-                [np.nan if v is None else v for v in raw], dtype=float)
+                [np.nan if _missing(v) else v for v in raw], dtype=float)
             missing = np.isnan(x)
             numeric[:, 2 * j] = np.where(missing, 0.0, (x - mean) / std)
             numeric[:, 2 * j + 1] = missing

@@ -103,7 +103,7 @@ def train(net: MultiTaskNet, positives: Examples, valid: Examples, valid_negs: n
     its untrained value, summed) has not improved for ``patience`` epochs, and restore the
     best epoch."""
     rng = np.random.default_rng(config["random_state"])
-    weighting = TaskWeighting(config["task_weighting"], tasks)
+    weighting = TaskWeighting(config["task_weighting"], tasks).to(device)
     groups: list[dict[str, Any]] = [{"params": list(net.parameters())}]
     if weighting.kind == "uncertainty":  # the log-variances learn faster, without decay
         groups.append({"params": [weighting.log_vars], "lr": 10 * config["learning_rate"],

@@ -137,7 +137,17 @@ def test_lora_fit_reembeds_items_with_merged_weights(world, encoder_dir, tmp_pat
     scorer.fit(world.training_data(), progress=False)
     report = scorer.fit_info["lora"]
     assert report["trainable_params"] > 0
-    assert scorer.encoder.lora
+    assert scorer.encoder.lora and scorer.fit_info["encoder_id"].startswith("lora:")
+    frozen = scorer_with(encoder_dir, epochs=1)
+    frozen.fit(world.training_data(), progress=False)
+    # the same seed and network: the items' representations differ by the re-embedding
+    assert not np.allclose(scorer.models["shop"].net.a["item_reps"],
+                           frozen.models["shop"].net.a["item_reps"])
+    written = scorer.write_features(world.store, world.data.items.head(3), progress=False)
+    assert written == {E.VIEW: 3}
+    stored = E.read(Path(world.store.repo_path)).set_index(C.ITEM_ID)
+    assert set(stored.loc[world.data.items[C.ITEM_ID].head(3), E.ENCODER]) == {
+        scorer.fit_info["encoder_id"]}
     scorer.save(tmp_path)
     assert (tmp_path / "encoder" / "config.json").is_file()
     loaded = LlmScorer.load(tmp_path)
@@ -178,9 +188,13 @@ def test_new_item_scored_from_its_text_embedding(trained, world):
     vector = encoder.encode(["wireless bluetooth headphones"], progress=False)[0]
     column = np.empty(2, dtype=object)
     column[:] = [vector.tolist(), None]
-    batch.item_features = {**batch.item_features, E.COLUMN: column}
+    encoders = np.array([trained.fit_info["encoder_id"], None], dtype=object)
+    batch.item_features = {**batch.item_features, E.COLUMN: column, E.ENCODER_COLUMN: encoders}
     out = trained.score(batch)
     assert np.isfinite(out["click"]).all()
+    # the same vector from another encoder is another space: no opinion
+    encoders[0] = "some-other-encoder"
+    assert np.isnan(trained.score(batch)["click"][0])
 
 
 def test_embeddings_written_to_feast_read_back_equal(trained, world):
@@ -236,3 +250,50 @@ def test_bad_config_is_refused_naming_the_problem():
         from hybridrec_llm.encoder import resolve
 
         resolve("/no/such/model")
+
+
+def test_numpy_serving_computes_what_the_torch_network_computes():
+    """ServingNet (what serves) against MultiTaskNet (what trained), on a random network with
+    perturbed weights: users with and without history, warm and ID-less items, and an item
+    represented by its text alone."""
+    import torch
+    from hybridrec_llm.net import MultiTaskNet, export
+    from hybridrec_llm.serving import ServingNet
+
+    from hybridrec.contracts import Ragged
+
+    rng = np.random.default_rng(0)
+    torch.manual_seed(0)
+    n_items, text_dim = 30, 12
+    text = np.vstack([np.zeros((1, text_dim)), rng.normal(size=(n_items, text_dim))])
+    ids = np.r_[0, np.where(rng.random(n_items) < 0.6, np.arange(1, n_items + 1), 0)]
+    net = MultiTaskNet(text.astype(np.float32), ids, n_items + 1, 7, 4, 3, dim=8, hidden=16)
+    with torch.no_grad():
+        for p in net.parameters():
+            p.add_(torch.randn_like(p) * 0.3)
+        net.item_id.weight[0].zero_()  # the "no ID" row, which training keeps at zero
+    net.eval()
+    history = np.array([[0, 0, 3, 5], [1, 2, 3, 4], [0, 0, 0, 0]])  # 0 = padding
+    targets = rng.integers(1, n_items + 1, size=(3, 6))
+    codes = rng.integers(0, 7, size=(3, 2))
+    numeric = rng.normal(size=(3, 4)).astype(np.float32)
+    with torch.no_grad():
+        out = net(torch.as_tensor(history), torch.as_tensor(targets), torch.as_tensor(codes),
+                  torch.as_tensor(numeric))
+    serving = ServingNet(export(net), (3.5, 1.2))
+    users = serving.users(Ragged.from_rows([h[h > 0] for h in history], dtype=np.int64),
+                          codes, numeric)
+    got = serving.score(users, np.repeat(np.arange(3), 6), targets.ravel())
+    np.testing.assert_allclose(got[:, 0], torch.sigmoid(out["click"]).numpy().ravel(),
+                               rtol=1e-5, atol=1e-6)
+    np.testing.assert_allclose(got[:, 1], torch.sigmoid(out["like"]).numpy().ravel(),
+                               rtol=1e-5, atol=1e-6)
+    np.testing.assert_allclose(got[:, 2], out["rating"].numpy().ravel() * 1.2 + 3.5,
+                               rtol=1e-5, atol=1e-5)
+    # an item given by its text alone scores as its stored row would without an ID part
+    rows = targets.ravel().copy()
+    textless = ids[rows] == 0
+    assert textless.any()
+    by_text = serving.score(users, np.repeat(np.arange(3), 6), np.where(textless, 0, rows),
+                            text[rows].astype(np.float32))
+    np.testing.assert_allclose(by_text[textless], got[textless], rtol=1e-5, atol=1e-6)
