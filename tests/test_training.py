@@ -18,10 +18,16 @@ def test_bundle_manifest_records_what_was_trained(workspace):
     assert m["scenarios"]["shop"]["scorers"][0] == "popularity"
     assert "cheapest" in m["scenarios"]["shop"]["scorers"]  # the pip-installed plugin
     assert "cheapest" not in m["scenarios"]["video"]["scorers"]  # it supports shop only
-    # features are what the components declare: cheapest reads the price, nothing else
-    assert m["scenarios"]["shop"]["features"] == {"user": [], "item": ["item_profile:price"],
-                                                  "absent": []}
-    assert m["scenarios"]["video"]["features"]["item"] == []
+    # features are what the components declare: cheapest reads the price; hybridrec-llm,
+    # when installed, the user profile and the item text embedding; nothing else
+    llm = "llm" in m["scenarios"]["shop"]["scorers"]
+    llm_user = {"user_profile:age", "user_profile:gender", "user_profile:occupation"}
+    llm_item = {"item_text_embedding:embedding", "item_text_embedding:encoder"}
+    shop = m["scenarios"]["shop"]["features"]
+    assert set(shop["user"]) == (llm_user if llm else set())
+    assert set(shop["item"]) == {"item_profile:price"} | (llm_item if llm else set())
+    assert shop["absent"] == []
+    assert set(m["scenarios"]["video"]["features"]["item"]) == (llm_item if llm else set())
     assert m["scenarios"]["shop"]["fallback"] == "popularity"
     assert m["plugins"]["hello"] == "0.3.0"
     window = m["data_window"]

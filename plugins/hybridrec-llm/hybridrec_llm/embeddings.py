@@ -77,11 +77,19 @@ def empty_table() -> Any:
 def ensure_table(repo: Path) -> Path:
     """The view's Parquet file, created empty if missing (Feast reads it when joining or
     materialising, before anything was embedded)."""
+    import pyarrow as pa
     import pyarrow.parquet as pq
 
     path = path_of(repo)
     if not path.exists() and path.parent.is_dir():
         pq.write_table(empty_table(), str(path))
+    elif path.exists():  # written by an earlier version: add the columns it lacks
+        table = pq.read_table(str(path))
+        missing = [f for f in empty_table().schema if f.name not in table.column_names]
+        if missing:
+            for f in missing:
+                table = table.append_column(f, pa.nulls(len(table), f.type))
+            pq.write_table(table.select(empty_table().schema.names), str(path))
     return path
 
 
