@@ -8,6 +8,7 @@ bundle, and ``hybridrec serve`` as a subprocess on 127.0.0.1.
 
 from __future__ import annotations
 
+import importlib.util
 import json
 import os
 import shutil
@@ -28,6 +29,16 @@ BIN = Path(sys.executable).parent
 SHARED_DATA = ROOT.parent / "shared" / "data"
 ML100K = SHARED_DATA / "ml-100k"
 TEST_PLUGINS = ROOT / "tests" / "plugins"
+
+#: hybridrec-llm in the session workspace: the default encoder (all-MiniLM-L6-v2), a small
+#: network and few epochs, because the suite trains that workspace many times.
+LLM_TEST_CONFIG = """[llm]
+dim = 32
+hidden = 64
+history_length = 20
+epochs = 4
+patience = 2
+"""
 
 SMALL_WORLD = ["--users", "300", "--items", "120", "--ads", "30", "--events", "20000",
                "--weeks", "4", "--seed", "7", "--end", "2025-03-31T00:00:00Z"]
@@ -98,6 +109,11 @@ def workspace(tmp_path_factory: pytest.TempPathFactory, hello_site: Path) -> Wor
     repo = copy_feature_repo(root)
     env = base_env(PYTHONPATH=str(hello_site), HYBRIDREC_FEATURE_REPO=str(repo),
                    HYBRIDREC_BUNDLES=str(root / "bundles"))
+    if importlib.util.find_spec("hybridrec_llm") is not None:
+        # the real default encoder, a small network: the suite trains many times
+        config = root / "hybridrec.toml"
+        config.write_text(LLM_TEST_CONFIG)
+        env["HYBRIDREC_CONFIG"] = str(config)
     ws = Workspace(root, repo, root / "bundles", env)
     ws.cli("data", "synthetic", *SMALL_WORLD)
     run([str(BIN / "feast"), "apply"], env, cwd=repo)
@@ -130,18 +146,24 @@ def http(base: str, method: str, path: str, body: object = None, raw: bytes | No
 
 class Server:
     """``hybridrec serve`` on a free loopback port. With ``modules``, the server process
-    writes the names of every module it imported into that file when it exits."""
+    keeps writing the names of every module it has imported into that file."""
 
     def __init__(self, ws: Workspace, *args: str, modules: Path | None = None) -> None:
         self.port = free_port()
         self.base = f"http://127.0.0.1:{self.port}"
         self.log = ws.root / f"server-{self.port}.log"
         command = [str(BIN / "hybridrec")]
-        if modules is not None:
+        if modules is not None:  # uvicorn ends on the signal itself, so no atexit: a thread
             command = [sys.executable, "-c",
-                       "import atexit, json, sys\n"
-                       f"atexit.register(lambda: open({str(modules)!r}, 'w').write("
-                       "json.dumps(sorted(sys.modules))))\n"
+                       "import json, sys, threading, time\n"
+                       "def dump():\n"
+                       "    while True:\n"
+                       f"        open({str(modules)!r} + '.tmp', 'w').write("
+                       "json.dumps(sorted(sys.modules)))\n"
+                       "        __import__('os').replace("
+                       f"{str(modules)!r} + '.tmp', {str(modules)!r})\n"
+                       "        time.sleep(0.2)\n"
+                       "threading.Thread(target=dump, daemon=True).start()\n"
                        "from hybridrec.cli import main\n"
                        "main(sys.argv[1:])\n"]
         self.proc = subprocess.Popen(

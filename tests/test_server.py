@@ -265,10 +265,16 @@ def test_acknowledged_feedback_survives_a_killed_server(workspace):
     assert rows == [(rec["items"][1]["item_id"], "purchase")]
 
 
-def test_operational_endpoints(server):
+def test_operational_endpoints(server, workspace):
     assert server.call("GET", "/healthz") == (200, {"status": "ok"})
     status, ready = server.call("GET", "/readyz")
-    assert status == 200 and ready["items_cached"] == 120  # shop's prices, for cheapest
+    # the catalogue of every scenario whose scorers read item features (120 items each):
+    # shop's prices, for cheapest, and the text embeddings where hybridrec-llm is installed
+    manifest = json.loads((workspace.bundles / ready["bundle_version"] / "manifest.json")
+                          .read_text())
+    reading = [n for n, p in manifest["scenarios"].items() if p["features"]["item"]]
+    assert "shop" in reading
+    assert status == 200 and ready["items_cached"] == 120 * len(reading)
     log = server.log.read_text()
     assert f"loaded bundle {ready['bundle_version']}" in log and " s after start" in log
     from datetime import UTC, datetime, timedelta

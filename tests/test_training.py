@@ -118,7 +118,8 @@ def test_evaluate_movielens_popularity(tmp_path):
     ws = Workspace(tmp_path, repo, tmp_path / "b", env)
     ws.cli("data", "movielens", str(ML100K))
     run([str(BIN / "feast"), "apply"], env, cwd=repo)
-    metrics = json.loads(ws.cli("evaluate", "--quiet", "--json").stdout)
+    metrics = json.loads(ws.cli("evaluate", "--quiet", "--json", "--scorer",
+                                "popularity").stdout)
     pop = metrics["movies"]["popularity"]
     assert pop["users"] > 50
     assert 0.02 < pop["ndcg@10"] < 0.5 and 0.01 < pop["recall@10"] < 0.5

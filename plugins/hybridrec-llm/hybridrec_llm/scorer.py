@@ -56,7 +56,7 @@ class LlmScorer(Scorer, FeatureWriter):
         self,
         encoder: str | None = None,
         device: str = "auto",
-        threads: int | None = None,
+        threads: int | None = 1,
         dim: int = 64,
         hidden: int = 128,
         history_length: int = 100,

@@ -56,7 +56,7 @@ def test_responses_carry_each_head_as_a_task(server):
 def test_evaluate_shows_it_per_task(workspace):
     out = workspace.cli("evaluate", "--quiet", "--json", "--scenario", "video",
                         "--scorer", "llm").stdout
-    metrics = json.loads(out)["metrics"]["video"]
+    metrics = json.loads(out)["video"]
     assert {"llm.click", "llm.like"} <= set(metrics)
     assert metrics["llm.click"]["ndcg@10"] > 0
 
