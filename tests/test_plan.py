@@ -11,7 +11,8 @@ from hybridrec.training.plan import TrainingError, make_plan
 VIEWS = {"item_profile": ViewInfo({"price": True, "title": False}, "item_id"),
          "user_profile": ViewInfo({"age": True, "gender": False, "occupation": False},
                                   "user_id"),
-         "item_text_embedding": ViewInfo({"embedding": False, "text_hash": False}, "item_id",
+         "item_text_embedding": ViewInfo({"embedding": False, "encoder": False,
+                                          "text_hash": False}, "item_id",
                                          frozenset({"embedding"}))}
 
 
