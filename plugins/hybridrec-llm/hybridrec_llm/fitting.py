@@ -91,7 +91,8 @@ def fit(scorer: LlmScorer, data: TrainingData, progress: bool = True
         tasks = _tasks(config["train_tasks"], pairs, len(categories))
         text = np.vstack([np.zeros((1, encoder.dim), np.float32), vectors])
         net = MultiTaskNet(text, ids, len(warm_rows) + 1, codec.n_codes, codec.n_numeric,
-                           len(categories), config["dim"], config["hidden"]).to(device)
+                           len(categories), config["dim"], config["hidden"],
+                           config["id_dropout"]).to(device)
         result = train(net, train_pos, valid_pos, valid_negs, user_inputs, len(item_ids),
                        tasks, config, device, progress, name)
         states[name] = {

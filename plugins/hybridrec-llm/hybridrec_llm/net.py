@@ -31,8 +31,8 @@ LOG_VAR_LIMIT = 3.0
 
 class MultiTaskNet(nn.Module):
     def __init__(self, text: np.ndarray, item_ids: np.ndarray, n_ids: int, n_user_codes: int,
-                 n_user_numeric: int, n_categories: int, dim: int = 64, hidden: int = 128
-                 ) -> None:
+                 n_user_numeric: int, n_categories: int, dim: int = 64, hidden: int = 128,
+                 id_dropout: float = 0.0) -> None:
         super().__init__()
         # Row 0 of every item table is padding (no item).
         self.register_buffer("text", torch.as_tensor(text, dtype=torch.float32))
@@ -56,6 +56,8 @@ class MultiTaskNet(nn.Module):
         self.dot_scale = nn.Parameter(torch.ones(len(ITEM_TASKS)))
         self.profile = nn.Linear(dim, max(n_categories, 1))
         self.dim = dim
+        # the share of items trained without their ID embedding, as new items are served
+        self.id_dropout = id_dropout
 
     @property
     def shared(self) -> nn.Parameter:
@@ -66,7 +68,10 @@ class MultiTaskNet(nn.Module):
         """Representations of item-table rows; ``text`` replaces their text embeddings (the
         LoRA stage computes them with gradients)."""
         t = self.text[rows] if text is None else text
-        return self.text_proj(t) + self.item_id(self.ids[rows])
+        ids = self.ids[rows]
+        if self.training and self.id_dropout > 0:  # learn to rank by text alone too
+            ids = ids.masked_fill(torch.rand(ids.shape, device=ids.device) < self.id_dropout, 0)
+        return self.text_proj(t) + self.item_id(ids)
 
     def user_reps(self, history: torch.Tensor, hist_reps: torch.Tensor,
                   codes: torch.Tensor, numeric: torch.Tensor) -> torch.Tensor:
