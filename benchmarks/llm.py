@@ -77,8 +77,9 @@ def score_all(scorer: LlmScorer, users: np.ndarray, candidates: dict[str, np.nda
             history=Ragged.from_rows([seen.get(u, []) for u in chunk], dtype=str),
             user_features={c: profile.reindex(chunk)[c].to_numpy(object)
                            for c in USER_COLUMNS.values()},
-            item_features={E.COLUMN: item_features[E.COLUMN][
-                np.searchsorted(item_features["ids"], cands.values)]} if item_features else {})
+            item_features={c: item_features[c][np.searchsorted(item_features["ids"],
+                                                                cands.values)]
+                           for c in (E.COLUMN, E.ENCODER_COLUMN)} if item_features else {})
         batches.append(batch)
         outs.append(scorer.score(batch))
     ids = np.concatenate([b.item_ids for b in batches])
@@ -224,7 +225,8 @@ def cold(data, events: pd.DataFrame) -> None:
     order = np.argsort(items)
     column = np.empty(len(items), dtype=object)
     column[:] = [v.tolist() for v in vectors[order]]
-    features = {"ids": items[order], E.COLUMN: column}
+    features = {"ids": items[order], E.COLUMN: column,
+                E.ENCODER_COLUMN: np.full(len(items), scorer.fit_info["encoder_id"], dtype=object)}
     batch, out = score_all(scorer, users, {u: held for u in users}, train, features)
     results = {"llm (text embedding, no ID)": A.evaluate(top_by(batch, out["click"]), test)}
     # text-only baseline: cosine of the item with the user's mean training-item embedding
@@ -252,10 +254,15 @@ def main() -> None:
     parser = argparse.ArgumentParser(description="hybridrec-llm benchmarks")
     parser.add_argument("--ml", type=Path, default=ROOT.parent / "shared" / "data" / "ml-100k")
     parser.add_argument("--skip-ablations", action="store_true")
+    parser.add_argument("--cold-only", action="store_true", help="only the cold-start part")
     args = parser.parse_args()
     if not (args.ml / "u.data").exists():
         raise SystemExit(f"MovieLens 100K not found at {args.ml}")
-    quality(args.ml, not args.skip_ablations)
+    if args.cold_only:
+        data = movielens.load(args.ml)
+        cold(data, with_user_features(data))
+    else:
+        quality(args.ml, not args.skip_ablations)
     print(f"\ncommand: {Path(sys.executable).name} benchmarks/llm.py "
           f"{' '.join(sys.argv[1:])}".rstrip())
 
