@@ -52,6 +52,14 @@ class UserCodec:
     categorical: dict[str, list[str]]  # column -> vocabulary (row = offset + 1 + position)
     numeric: dict[str, tuple[float, float]]  # column -> (mean, std)
 
+    def __post_init__(self) -> None:
+        # value -> embedding row, built once (encode runs per request)
+        self.lookups: dict[str, dict[str, int]] = {}
+        offset = 0
+        for column, vocab in self.categorical.items():
+            self.lookups[column] = {v: offset + 1 + i for i, v in enumerate(vocab)}
+            offset += len(vocab) + 1
+
     @classmethod
     def fit(cls, frame: Any, columns: list[str], max_values: int = 200) -> UserCodec:
         import pandas as pd
@@ -83,15 +91,14 @@ class UserCodec:
         """(n, categorical) int codes and (n, 2 * numeric) floats."""
         codes = np.zeros((n, max(len(self.categorical), 1)), dtype=np.int64)
         offset = 0
-        for j, (column, vocab) in enumerate(self.categorical.items()):
-            lookup = {v: offset + 1 + i for i, v in enumerate(vocab)}
+        for j, (column, lookup) in enumerate(self.lookups.items()):
             values = features.get(column)
             if values is not None:
                 codes[:, j] = [offset if _missing(v) else lookup.get(str(v), offset)
                                for v in values]
             else:
                 codes[:, j] = offset
-            offset += len(vocab) + 1
+            offset += len(lookup) + 1
         numeric = np.zeros((n, max(2 * len(self.numeric), 1)), dtype=np.float32)
         for j, (column, (mean, std)) in enumerate(self.numeric.items()):
             raw = features.get(column)
