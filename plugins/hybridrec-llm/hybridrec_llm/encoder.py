@@ -104,11 +104,13 @@ class Encoder:
 
         out = np.zeros((len(texts), self.dim), dtype=np.float32)
         self.model.eval()
+        # texts of similar length batched together: little padding to compute through
+        order = np.argsort([len(t) for t in texts], kind="stable")
         starts = range(0, len(texts), batch_size)
         with torch.inference_mode():
             for start in progress_bar(starts, "encoding item texts", enabled=progress):
-                chunk = texts[start:start + batch_size]
-                out[start:start + len(chunk)] = self.forward(chunk).float().cpu().numpy()
+                rows = order[start:start + batch_size]
+                out[rows] = self.forward([texts[r] for r in rows]).float().cpu().numpy()
         return out
 
     # LoRA ---------------------------------------------------------------------------------

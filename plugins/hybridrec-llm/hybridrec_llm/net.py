@@ -68,17 +68,25 @@ class MultiTaskNet(nn.Module):
         """Representations of item-table rows; ``text`` replaces their text embeddings (the
         LoRA stage computes them with gradients)."""
         t = self.text[rows] if text is None else text
-        ids = self.ids[rows]
-        if self.training and self.id_dropout > 0:  # learn to rank by text alone too
-            ids = ids.masked_fill(torch.rand(ids.shape, device=ids.device) < self.id_dropout, 0)
-        return self.text_proj(t) + self.item_id(ids)
+        return self.text_proj(t) + self.item_id(self.ids[rows])
+
+    def drop_ids(self, targets: torch.Tensor, item: torch.Tensor) -> torch.Tensor:
+        """In training, a share (``id_dropout``) of the target items lose their ID embedding,
+        so the model also learns to rank items by their text alone, as new items are served.
+        History items keep theirs: a user is still described by everything known of them."""
+        if not self.training or self.id_dropout <= 0:
+            return item
+        drop = torch.rand(targets.shape, device=targets.device) < self.id_dropout
+        return item - drop.unsqueeze(-1) * self.item_id(self.ids[targets])
 
     def user_reps(self, history: torch.Tensor, hist_reps: torch.Tensor,
-                  codes: torch.Tensor, numeric: torch.Tensor) -> torch.Tensor:
+                  hist_keys: torch.Tensor, codes: torch.Tensor, numeric: torch.Tensor
+                  ) -> torch.Tensor:
+        """Attention pooling of the history's representations (keys ``hist_keys``), queried
+        by the user's features, then combined with them."""
         features = self.user_code(codes).sum(1) + self.user_numeric(numeric)
         q = self.query(features)
-        k = self.key(hist_reps)
-        logits = (k @ q.unsqueeze(-1)).squeeze(-1) / math.sqrt(self.dim)
+        logits = (hist_keys @ q.unsqueeze(-1)).squeeze(-1) / math.sqrt(self.dim)
         present = history > 0
         logits = logits.masked_fill(~present, -1e9)
         attn = torch.softmax(logits, dim=-1) * present  # all-padding rows pool to zero
@@ -90,21 +98,30 @@ class MultiTaskNet(nn.Module):
                 ) -> dict[str, torch.Tensor]:
         """Head outputs for ``targets`` (B, T): each request's positive and its sampled
         negatives share one user representation. ``target_text`` (B, T, D) replaces the
-        targets' stored text embeddings (the LoRA stage computes them with gradients)."""
+        targets' stored text embeddings (the LoRA stage computes them with gradients).
+
+        Item representations and attention keys are computed once per distinct item, and
+        the first shared layer's user part once per user: the arithmetic of
+        ``trunk(cat([u, i, u * i]))``, without repeating it per history item or target."""
         wanted = torch.cat([history.reshape(-1), targets.reshape(-1)])
         if len(wanted) >= self.text.shape[0]:  # every item once is cheaper than a unique()
-            reps = self.item_reps(torch.arange(self.text.shape[0], device=wanted.device))
-            hist_reps, item = reps[history], reps[targets]
+            rows = torch.arange(self.text.shape[0], device=wanted.device)
+            hist_at, target_at = history, targets
         else:
             rows, inverse = torch.unique(wanted, return_inverse=True)
-            reps = self.item_reps(rows)
-            hist_reps = reps[inverse[:history.numel()]].reshape(*history.shape, -1)
-            item = reps[inverse[history.numel():]].reshape(*targets.shape, -1)
-        if target_text is not None:
-            item = self.item_reps(targets, target_text)
-        user = self.user_reps(history, hist_reps, codes, numeric)
-        u = user.unsqueeze(1).expand_as(item)
-        h = self.trunk(torch.cat([u, item, u * item], dim=-1))
+            hist_at = inverse[:history.numel()].reshape(history.shape)
+            target_at = inverse[history.numel():].reshape(targets.shape)
+        reps = self.item_reps(rows)
+        user = self.user_reps(history, reps[hist_at], self.key(reps)[hist_at], codes, numeric)
+        item = reps[target_at] if target_text is None else self.item_reps(targets, target_text)
+        item = self.drop_ids(targets, item)
+        d, first = self.dim, self.trunk[0]
+        w = first.weight
+        u_part = nn.functional.linear(user, w[:, :d], first.bias).unsqueeze(1)
+        u = user.unsqueeze(1)
+        h = torch.relu(u_part + nn.functional.linear(item, w[:, d:2 * d])
+                       + nn.functional.linear(u * item, w[:, 2 * d:]))
+        h = self.trunk[3](self.trunk[2](h))
         out = self.heads(h) + (u * item).sum(-1, keepdim=True) * self.dot_scale
         result = {task: out[..., i] for i, task in enumerate(ITEM_TASKS)}
         result["profile"] = self.profile(user)

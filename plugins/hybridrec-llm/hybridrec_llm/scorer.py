@@ -67,7 +67,7 @@ class LlmScorer(Scorer, FeatureWriter):
         learning_rate: float = 2e-3,
         weight_decay: float = 0.01,
         history_dropout: float = 0.3,
-        id_dropout: float = 0.3,
+        id_dropout: float = 0.15,
         task_weighting: str = "uncertainty",
         train_tasks: list[str] | None = None,
         min_item_interactions: int = 5,

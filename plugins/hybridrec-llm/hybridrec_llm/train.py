@@ -47,7 +47,7 @@ def tensors(ex: Examples, negs: np.ndarray, users: UserInputs, device: str,
     def t(x: np.ndarray, dtype: Any) -> torch.Tensor:
         return torch.as_tensor(x, dtype=dtype, device=device)
 
-    history = ex.history if history is None else history
+    history = trim(ex.history if history is None else history)
     targets, labels, masks = targets_and_labels(ex, negs)
     out_labels = {k: t(v, torch.float32) for k, v in labels.items()}
     out_masks = {k: t(v, torch.bool) for k, v in masks.items()}
@@ -66,6 +66,16 @@ def tensors(ex: Examples, negs: np.ndarray, users: UserInputs, device: str,
     return Tensors(t(history, torch.long), t(targets, torch.long),
                    t(users.codes[ex.user], torch.long), t(users.numeric[ex.user], torch.float32),
                    out_labels, out_masks)
+
+
+def trim(history: np.ndarray) -> np.ndarray:
+    """``history`` without its leading all-padding columns (histories are left-padded):
+    padding adds nothing to a user's representation, only arithmetic."""
+    if history.shape[1] <= 1:
+        return history
+    used = (history != 0).any(0)
+    return history[:, min(int(used.argmax()) if used.any() else history.shape[1] - 1,
+                          history.shape[1] - 1):]
 
 
 @dataclass
