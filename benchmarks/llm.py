@@ -8,8 +8,8 @@ also the AUC of its strong-positive head (test ratings >= 4 against the rest) an
 of its rating head on the test ratings. The llm scorer early-stops on each user's latest 10 %
 of training pairs, never on the test part.
 
-Ablations (each a full training): GradNorm and fixed equal task weights against uncertainty
-weighting; the engagement task alone against all tasks; LoRA fine-tuning of the encoder
+Ablations (each a full training): uncertainty weighting and fixed equal task weights against
+GradNorm (the default); the engagement task alone against all tasks; LoRA fine-tuning of the encoder
 against the frozen encoder.
 
 Cold-start items: 10 % of the items are held out of training entirely (all their ratings);
@@ -135,9 +135,9 @@ def quality(ml: Path, ablations: bool) -> None:
     als.fit(td)
     rows.append(("ALS", A.evaluate(A.source_top(als, train, users), test), ""))
 
-    runs = {"llm (uncertainty weights)": {}}
+    runs = {"llm (GradNorm weights)": {}}
     if ablations:
-        runs.update({"llm, GradNorm weights": {"task_weighting": "gradnorm"},
+        runs.update({"llm, uncertainty weights": {"task_weighting": "uncertainty"},
                      "llm, fixed equal weights": {"task_weighting": "fixed"},
                      "llm, engagement task only": {"train_tasks": ["click"]},
                      "llm, LoRA fine-tuned encoder": {"fine_tune": "lora"}})
@@ -171,7 +171,7 @@ def quality(ml: Path, ablations: bool) -> None:
     print(f"serving choice: NumPy {numpy_ms:.3f} ms vs torch {torch_ms:.3f} ms for the same "
           f"network on 500 candidates (one thread); 'import torch' alone takes {import_s:.1f} s")
     weights = [e["weights"] for e in model.info["epochs"]]
-    print("uncertainty weights by epoch: " + "; ".join(
+    print(f"{model.info['task_weighting']} task weights by epoch: " + "; ".join(
         ", ".join(f"{t} {w:.2f}" for t, w in epoch.items()) for epoch in weights))
     cold(data, events)
 

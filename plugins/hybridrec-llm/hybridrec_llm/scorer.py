@@ -68,7 +68,7 @@ class LlmScorer(Scorer, FeatureWriter):
         weight_decay: float = 0.01,
         history_dropout: float = 0.3,
         id_dropout: float = 0.15,
-        task_weighting: str = "uncertainty",
+        task_weighting: str = "gradnorm",
         train_tasks: list[str] | None = None,
         min_item_interactions: int = 5,
         validation_fraction: float = 0.1,

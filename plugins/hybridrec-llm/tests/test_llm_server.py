@@ -28,7 +28,7 @@ def test_llm_is_trained_for_shop_and_video_with_its_manifest(workspace):
     shop = llm["params"]["scenarios"]["shop"]
     assert llm["params"]["encoder"].endswith("model")  # the packaged MiniLM
     assert llm["params"]["text_dim"] == 384
-    assert shop["task_weighting"] == "uncertainty"
+    assert shop["task_weighting"] == "gradnorm"
     assert [e["epoch"] for e in shop["epochs"]] == list(range(1, len(shop["epochs"]) + 1))
     assert all(set(e["weights"]) == set(shop["tasks"]) for e in shop["epochs"])
 
@@ -56,7 +56,7 @@ def test_responses_carry_each_head_as_a_task(server):
 def test_evaluate_shows_it_per_task(workspace):
     out = workspace.cli("evaluate", "--quiet", "--json", "--scenario", "video",
                         "--scorer", "llm").stdout
-    metrics = json.loads(out)["video"]
+    metrics = json.loads(out)["metrics"]["video"]
     assert {"llm.click", "llm.like"} <= set(metrics)
     assert metrics["llm.click"]["ndcg@10"] > 0
 
