@@ -32,10 +32,13 @@ if TYPE_CHECKING:
     import pandas as pd
 
 __all__ = [
+    "PROBABILITY_TASKS",
     "TASKS",
     "Blender",
     "CandidateSource",
+    "DerivedTable",
     "EventSequences",
+    "Explainer",
     "FeatureWriter",
     "Ragged",
     "RetrievalBatch",
@@ -48,6 +51,9 @@ __all__ = [
 
 #: Tasks known to the core. Scorers may add their own; these are the shared vocabulary.
 TASKS = ("click", "like", "purchase", "rating", "ctr", "watch")
+#: Tasks whose scores are calibrated probabilities: evaluation reports their log loss and
+#: calibration error on the test impressions, and they mean the same across requests.
+PROBABILITY_TASKS = ("ctr",)
 
 
 @dataclass(frozen=True)
@@ -96,14 +102,17 @@ class TrainingData:
 
     ``events`` has one row per event (``user_id``, ``item_id``, ``scenario``, ``event_type``,
     ``value``, ``event_timestamp``) with the features the scenario's components declare
-    joined point-in-time correctly by Feast (columns ``view__feature``). ``items`` is the
-    catalogue (one row per item, with ``scenario``); ``users`` the user profiles.
+    joined point-in-time correctly by Feast (columns ``view__feature``), and the optional
+    context columns (``position``, ``policy``, ``propensity``) where the data has them.
+    ``items`` is the catalogue (one row per item, with ``scenario``); ``users`` the user
+    profiles; ``ads`` the ad table (bids, targeting), where the data has ads.
     """
 
     events: pd.DataFrame
     items: pd.DataFrame
     users: pd.DataFrame
     scenarios: Mapping[str, Scenario]
+    ads: pd.DataFrame | None = None
 
     def scenario_events(self, scenario: str) -> pd.DataFrame:
         from hybridrec.columns import SCENARIO
@@ -416,3 +425,42 @@ class Blender(_Reader, _Persistent):
         ``scores[scorer][task]`` aligns with the batch rows. Inputs may be NaN and any subset
         of the scorers the blender was fit with may be present; a row's result must depend
         only on its own request's rows."""
+
+
+class DerivedTable(ABC):
+    """A feature table derived from the event log: daily snapshots of an aggregate, say.
+
+    Registered by a plugin (``register_derived_tables``); every data command
+    (``hybridrec data ...``) writes it to ``feature_repo/data/<name>.parquet`` from the same
+    events as the core's tables, and the plugin registers the Feast view that reads it. Stamp
+    each row's ``event_timestamp`` with when its values became known, so a point-in-time join
+    never hands a training event a value from its future.
+    """
+
+    name: ClassVar[str]
+
+    @classmethod
+    def file(cls) -> str:
+        return f"{cls.name}.parquet"
+
+    @abstractmethod
+    def derive(self, events: pd.DataFrame, items: pd.DataFrame) -> pd.DataFrame:
+        """The table, from ``events`` (every scenario's, with ``event_timestamp`` in UTC and
+        any context columns the data has) and ``items`` (the catalogue)."""
+
+
+class Explainer(ABC):
+    """A mix-in for a scorer that can say what moved a row's score: a tree model's feature
+    contributions, say. ``POST /v1/recommend`` with ``"explain": true`` asks every such
+    scorer of the scenario about each item the response returns."""
+
+    @abstractmethod
+    def explain(self, batch: ScoreBatch, rows: np.ndarray, top: int = 5
+                ) -> list[dict[str, Any] | None]:
+        """For each of ``rows`` (positions in ``batch``), a JSON-ready explanation of its
+        score (at most ``top`` contributions), or None where this scorer gave no score."""
+
+    def feature_importance(self, scenario: str) -> dict[str, float]:
+        """What the model relies on overall in ``scenario``: each input's share (summing to
+        1), largest first; empty when it cannot say. ``hybridrec evaluate`` prints it."""
+        return {}

@@ -9,6 +9,10 @@ candidates by its objective task, or, when it has several tasks, by each of them
 (``llm.click``, ``llm.like``). Metrics: NDCG@K, Recall@K, MAP@K, HitRate@K and catalogue
 coverage; where a scenario has non-positive events (views, impressions), AUC over the test
 (user, item) pairs (pooled, and grouped per user, the one that is fair to per-request blends).
+Where a scenario has exposure events (``hybridrec.impressions``), every scorer task that is a
+probability (``PROBABILITY_TASKS``: ``ctr``) is also measured on each test impression, scored
+alone with its slot position as the request context: log loss and expected calibration error
+(10 bins), since its probabilities are used as probabilities downstream.
 
 Users are scored a chunk at a time, as arrays: no loop per user.
 """
@@ -25,9 +29,17 @@ import pandas as pd
 from hybridrec import columns as C
 from hybridrec import history as H
 from hybridrec import metrics as M
-from hybridrec.contracts import Blender, Ragged, Scenario, utc64
+from hybridrec.contracts import (
+    PROBABILITY_TASKS,
+    Blender,
+    Explainer,
+    Ragged,
+    Scenario,
+    utc64,
+)
 from hybridrec.features import FeatureSet, as_of
 from hybridrec.ids import IdIndex
+from hybridrec.impressions import LABEL, labelled_impressions
 from hybridrec.pipeline import Pipeline, Requests, ScenarioPlan, Scored
 from hybridrec.progress import progress_bar
 
@@ -43,6 +55,8 @@ class Evaluation:
 
     metrics: dict[str, dict[str, dict[str, float]]] = field(default_factory=dict)
     lists: dict[str, dict[str, dict[str, list[str]]]] = field(default_factory=dict)
+    #: Per scenario and scorer that explains itself, each input's share of importance.
+    importance: dict[str, dict[str, dict[str, float]]] = field(default_factory=dict)
 
 
 @dataclass
@@ -54,6 +68,8 @@ class _Targets:
     auc_pairs: pd.DataFrame  # distinct test (user, item, label) of warm users; may be empty
     everyone: IdIndex  # every user above, sorted
     history: Ragged  # each of ``everyone``'s seen items before the cutoff, oldest first
+    seen: pd.DataFrame  # (user, item) pairs seen before the cutoff
+    impressions: pd.DataFrame  # labelled test exposures of catalogue items; may be empty
     recent: pd.DataFrame | None = None  # the scenario's recent events, when a scorer asks
 
 
@@ -80,6 +96,10 @@ def evaluate(scenarios: Mapping[str, Scenario], plans: Mapping[str, ScenarioPlan
             result.metrics[name] = metrics
         if keep_lists:
             result.lists[name] = lists
+        shares = {scorer: c.feature_importance(name) for scorer, c in pipeline.scorers.items()
+                  if isinstance(c, Explainer)}
+        if any(shares.values()):
+            result.importance[name] = {k: v for k, v in shares.items() if v}
     return result
 
 
@@ -105,18 +125,28 @@ def _targets(scenario: Scenario, train: pd.DataFrame, test: pd.DataFrame,
         if labelled["label"].nunique() == 2:
             pairs = labelled.sort_values([C.USER_ID, C.ITEM_ID], kind="stable")
     everyone = np.union1d(users, pairs[C.USER_ID].to_numpy(dtype=object))
-    return _Targets(users, relevant, pairs, IdIndex(everyone), H.grouped(seen, everyone))
+    shown = labelled_impressions(te, scenario)
+    shown = shown[shown[C.ITEM_ID].isin(catalogue)].reset_index(drop=True)
+    return _Targets(users, relevant, pairs, IdIndex(everyone), H.grouped(seen, everyone), seen,
+                    shown)
 
 
 def _requests(targets: _Targets, users: np.ndarray, cutoff: Any,
-              candidates: Ragged | None = None) -> Requests:
+              candidates: Ragged | None = None,
+              context: list[Mapping[str, Any]] | None = None) -> Requests:
     sequences = None
     if targets.recent is not None:
         sequences = H.sequences_of(targets.recent, users)
-    return Requests(user_ids=users, history=targets.history.take(
-                        targets.everyone.positions(users)),
+    rows = targets.everyone.positions(users)
+    if (rows >= 0).all():
+        history = targets.history.take(rows)
+    else:  # users with no ranked target (impressions): from the seen pairs, once per user
+        distinct, inverse = np.unique(users.astype(str), return_inverse=True)
+        history = H.grouped(targets.seen, distinct.astype(object)).take(inverse)
+    return Requests(user_ids=users, history=history,
                     exclude_seen=np.full(len(users), candidates is None),
-                    candidates=candidates, sequences=sequences, as_of=utc64(pd.Timestamp(cutoff)))
+                    context=context or [], candidates=candidates, sequences=sequences,
+                    as_of=utc64(pd.Timestamp(cutoff)))
 
 
 
@@ -183,6 +213,8 @@ def evaluate_scenario(pipeline: Pipeline, targets: _Targets, cutoff: Any, k: int
         results[name] = row
     for name, aucs in _pairwise_auc(pipeline, targets, cutoff, progress).items():
         results[name].update(aucs)
+    for name, measured in _pointwise(pipeline, targets, cutoff, progress).items():
+        results.setdefault(name, {}).update(measured)
     lists = {}
     if keep_lists:
         lists = {str(u): {name: pipeline.catalogue[top[name][i][top[name][i] >= 0]].tolist()
@@ -223,4 +255,37 @@ def _pairwise_auc(pipeline: Pipeline, targets: _Targets, cutoff: Any,
         # such scale, so it gets the per-user (grouped) AUC only.
         result[name] = {"gauc": M.grouped_auc(g, y, values),
                         "auc": M.auc(y, values) if name != BLEND else float("nan")}
+    return result
+
+
+def _pointwise(pipeline: Pipeline, targets: _Targets, cutoff: Any,
+               progress: bool) -> dict[str, dict[str, float]]:
+    """Log loss and calibration error of every probability task over the test impressions,
+    each scored alone (its slot as the request's ``position``), as of the cutoff."""
+    shown = targets.impressions
+    if shown.empty:
+        return {}
+    users = shown[C.USER_ID].to_numpy(dtype=object)
+    candidates = Ragged(shown[C.ITEM_ID].to_numpy(str), np.arange(len(shown) + 1))
+    context: list[Mapping[str, Any]] = [{} for _ in range(len(shown))]
+    if C.POSITION in shown:
+        context = [{} if p != p or p is None else {"position": int(p)}
+                   for p in shown[C.POSITION].to_numpy(dtype=object)]
+    requests = _requests(targets, users, cutoff, candidates, context)
+    probs: dict[str, list[np.ndarray]] = {}
+    for _, chunk in _chunks(requests, f"impressions {pipeline.scenario.name}", progress):
+        scored = pipeline.score(chunk)
+        for name, out in scored.outputs.items():
+            for task, values in out.items():
+                if task in PROBABILITY_TASKS:
+                    key = name if len(out) == 1 else f"{name}.{task}"
+                    probs.setdefault(key, []).append(values)
+    y = shown[LABEL].to_numpy(float)
+    result = {}
+    for name, parts in probs.items():
+        p = np.concatenate(parts)
+        ok = np.isfinite(p)
+        if ok.any():
+            result[name] = {"logloss": M.logloss(y[ok], p[ok]), "ece": M.ece(y[ok], p[ok]),
+                            "impressions": float(ok.sum())}
     return result

@@ -7,10 +7,11 @@ the scenario's ``item_keys``) come from an in-memory table of the scenario's cat
 same resolved set drives the training frames (``join_events``), the server
 (``OnlineFeatures``), offline evaluation (``as_of``) and the conformance kit, so each fetches
 exactly what the components declare. Numeric features come as float arrays (NaN where
-missing), others as object arrays (None where missing). Vector features (Feast ``Array``
-types, an item's text embedding say) are served like any other, one list per row, but are not
-joined onto training events: a vector per event would cost more than the models trained on
-it, and the component that reads one trains from the table it was written from.
+missing), others as object arrays (None where missing); ``Array`` features come one list per
+row. A view tagged ``hybridrec.serving_only = "true"`` (an item's text embedding, say) is
+served like any other but not joined onto training events: a vector per event would cost
+more than the models trained on it, and the component that reads one trains from the table
+it was written from.
 
 Feast is imported inside the functions that need it, so ``import hybridrec`` stays light.
 ``FEAST_USAGE`` is switched off before the first Feast import (no telemetry from here).
@@ -61,7 +62,7 @@ class FeatureRef:
     feature: str
     key: str
     numeric: bool = False
-    vector: bool = False
+    serving_only: bool = False  # not joined onto training events
 
     @property
     def ref(self) -> str:
@@ -88,11 +89,15 @@ class FeatureSet:
                 "absent": [r.ref for r in self.absent]}
 
 
+#: A Feast view tag: ``"true"`` keeps the view's features out of training frames.
+SERVING_ONLY_TAG = "hybridrec.serving_only"
+
+
 @dataclass(frozen=True)
 class ViewInfo:
     fields: dict[str, bool]  # field -> numeric
     key: str
-    vectors: frozenset[str] = frozenset()  # fields of an Array type
+    serving_only: bool = False
 
 
 def applied_views(store: FeatureStore) -> dict[str, ViewInfo]:
@@ -106,7 +111,7 @@ def applied_views(store: FeatureStore) -> dict[str, ViewInfo]:
         if len(keys) == 1:  # composite-keyed views are not readable per user or item
             views[view.name] = ViewInfo(
                 {f.name: f.dtype in numeric for f in view.features}, keys[0],
-                frozenset(f.name for f in view.features if isinstance(f.dtype, T.Array)))
+                (view.tags or {}).get(SERVING_ONLY_TAG, "").lower() == "true")
     if not views:
         raise FeatureError(f"no feature views are registered; run 'feast apply' inside "
                            f"{store.repo_path}")
@@ -138,7 +143,7 @@ def resolve_features(views: Mapping[str, ViewInfo], scenario: Scenario,
                 raise FeatureError(f"{owner} declares feature {ref!r}, but view {view!r} has no "
                                    f"field {feature!r} (fields: {', '.join(sorted(info.fields))})")
             resolved = FeatureRef(view, feature, info.key, info.fields[feature],
-                                  feature in info.vectors)
+                                  info.serving_only)
             if info.key == C.USER_ID:
                 user[resolved.ref] = resolved
             elif info.key in scenario.item_keys:
@@ -235,10 +240,10 @@ def point_in_time(store: FeatureStore, entity_df: pd.DataFrame, refs: Sequence[s
 def join_events(store: FeatureStore, events: pd.DataFrame, scenario: Scenario,
                 features: FeatureSet) -> pd.DataFrame:
     """One scenario's events with its declared features joined point-in-time correctly
-    (``absent`` features are all-missing columns, vector features are left out); no Feast
+    (``absent`` features are all-missing columns, serving-only ones are left out); no Feast
     call when nothing is declared."""
     out = events.reset_index(drop=True).copy()
-    joined_refs = [r for r in (*features.user, *features.item) if not r.vector]
+    joined_refs = [r for r in (*features.user, *features.item) if not r.serving_only]
     if joined_refs and len(out):
         entity_df = out[[C.USER_ID, C.EVENT_TIMESTAMP]].copy()
         for key in scenario.item_keys:

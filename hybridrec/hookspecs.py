@@ -72,6 +72,13 @@ def register_feature_definitions(register: Register, repo_path: Path | None) -> 
 
 
 @hookspec
+def register_derived_tables(register: Register) -> None:
+    """Register ``DerivedTable`` subclasses (keyed by ``cls.name``): feature tables that every
+    data command derives from the event log and writes beside the core's tables. Register
+    the Feast view that reads one with ``register_feature_definitions``."""
+
+
+@hookspec
 def register_commands(cli: click.Group) -> None:
     """Add commands to the ``hybridrec`` CLI group (``@cli.command()``)."""
 

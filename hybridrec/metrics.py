@@ -123,3 +123,27 @@ def logloss(labels: np.ndarray, probs: np.ndarray, eps: float = 1e-7) -> float:
     if len(p) == 0:
         return float("nan")
     return float(-(labels * np.log(p) + (1 - labels) * np.log(1 - p)).mean())
+
+
+def calibration_bins(labels: np.ndarray, probs: np.ndarray, bins: int = 10
+                     ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Per equal-width probability bin: rows, mean predicted probability and observed rate
+    (NaN for an empty bin), for reliability plots and ECE."""
+    labels = np.asarray(labels, dtype=float)
+    probs = np.asarray(probs, dtype=float)
+    which = np.clip((probs * bins).astype(np.int64), 0, bins - 1)
+    count = np.bincount(which, minlength=bins).astype(float)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        predicted = np.bincount(which, weights=probs, minlength=bins) / count
+        observed = np.bincount(which, weights=labels, minlength=bins) / count
+    return count, predicted, observed
+
+
+def ece(labels: np.ndarray, probs: np.ndarray, bins: int = 10) -> float:
+    """Expected calibration error: the row-weighted mean gap between predicted probability
+    and observed rate over ``bins`` equal-width bins."""
+    if len(np.asarray(labels)) == 0:
+        return float("nan")
+    count, predicted, observed = calibration_bins(labels, probs, bins)
+    full = count > 0
+    return float((count[full] * np.abs(predicted[full] - observed[full])).sum() / count.sum())

@@ -22,6 +22,7 @@ from hybridrec.contracts import (
     Blender,
     CandidateSource,
     EventSequences,
+    Explainer,
     Ragged,
     RetrievalBatch,
     Scenario,
@@ -148,6 +149,8 @@ class Ranked:
     scorer_scores: list[dict[str, float | None]]
     cold_start: bool
     unknown_candidates: list[str]
+    #: Per item, each explaining scorer's explanation (when asked for).
+    explanations: list[dict[str, Any] | None] | None = None
 
 
 class Pipeline:
@@ -180,8 +183,9 @@ class Pipeline:
                    features, catalogue, components[plan.fallback] if plan.fallback else None)
 
     # Whole requests ---------------------------------------------------------------------
-    def recommend(self, requests: Requests, k: int) -> list[Ranked]:
-        """Top ``k`` per request, cold starts through the fallback."""
+    def recommend(self, requests: Requests, k: int, explain: bool = False) -> list[Ranked]:
+        """Top ``k`` per request, cold starts through the fallback; with ``explain``, what
+        each scorer that can explain (``Explainer``) says about every returned item."""
         user_features = self.features.users(self.scenario.name, requests.user_ids)
         cold = self.cold_mask(requests, user_features)
         answers: list[Ranked | None] = [None] * len(requests)
@@ -192,7 +196,8 @@ class Pipeline:
             part = requests if len(rows) == len(requests) else requests.take(rows)
             feats = {c: v[rows] for c, v in user_features.items()}
             scored = self.score(part, feats, cold=is_cold)
-            for i, ranked in zip(rows, self._answers(scored, k, is_cold), strict=True):
+            for i, ranked in zip(rows, self._answers(scored, k, is_cold, explain),
+                                 strict=True):
                 answers[i] = ranked
         return [a for a in answers if a is not None]
 
@@ -206,9 +211,11 @@ class Pipeline:
                 known |= present(values)
         return ~known
 
-    def _answers(self, scored: Scored, k: int, cold: bool) -> list[Ranked]:
+    def _answers(self, scored: Scored, k: int, cold: bool, explain: bool = False
+                 ) -> list[Ranked]:
         top = scored.top(k)
         keys = [(f"{s}.{t}", v) for s, tasks in scored.outputs.items() for t, v in tasks.items()]
+        notes = self._explain(scored, top.values) if explain else None
         answers = []
         for r in range(scored.batch.n_requests):
             rows = top[r]
@@ -216,8 +223,28 @@ class Pipeline:
                 item_ids=scored.batch.item_ids[rows].tolist(),
                 scores=[_finite(scored.final[i]) for i in rows],
                 scorer_scores=[{key: _finite(v[i]) for key, v in keys} for i in rows],
-                cold_start=cold, unknown_candidates=scored.unknown[r].tolist()))
+                cold_start=cold, unknown_candidates=scored.unknown[r].tolist(),
+                explanations=None if notes is None else
+                notes[top.offsets[r]:top.offsets[r + 1]]))
         return answers
+
+    def _explain(self, scored: Scored, rows: np.ndarray) -> list[dict[str, Any] | None]:
+        """Per row of ``rows``, ``{scorer: explanation}`` from the scorers that explain (None
+        where none does)."""
+        out: list[dict[str, Any]] = [{} for _ in rows]
+        for name in scored.outputs:
+            scorer = self.scorers.get(name) or (self.fallback if self.fallback is not None
+                                                and self.fallback.name == name else None)
+            if not isinstance(scorer, Explainer) or not len(rows):
+                continue
+            notes = scorer.explain(scored.batch, rows)
+            if len(notes) != len(rows):
+                raise ScoringError(f"scorer {name!r} explained {len(notes)} rows of "
+                                   f"{len(rows)}")
+            for entry, note in zip(out, notes, strict=True):
+                if note is not None:
+                    entry[name] = note
+        return [entry or None for entry in out]
 
     # The stages -------------------------------------------------------------------------
     def score(self, requests: Requests, user_features: Mapping[str, np.ndarray] | None = None,

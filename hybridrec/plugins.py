@@ -54,6 +54,7 @@ KINDS = {
     "candidate_sources": "register_candidate_sources",
     "blenders": "register_blenders",
     "feature_definitions": "register_feature_definitions",
+    "derived_tables": "register_derived_tables",
 }
 
 
@@ -93,6 +94,7 @@ def _validate(kind: str, obj: Any) -> str:
         "scorers": contracts.Scorer,
         "candidate_sources": contracts.CandidateSource,
         "blenders": contracts.Blender,
+        "derived_tables": contracts.DerivedTable,
     }
     if kind in expected:
         base = expected[kind]

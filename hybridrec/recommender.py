@@ -52,6 +52,8 @@ class RecommendedItem:
     item_id: str
     score: float | None
     scores: dict[str, float | None]
+    #: ``{scorer: explanation}`` from the scorers that explain, when asked for.
+    explanation: dict[str, Any] | None = None
 
 
 @dataclass
@@ -157,7 +159,7 @@ class Recommender:
     def recommend(self, user_id: str, scenario_name: str, k: int | None = None,
                   context: Mapping[str, Any] | None = None,
                   candidates: Sequence[str] | None = None, exclude_seen: bool = True,
-                  request_id: str | None = None) -> Recommendation:
+                  request_id: str | None = None, explain: bool = False) -> Recommendation:
         scenario = self.scenario(scenario_name)
         k = scenario.default_k if k is None else k
         self.check_k(scenario, k)
@@ -172,13 +174,14 @@ class Recommender:
             context, candidates,
             self._sequence(user_id, scenario, feedback, recent, pipeline.sequence_length, now),
             as_of=now)
-        [ranked] = pipeline.recommend(requests, k)
+        [ranked] = pipeline.recommend(requests, k, explain)
         return Recommendation(
             request_id=request_id or uuid.uuid4().hex, user_id=user_id, scenario=scenario.name,
             bundle_version=self.version, cold_start=ranked.cold_start,
             fallback=pipeline.fallback.name if ranked.cold_start and pipeline.fallback else None,
-            items=[RecommendedItem(i, s, d) for i, s, d in zip(
-                ranked.item_ids, ranked.scores, ranked.scorer_scores, strict=True)],
+            items=[RecommendedItem(i, s, d, e) for i, s, d, e in zip(
+                ranked.item_ids, ranked.scores, ranked.scorer_scores,
+                ranked.explanations or [None] * len(ranked.item_ids), strict=True)],
             unknown_candidates=ranked.unknown_candidates)
 
     def user_history(self, user_id: str, scenario: Scenario,

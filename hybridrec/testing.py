@@ -71,18 +71,22 @@ entity_key_serialization_version: 3
 
 
 def tiny_training_data(users: int = 60, items: int = 40, events: int = 3000,
-                       seed: int = 0) -> TrainingData:
-    """A small two-scenario world (shop, video) from the synthetic generator."""
+                       seed: int = 0, scenarios: Sequence[str] = ("shop", "video"),
+                       ads: int = 5) -> TrainingData:
+    """A small world from the synthetic generator: ``scenarios`` among shop, video and ads
+    (with the ad table when ads are in)."""
     from hybridrec.data.synthetic import SyntheticConfig, generate
     from hybridrec.plugins import get_registry
 
-    data = generate(SyntheticConfig(users=users, items=items, ads=5, events=events, seed=seed,
-                                    end=KIT_END))
-    keep = data.events[C.SCENARIO].isin(["shop", "video"])
-    items_frame = data.items[data.items[C.SCENARIO].isin(["shop", "video"])]
+    data = generate(SyntheticConfig(users=users, items=items, ads=ads, events=events,
+                                    seed=seed, end=KIT_END))
+    names = list(scenarios)
+    keep = data.events[C.SCENARIO].isin(names)
+    items_frame = data.items[data.items[C.SCENARIO].isin(names)]
     return TrainingData(events=data.events[keep].reset_index(drop=True),
                         items=items_frame.reset_index(drop=True), users=data.users,
-                        scenarios={n: get_registry().scenarios[n] for n in ("shop", "video")})
+                        scenarios={n: get_registry().scenarios[n] for n in names},
+                        ads=data.ads if "ads" in names else None)
 
 
 def active_user(data: TrainingData, scenario: Scenario, rank: int = 0) -> tuple[str, list[str]]:
@@ -112,7 +116,7 @@ def _data_key(data: TrainingData) -> str:
     from hybridrec.training.data import fingerprint
 
     digest = hashlib.sha256(fingerprint(data.events).encode())
-    for frame in (data.items, data.users):
+    for frame in (data.items, data.users, *([data.ads] if data.ads is not None else [])):
         digest.update(pd.util.hash_pandas_object(frame, index=False).to_numpy().tobytes())
     return digest.hexdigest()[:16]
 
@@ -135,8 +139,8 @@ def feature_store(data: TrainingData, fresh: bool = False) -> Any:
         repo = Path(tempfile.mkdtemp(prefix="hybridrec-kit-"))
         atexit.register(shutil.rmtree, repo, ignore_errors=True)
         (repo / "feature_store.yaml").write_text(STORE_YAML)
-        write_dataset(Dataset(events=data.events, users=data.users, items=data.items),
-                      repo / "data")
+        write_dataset(Dataset(events=data.events, users=data.users, items=data.items,
+                              ads=data.ads), repo / "data")
         store = open_store(repo)
         store.apply(list(feast_definitions(repo).values()))
         store.materialize(start_date=EPOCH, end_date=datetime.now(UTC))
@@ -183,7 +187,8 @@ class KitWorld:
         frames = [join_events(self.store, self.data.scenario_events(n), s, self.sets[n])
                   for n, s in self.data.scenarios.items()]
         return TrainingData(events=pd.concat(frames, ignore_index=True), items=self.data.items,
-                            users=self.data.users, scenarios=self.data.scenarios)
+                            users=self.data.users, scenarios=self.data.scenarios,
+                            ads=self.data.ads)
 
     def catalogue(self, scenario: Scenario) -> np.ndarray:
         return self.catalogues[scenario.name]

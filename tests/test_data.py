@@ -35,9 +35,10 @@ def test_the_world_ends_when_it_is_generated_unless_fixed(world):
     last = synthetic.generate(default).events[C.EVENT_TIMESTAMP].max()
     assert now - pd.Timedelta(days=1) < last <= now + pd.Timedelta(minutes=10)
     assert world.events[C.EVENT_TIMESTAMP].max() <= pd.Timestamp(END) + pd.Timedelta(minutes=10)
-    shifted = synthetic.generate(config(end="2024-01-01T00:00:00+01:00"))
+    # a whole number of days later (ad clicks depend on the hour of day), given in +01:00
+    shifted = synthetic.generate(config(end="2024-01-01T01:00:00+01:00"))
     gap = world.events[C.EVENT_TIMESTAMP] - shifted.events[C.EVENT_TIMESTAMP]
-    assert (gap == pd.Timestamp(END) - pd.Timestamp("2023-12-31T23:00:00Z")).all()
+    assert (gap == pd.Timestamp(END) - pd.Timestamp("2024-01-01T00:00:00Z")).all()
     with pytest.raises(ValueError, match="ISO 8601"):
         synthetic.SyntheticConfig(end="yesterday-ish")
 
@@ -80,10 +81,36 @@ def test_ad_clicks_depend_on_targeting(world):
     assert rate[True] > 2 * rate[False]
 
 
+def test_ads_carry_slot_policy_propensity_and_known_click_probabilities(world):
+    ads = world.events[world.events[C.SCENARIO] == "ads"]
+    shown = ads[ads[C.EVENT_TYPE] == "impression"]
+    assert set(shown[C.POSITION].astype(int)) == {1, 2, 3}
+    assert (shown[C.POLICY] == "random").all()
+    # uniformly random among the ads live at the time
+    assert (shown[C.PROPENSITY] >= 1 / len(world.ads)).all() and (shown[C.PROPENSITY] <= 1).all()
+    live = world.ads.set_index(C.AD_ID)["launched_at"]
+    assert (shown[C.EVENT_TIMESTAMP].to_numpy() >= live.loc[shown[C.ITEM_ID]].to_numpy()).all()
+    truth = world.truth
+    assert len(truth) == len(shown) and truth["p_click"].between(0, 1).all()
+    clicks = ads[ads[C.EVENT_TYPE] == "click"]
+    assert abs(truth["p_click"].mean() - len(clicks) / len(shown)) < 0.01
+    for slot in (1, 3):  # a lower slot is clicked less
+        assert clicks[C.POSITION].eq(slot).sum() / shown[C.POSITION].eq(slot).sum() > 0
+    top = clicks[C.POSITION].eq(1).sum() / shown[C.POSITION].eq(1).sum()
+    low = clicks[C.POSITION].eq(3).sum() / shown[C.POSITION].eq(3).sum()
+    assert top > low
+
+
 def test_written_tables_and_snapshots(world, tmp_path):
     counts = tables.write_dataset(world, tmp_path)
+    from hybridrec.plugins import get_registry
+
+    derived = {cls.file() for cls in get_registry().kind("derived_tables").values()}
     assert set(counts) == {C.EVENTS_FILE, C.USERS_FILE, C.ITEMS_FILE, C.ADS_FILE,
-                           C.USER_ACTIVITY_FILE, C.ITEM_POPULARITY_FILE}
+                           C.USER_ACTIVITY_FILE, C.ITEM_POPULARITY_FILE, C.USER_SEGMENTS_FILE,
+                           C.ITEM_ATTRIBUTES_FILE} | derived
+    events_written = pd.read_parquet(tmp_path / C.EVENTS_FILE)
+    assert {C.POSITION, C.POLICY, C.PROPENSITY} <= set(events_written.columns)
     events = pd.read_parquet(tmp_path / C.EVENTS_FILE)
     assert str(events[C.EVENT_TIMESTAMP].dtype) == "datetime64[us, UTC]"
     activity = pd.read_parquet(tmp_path / C.USER_ACTIVITY_FILE)

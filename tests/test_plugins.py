@@ -239,3 +239,39 @@ def test_threads_asking_for_a_kind_at_once_all_see_it_whole():
     for t in threads:
         t.join()
     assert len(seen) == 6 and all({"shop", "slow"} <= names for names in seen)
+
+
+def test_derived_tables_are_written_by_every_data_command(tmp_path, monkeypatch):
+    """A plugin's DerivedTable is derived from the events and written beside the core's
+    tables; an object that is not one is reported, not written."""
+    import pandas as pd
+
+    import hybridrec.plugins as P
+    from hybridrec import columns as C
+    from hybridrec.contracts import DerivedTable
+    from hybridrec.data.tables import Dataset, write_dataset
+    from hybridrec.testing import tiny_training_data
+
+    class EventsPerUser(DerivedTable):
+        name = "events_per_user"
+
+        def derive(self, events, items):
+            counts = events.groupby(C.USER_ID).size().rename("events").reset_index()
+            return counts.assign(**{C.EVENT_TIMESTAMP: events[C.EVENT_TIMESTAMP].max()})
+
+    def register_derived_tables(register):
+        register(EventsPerUser)
+        register(object)
+
+    registry = build_registry(extra=[("tables", plugin(
+        register_derived_tables=register_derived_tables))])
+    assert registry.kind("derived_tables")["events_per_user"] is EventsPerUser
+    assert any("is not a subclass of hybridrec.contracts.DerivedTable" in p
+               for p in registry.problems)
+    data = tiny_training_data(users=20, items=10, events=400)
+    monkeypatch.setattr(P, "_registry", registry)
+    counts = write_dataset(Dataset(events=data.events, users=data.users, items=data.items),
+                           tmp_path)
+    written = pd.read_parquet(tmp_path / "events_per_user.parquet")
+    assert counts["events_per_user.parquet"] == data.events[C.USER_ID].nunique()
+    assert written["events"].sum() == len(data.events)

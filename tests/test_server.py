@@ -268,13 +268,15 @@ def test_acknowledged_feedback_survives_a_killed_server(workspace):
 def test_operational_endpoints(server, workspace):
     assert server.call("GET", "/healthz") == (200, {"status": "ok"})
     status, ready = server.call("GET", "/readyz")
-    # the catalogue of every scenario whose scorers read item features (120 items each):
-    # shop's prices, for cheapest, and the text embeddings where hybridrec-llm is installed
+    # the catalogue of every scenario whose scorers read item features (120 items per content
+    # scenario, 30 ads): shop's prices, for cheapest, the text embeddings where hybridrec-llm
+    # is installed, the ads' bids and click counts where hybridrec-ctr is
     manifest = json.loads((workspace.bundles / ready["bundle_version"] / "manifest.json")
                           .read_text())
     reading = [n for n, p in manifest["scenarios"].items() if p["features"]["item"]]
     assert "shop" in reading
-    assert status == 200 and ready["items_cached"] == 120 * len(reading)
+    sizes = {"shop": 120, "video": 120, "ads": 30}
+    assert status == 200 and ready["items_cached"] == sum(sizes[n] for n in reading)
     log = server.log.read_text()
     assert f"loaded bundle {ready['bundle_version']}" in log and " s after start" in log
     from datetime import UTC, datetime, timedelta

@@ -69,7 +69,7 @@ def test_evaluate_prints_every_scorer_per_scenario(workspace):
     def refuse(constant):
         raise AssertionError(f"{constant} is not JSON")
 
-    metrics = json.loads(result.stdout, parse_constant=refuse)  # strict: no NaN
+    metrics = json.loads(result.stdout, parse_constant=refuse)["metrics"]  # strict
     assert metrics["ads"]["blend"]["auc"] is None  # pooled AUC does not apply to a blend
     json.loads((workspace.bundles / "current" / "manifest.json").read_text(),
                parse_constant=refuse)
@@ -119,7 +119,7 @@ def test_evaluate_movielens_popularity(tmp_path):
     ws.cli("data", "movielens", str(ML100K))
     run([str(BIN / "feast"), "apply"], env, cwd=repo)
     metrics = json.loads(ws.cli("evaluate", "--quiet", "--json", "--scorer",
-                                "popularity").stdout)
+                                "popularity").stdout)["metrics"]
     pop = metrics["movies"]["popularity"]
     assert pop["users"] > 50
     assert 0.02 < pop["ndcg@10"] < 0.5 and 0.01 < pop["recall@10"] < 0.5

@@ -20,6 +20,8 @@ USER_ACTIVITY = "user_activity"
 ITEM_PROFILE = "item_profile"
 ITEM_POPULARITY = "item_popularity"
 AD_PROFILE = "ad_profile"
+USER_SEGMENT = "user_segment"
+ITEM_ATTRIBUTES = "item_attributes"
 
 #: Feature view -> the table it reads.
 VIEWS = {
@@ -28,6 +30,8 @@ VIEWS = {
     ITEM_PROFILE: T.ITEMS,
     ITEM_POPULARITY: T.ITEM_POPULARITY,
     AD_PROFILE: T.ADS,
+    USER_SEGMENT: T.USER_SEGMENTS,
+    ITEM_ATTRIBUTES: T.ITEM_ATTRIBUTES,
 }
 
 #: Entity name per join key.

@@ -1,4 +1,5 @@
-"""The built-in scenarios: ``shop``, ``video`` and ``ads`` (synthetic world), ``movies``."""
+"""The built-in scenarios: ``shop``, ``video`` and ``ads`` (synthetic world), ``movies``
+(MovieLens) and ``obd_men``, ``obd_women`` (the Open Bandit Dataset's campaigns)."""
 
 from __future__ import annotations
 
@@ -39,7 +40,25 @@ MOVIES = Scenario(
     fallback="popularity",
 )
 
-BUILTIN_SCENARIOS = (SHOP, VIDEO, ADS, MOVIES)
+
+
+def _obd(campaign: str) -> Scenario:
+    return Scenario(
+        name=f"obd_{campaign}",
+        description=f"Open Bandit Dataset, ZOZOTOWN '{campaign}' campaign: three slots of "
+                    "fashion items, impressions and clicks, logged with propensities.",
+        event_weights={"impression": 0.0, "click": 1.0},
+        positive_events=("click",),
+        objective=("ctr",),
+        fallback="popularity",
+        default_k=3,
+        max_k=50,
+        n_candidates=100,
+    )
+
+
+OBD_MEN, OBD_WOMEN = _obd("men"), _obd("women")
+BUILTIN_SCENARIOS = (SHOP, VIDEO, ADS, MOVIES, OBD_MEN, OBD_WOMEN)
 
 
 @hookimpl

@@ -1,4 +1,4 @@
-"""``hybridrec data synthetic|movielens`` and ``hybridrec materialize``."""
+"""``hybridrec data synthetic|movielens|obd`` and ``hybridrec materialize``."""
 
 from __future__ import annotations
 
@@ -15,6 +15,12 @@ def add_to(cli: click.Group) -> None:
     def data() -> None:
         """Write a dataset as Parquet under the feature repository's data/ directory."""
 
+    _synthetic(data)
+    _files(data)
+    _materialize(cli)
+
+
+def _synthetic(data: click.Group) -> None:
     @data.command()
     @click.option("--users", default=2000, show_default=True, type=click.IntRange(1))
     @click.option("--items", default=500, show_default=True, type=click.IntRange(1),
@@ -41,6 +47,9 @@ def add_to(cli: click.Group) -> None:
         counts = write_dataset(gen.generate(config), ws.data_dir)
         _report_written(ws, counts)
 
+
+
+def _files(data: click.Group) -> None:
     @data.command()
     @click.argument("path", type=click.Path(exists=True, file_okay=False, path_type=Path))
     @click.pass_context
@@ -56,6 +65,34 @@ def add_to(cli: click.Group) -> None:
             fail(str(exc))
         _report_written(ws, write_dataset(dataset, ws.data_dir))
 
+    @data.command()
+    @click.argument("path", type=click.Path(exists=True, file_okay=False, path_type=Path))
+    @click.option("--policy", "policies", multiple=True, type=click.Choice(["random", "bts"]),
+                  help="Behaviour policy logs to load (repeatable); default: both.")
+    @click.option("--campaign", "campaigns", multiple=True,
+                  type=click.Choice(["men", "women"]),
+                  help="Campaigns to load, each the scenario obd_CAMPAIGN (repeatable); "
+                       "default: both.")
+    @click.pass_context
+    def obd(ctx: click.Context, path: Path, policies: tuple[str, ...],
+            campaigns: tuple[str, ...]) -> None:
+        """The Open Bandit Dataset sample from PATH ({random,bts}/{men,women}/): impressions
+        and clicks with slot, logging policy and propensity, as scenarios obd_men and
+        obd_women."""
+        from hybridrec.data import obd as loader
+        from hybridrec.data.tables import write_dataset
+
+        ws = workspace(ctx)
+        try:
+            dataset = loader.load(path, policies or loader.POLICIES,
+                                  campaigns or loader.CAMPAIGNS)
+        except FileNotFoundError as exc:
+            fail(str(exc))
+        _report_written(ws, write_dataset(dataset, ws.data_dir))
+
+
+
+def _materialize(cli: click.Group) -> None:
     @cli.command()
     @click.pass_context
     def materialize(ctx: click.Context) -> None:

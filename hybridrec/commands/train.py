@@ -37,7 +37,7 @@ def with_common(f: Any) -> Any:
 def metrics_table(metrics: dict[str, dict[str, dict[str, float]]], k: int) -> str:
     """One row per scenario and ranker; the blend last in each scenario."""
     cols = ["scenario", "scorer", "users", f"ndcg@{k}", f"recall@{k}", f"map@{k}",
-            f"hit_rate@{k}", f"coverage@{k}", "auc", "gauc"]
+            f"hit_rate@{k}", f"coverage@{k}", "auc", "gauc", "logloss", "ece"]
     rows = []
     for scenario, per in metrics.items():
         for scorer, values in per.items():
@@ -46,6 +46,17 @@ def metrics_table(metrics: dict[str, dict[str, dict[str, float]]], k: int) -> st
             rows.append({**row, "scenario": scenario, "scorer": scorer,
                          "users": int(values.get("users", 0))})
     return table(rows, cols)
+
+
+def importance_lines(importance: dict[str, dict[str, dict[str, float]]], top: int = 8
+                     ) -> str:
+    """The inputs each explaining scorer relies on most, one line per scenario and scorer."""
+    lines = []
+    for scenario, per in importance.items():
+        for scorer, shares in per.items():
+            best = ", ".join(f"{name} {share:.2f}" for name, share in list(shares.items())[:top])
+            lines.append(f"{scorer} in {scenario}, importance (share of gain): {best}")
+    return ("\n" + "\n".join(lines)) if lines else ""
 
 
 def _guarded(run: Callable[[], Any]) -> Any:
@@ -88,6 +99,7 @@ def add_to(cli: click.Group) -> None:
         result = _guarded(lambda: training.run(ws, config=load_config(config_path), k=k,
                                                progress=not quiet, **opts))
         click.echo(metrics_table(result.metrics, k))
+        click.echo(importance_lines(result.importance))
         for note in result.notes:
             click.echo(f"note: {note}", err=True)
         prune(ws.bundles, keep)
@@ -126,5 +138,10 @@ def add_to(cli: click.Group) -> None:
             _write_lists(lists_path, result.lists)
         from hybridrec.metrics import json_safe
 
-        click.echo(json.dumps(json_safe(result.metrics), indent=2, allow_nan=False) if as_json
-                   else metrics_table(result.metrics, k))
+        if as_json:
+            click.echo(json.dumps(json_safe({"metrics": result.metrics,
+                                             "feature_importance": result.importance}),
+                                  indent=2, allow_nan=False))
+        else:
+            click.echo(metrics_table(result.metrics, k))
+            click.echo(importance_lines(result.importance))

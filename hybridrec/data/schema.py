@@ -31,5 +31,10 @@ ITEM_POPULARITY = Table(C.ITEM_POPULARITY_FILE, C.ITEM_ID, {
     "events_total": "Int64", "events_7d": "Int64", "positives_total": "Int64"})
 ADS = Table(C.ADS_FILE, C.AD_ID, {"advertiser": "String", "bid": "Float32",
                                    "target_gender": "String", "target_age_min": "Int64",
-                                   "target_age_max": "Int64"})
-TABLES = (USERS, USER_ACTIVITY, ITEMS, ITEM_POPULARITY, ADS)
+                                   "target_age_max": "Int64",
+                                   "launched_at": "UnixTimestamp"})
+USER_SEGMENTS = Table(C.USER_SEGMENTS_FILE, C.USER_ID, {
+    f"segment_{i}": "String" for i in range(4)})
+ITEM_ATTRIBUTES = Table(C.ITEM_ATTRIBUTES_FILE, C.ITEM_ID, {
+    "attribute_0": "Float32", **{f"attribute_{i}": "String" for i in range(1, 4)}})
+TABLES = (USERS, USER_ACTIVITY, ITEMS, ITEM_POPULARITY, ADS, USER_SEGMENTS, ITEM_ATTRIBUTES)

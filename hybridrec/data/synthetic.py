@@ -4,13 +4,16 @@ Shared users (age, gender, occupation and a hidden taste vector) meet three cata
 
 * ``shop``: products, with views, carts and purchases;
 * ``video``: videos, with watches and likes;
-* ``ads``: ads, with impressions (served at random, as in a logging policy) and clicks.
+* ``ads``: ads with bids and launch dates, with impressions (served at random in one of
+  three slots, as by a logging policy whose propensities are kept) and clicks.
 
 The ground truth mixes three signals so each kind of scorer can win somewhere:
 collaborative (an item's hidden vector has a part no feature reveals, so only co-occurrence
 finds it), content (the other part is its category's centroid, and the category's words are
 in the item's title and description) and demographic (an ad's click rate depends on whether
-the user's age and gender match its targeting).
+the user's age and gender match its targeting, and on the slot, the hour and the ad's age).
+The true click probability of every impression is kept aside (``Dataset.truth``) so models
+can be measured against it.
 
 The world's events end when it is generated (to the hour), so feedback sent to a server
 trained on it falls right after the log, as it would in production. The same seed, sizes and
@@ -160,7 +163,7 @@ def generate(config: SyntheticConfig | None = None) -> Dataset:
     start = pd.Timestamp(cfg.end) - pd.Timedelta(weeks=cfg.weeks)
     profile_time = start - pd.Timedelta(days=1)
     people, users = _users(rng, cfg, profile_time)
-    item_frames, ads_frame, event_frames = [], None, []
+    item_frames, ads_frame, event_frames, truth = [], None, [], None
     for scenario, share in SCENARIO_SHARE.items():
         catalogue = _catalogue(rng, cfg, scenario, profile_time)
         item_frames.append(catalogue.frame)
@@ -173,14 +176,14 @@ def generate(config: SyntheticConfig | None = None) -> Dataset:
         seconds = rng.uniform(0, cfg.weeks * 7 * 86400, size=len(rows))
         ts = start + pd.to_timedelta(seconds, unit="s")
         if scenario == "ads":
-            ads_frame, frames = _ad_events(rng, people, catalogue, affinity, rows, ts,
-                                           profile_time)
+            ads_frame, frames, truth = _ad_events(rng, people, catalogue, affinity, rows, ts,
+                                                  profile_time)
         else:
             frames = _content_events(rng, scenario, people, catalogue, affinity, rows, ts)
         event_frames += frames
     events = pd.concat(event_frames, ignore_index=True)
     items = pd.concat(item_frames, ignore_index=True)
-    return Dataset(events=events, users=users, items=items, ads=ads_frame)
+    return Dataset(events=events, users=users, items=items, ads=ads_frame, truth=truth)
 
 
 def _users(rng: np.random.Generator, cfg: SyntheticConfig,
@@ -227,29 +230,55 @@ def _catalogue(rng: np.random.Generator, cfg: SyntheticConfig, scenario: str,
 
 def _ad_events(rng: np.random.Generator, people: _People, ads: _Catalogue,
                affinity: np.ndarray, rows: np.ndarray, ts: pd.DatetimeIndex,
-               profile_time: pd.Timestamp) -> tuple[pd.DataFrame, list[pd.DataFrame]]:
-    """Ads shown at random (a logging policy), clicked more when the user matches the
-    ad's targeting."""
+               profile_time: pd.Timestamp) -> tuple[pd.DataFrame, list[pd.DataFrame],
+                                                    pd.DataFrame]:
+    """Ads served by a uniformly random logging policy (among the ads live at the time, in a
+    random slot of three), clicked more when the user matches the ad's targeting, likes its
+    category, sees it in a higher slot, in the evening, and while the ad is fresh.
+
+    Impressions and clicks carry their slot ``position``, the logging ``policy`` and its
+    ``propensity`` (the probability it showed that ad). The third frame is the truth: each
+    impression's click probability."""
     n_items = len(ads.ids)
     target_gender = rng.choice(np.array(["F", "M", "any"]), size=n_items)
     age_min = rng.integers(18, 50, size=n_items)
     age_max = age_min + rng.integers(10, 30, size=n_items)
+    # campaigns start from two weeks before the log to a week before its end; the first
+    # ads run from the start, so every impression has ads to choose from
+    span = (ts.max() - profile_time).total_seconds() if len(ts) else 0.0
+    offsets = rng.uniform(-14 * 86400, max(span - 7 * 86400, 0.0), size=n_items)
+    offsets[: max(1, n_items // 5)] = -14 * 86400 - rng.uniform(0, 86400, max(1, n_items // 5))
+    launched = profile_time + pd.to_timedelta(np.sort(offsets), unit="s")
     frame = pd.DataFrame({
         C.AD_ID: ads.ids, "advertiser": rng.choice(np.array(ADVERTISERS), size=n_items),
         "bid": np.round(rng.uniform(0.2, 3.0, size=n_items), 2).astype("float32"),
         "target_gender": target_gender, "target_age_min": age_min.astype("int64"),
-        "target_age_max": age_max.astype("int64"), C.EVENT_TIMESTAMP: profile_time,
+        "target_age_max": age_max.astype("int64"), "launched_at": launched,
+        C.EVENT_TIMESTAMP: profile_time,
     })
-    cols = rng.integers(0, n_items, size=len(rows))
+    # an impression picks uniformly among the ads launched by its time (ads are sorted by
+    # launch, so those are the first ``live`` of them)
+    live = np.searchsorted(launched.to_numpy(), ts.to_numpy(), side="right")
+    cols = np.minimum((rng.random(len(rows)) * live).astype(np.int64), live - 1)
+    position = rng.integers(1, 4, size=len(rows))
     age, gender = people.age[rows], people.gender[rows]
     match = ((target_gender[cols] == "any") | (target_gender[cols] == gender)) & (
         (age >= age_min[cols]) & (age <= age_max[cols]))
-    p_click = _sigmoid(-3.6 + 1.8 * match + 0.6 * affinity[rows, cols] + 0.3 * ads.bias[cols])
+    hour = ts.hour.to_numpy() + ts.minute.to_numpy() / 60
+    ad_days = (ts - launched[cols]).total_seconds().to_numpy() / 86400
+    logit = (-3.4 + 1.8 * match + 0.6 * affinity[rows, cols] + 0.3 * ads.bias[cols]
+             - 0.45 * (position - 1) + 0.35 * np.cos(2 * np.pi * (hour - 20) / 24)
+             - 0.3 * np.log1p(ad_days / 7))
+    p_click = _sigmoid(logit)
     clicked = rng.random(len(rows)) < p_click
-    return frame, [
-        _events(ads.ids[cols], people.ids[rows], "ads", "impression", ts),
-        _events(ads.ids[cols[clicked]], people.ids[rows[clicked]], "ads", "click",
-                ts[clicked] + pd.Timedelta(seconds=5))]
+    context = {C.POSITION: position, C.POLICY: "random", C.PROPENSITY: 1.0 / live}
+    shown = _events(ads.ids[cols], people.ids[rows], "ads", "impression", ts, context)
+    click_context = {k: (v[clicked] if isinstance(v, np.ndarray) else v)
+                     for k, v in context.items()}
+    clicks = _events(ads.ids[cols[clicked]], people.ids[rows[clicked]], "ads", "click",
+                     ts[clicked] + pd.Timedelta(seconds=5), click_context)
+    truth = shown[[C.USER_ID, C.ITEM_ID, C.EVENT_TIMESTAMP]].assign(p_click=p_click)
+    return frame, [shown, clicks], truth
 
 
 def _content_events(rng: np.random.Generator, scenario: str, people: _People,
@@ -273,6 +302,7 @@ def _content_events(rng: np.random.Generator, scenario: str, people: _People,
 
 
 def _events(items: np.ndarray, users: np.ndarray, scenario: str, event_type: str,
-            ts: pd.DatetimeIndex) -> pd.DataFrame:
+            ts: pd.DatetimeIndex, context: dict[str, object] | None = None) -> pd.DataFrame:
     return pd.DataFrame({C.USER_ID: users, C.ITEM_ID: items, C.SCENARIO: scenario,
-                         C.EVENT_TYPE: event_type, C.VALUE: 1.0, C.EVENT_TIMESTAMP: ts})
+                         C.EVENT_TYPE: event_type, C.VALUE: 1.0, C.EVENT_TIMESTAMP: ts,
+                         **(context or {})})

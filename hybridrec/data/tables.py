@@ -1,7 +1,8 @@
 """The Parquet tables the data commands write, their schemas, and how every loader writes them.
 
 A loader produces three frames (events, users, items; ``ads`` optionally) in the schema of
-``hybridrec.columns``; ``write_dataset`` derives the daily activity and popularity snapshots
+``hybridrec.columns`` (events may carry the optional context columns: slot position, logging
+policy, propensity); ``write_dataset`` derives the daily activity and popularity snapshots
 from the events and writes everything under ``feature_repo/data/`` with microsecond UTC
 timestamps (DuckDB's offline store cannot cast nanosecond tz-aware columns). Their schemas
 are in ``hybridrec.data.schema``.
@@ -16,7 +17,14 @@ import numpy as np
 import pandas as pd
 
 from hybridrec import columns as C
-from hybridrec.data.schema import ADS, ITEM_POPULARITY, USER_ACTIVITY
+from hybridrec.data.schema import (
+    ADS,
+    ITEM_ATTRIBUTES,
+    ITEM_POPULARITY,
+    USER_ACTIVITY,
+    USER_SEGMENTS,
+    Table,
+)
 
 TS_DTYPE = "datetime64[us, UTC]"
 
@@ -29,6 +37,11 @@ class Dataset:
     users: pd.DataFrame
     items: pd.DataFrame
     ads: pd.DataFrame | None = None
+    #: Anonymised user and item attributes (``schema.USER_SEGMENTS``, ``ITEM_ATTRIBUTES``).
+    user_segments: pd.DataFrame | None = None
+    item_attributes: pd.DataFrame | None = None
+    #: Known click probabilities of impressions (synthetic data only); never written.
+    truth: pd.DataFrame | None = None
 
 
 def as_utc_us(values: pd.Series) -> pd.Series:
@@ -94,7 +107,10 @@ def positive_mask(events: pd.DataFrame) -> pd.Series:
 def write_dataset(data: Dataset, data_dir: Path) -> dict[str, int]:
     """Write the dataset and its derived snapshot tables; return row counts per file."""
     data_dir.mkdir(parents=True, exist_ok=True)
-    events = data.events[EVENT_COLUMNS].copy()
+    context = [c for c in C.CONTEXT_COLUMNS if c in data.events.columns]
+    events = data.events[EVENT_COLUMNS + context].copy()
+    if C.POSITION in events:
+        events[C.POSITION] = pd.to_numeric(events[C.POSITION]).astype("Int64")
     events[C.EVENT_TIMESTAMP] = as_utc_us(events[C.EVENT_TIMESTAMP])
     events = events.sort_values([C.EVENT_TIMESTAMP, C.USER_ID, C.ITEM_ID], kind="stable")
     events = events.reset_index(drop=True)
@@ -105,15 +121,29 @@ def write_dataset(data: Dataset, data_dir: Path) -> dict[str, int]:
         C.USER_ACTIVITY_FILE: user_activity(events),
         C.ITEM_POPULARITY_FILE: item_popularity(events, positive_mask(events)),
     }
-    # Always written, so the ``ad_profile`` view has a source even for data without ads.
-    tables[C.ADS_FILE] = data.ads if data.ads is not None else empty_ads()
+    # Always written, so every core view has a source even for data without such rows.
+    for table, frame in ((ADS, data.ads), (USER_SEGMENTS, data.user_segments),
+                         (ITEM_ATTRIBUTES, data.item_attributes)):
+        tables[table.file] = frame if frame is not None else empty_table(table)
+    tables.update(derived_tables(events, data.items))
     counts = {}
     for name, frame in tables.items():
         frame = frame.copy()
-        frame[C.EVENT_TIMESTAMP] = as_utc_us(frame[C.EVENT_TIMESTAMP])
+        for column in (C.EVENT_TIMESTAMP, *(n for n, k in ADS.fields.items()
+                                            if k == "UnixTimestamp")):
+            if column in frame:
+                frame[column] = as_utc_us(frame[column])
         frame.to_parquet(data_dir / name, index=False)
         counts[name] = len(frame)
     return counts
+
+
+def derived_tables(events: pd.DataFrame, items: pd.DataFrame) -> dict[str, pd.DataFrame]:
+    """Every registered ``DerivedTable`` derived from ``events``, by file name."""
+    from hybridrec.plugins import get_registry
+
+    return {cls.file(): cls().derive(events, items)
+            for cls in get_registry().kind("derived_tables").values()}
 
 
 def read_table(data_dir: Path, name: str) -> pd.DataFrame:
@@ -135,14 +165,14 @@ def read_parquet(path: Path) -> pd.DataFrame:
     return pq.read_table(str(path)).to_pandas()
 
 
-def empty_ads() -> pd.DataFrame:
-    """An ads table with the right columns and no rows (for datasets without ads)."""
-    fields = ADS.fields
+def empty_table(table: Table) -> pd.DataFrame:
+    """``table``'s columns and no rows (for datasets without such rows)."""
     # "string", not object: an empty object column is written as Parquet's null type,
     # which DuckDB cannot compare with the string join key.
-    frame = pd.DataFrame({C.AD_ID: pd.Series(dtype="string")})
-    for name, kind in fields.items():
+    frame = pd.DataFrame({table.key: pd.Series(dtype="string")})
+    for name, kind in table.fields.items():
         frame[name] = pd.Series(dtype="string" if kind == "String" else np.float32
-                                if kind == "Float32" else np.int64)
+                                if kind == "Float32" else TS_DTYPE if kind == "UnixTimestamp"
+                                else np.int64)
     frame[C.EVENT_TIMESTAMP] = pd.Series(dtype=TS_DTYPE)
     return frame

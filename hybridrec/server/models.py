@@ -33,6 +33,9 @@ class RecommendRequest(BaseModel):
                                         "candidates; ids unknown to the scenario are reported.")
     exclude_seen: StrictBool = Field(default=True, description="Leave out items the user "
                                      "already interacted with in this scenario.")
+    explain: StrictBool = Field(default=False, description="Add to each item what moved the "
+                                "scores of the scorers that can say (the ctr scorer's top "
+                                "feature contributions, say).")
 
 
 class RecommendedItem(BaseModel):
@@ -44,6 +47,9 @@ class RecommendedItem(BaseModel):
     scores: dict[str, float | None] = Field(description="Per scorer and task, `scorer.task`, "
                                             "as the scorer returned it; null where the scorer "
                                             "has no opinion.")
+    explanation: dict[str, Any] | None = Field(
+        default=None, description="With `explain`: per scorer that explains, what moved "
+        "this item's score. Null otherwise.")
 
 
 class RecommendResponse(BaseModel):

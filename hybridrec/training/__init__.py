@@ -45,6 +45,7 @@ class TrainResult:
     metrics: dict[str, dict[str, dict[str, float]]]
     notes: list[str]
     lists: dict[str, Any] = field(default_factory=dict)
+    importance: dict[str, dict[str, dict[str, float]]] = field(default_factory=dict)
 
 
 def run(ws: Workspace, scenarios: Iterable[str] | None = None,
@@ -69,7 +70,8 @@ def run(ws: Workspace, scenarios: Iterable[str] | None = None,
     result = _evaluate(plan, components, blenders, store, inputs, split, k, progress,
                        keep_lists)
     if not write:
-        return TrainResult(None, None, result.metrics, plan.notes, result.lists)
+        return TrainResult(None, None, result.metrics, plan.notes, result.lists,
+                           result.importance)
     fitted_on = split.train
     if refit:
         components, blenders = plan.build()
@@ -97,7 +99,8 @@ def run(ws: Workspace, scenarios: Iterable[str] | None = None,
     write_features(components, store, inputs.items[inputs.items[C.SCENARIO].isin(names)],
                    progress)
     switch_current(ws.bundles, version)
-    return TrainResult(version, path, result.metrics, plan.notes, result.lists)
+    return TrainResult(version, path, result.metrics, plan.notes, result.lists,
+                       result.importance)
 
 
 def _fit(components: Mapping[str, Any], blenders: Mapping[str, Any], data: Any,
@@ -148,4 +151,5 @@ def evaluate_bundle(ws: Workspace, version: str | None = None, k: int | None = N
                       {n: catalogue.loc[catalogue[C.SCENARIO] == n, C.ITEM_ID].to_numpy(str)
                        for n in plans}, split.train, split.test,
                       split.cutoff, k or int(manifest.get("k", 10)), progress, keep_lists)
-    return TrainResult(bundle.version, bundle.path, result.metrics, notes, result.lists)
+    return TrainResult(bundle.version, bundle.path, result.metrics, notes, result.lists,
+                       result.importance)

@@ -26,6 +26,7 @@ class Inputs:
     users: pd.DataFrame
     #: The last feedback row read: serving adds only the feedback logged after it.
     feedback_until: int = 0
+    ads: pd.DataFrame | None = None
 
     def catalogue(self, scenario: str) -> np.ndarray:
         return self.items.loc[self.items[C.SCENARIO] == scenario, C.ITEM_ID].to_numpy(str)
@@ -43,12 +44,14 @@ def load_inputs(ws: Workspace) -> Inputs:
         log.close()
         if len(extra):
             until = int(extra["feedback_id"].max())
-            events = pd.concat([events, extra[events.columns]], ignore_index=True)
+            events = pd.concat([events, extra.reindex(columns=events.columns)], ignore_index=True)
     events[C.EVENT_TIMESTAMP] = as_utc_us(events[C.EVENT_TIMESTAMP])
     items = read_table(ws.data_dir, C.ITEMS_FILE)  # an item listed twice is one item
     items = items.drop_duplicates([C.ITEM_ID, C.SCENARIO], keep="last", ignore_index=True)
+    ads_path = ws.data_dir / C.ADS_FILE
     return Inputs(events=events, items=items, users=read_table(ws.data_dir, C.USERS_FILE),
-                  feedback_until=until)
+                  feedback_until=until,
+                  ads=read_table(ws.data_dir, C.ADS_FILE) if ads_path.exists() else None)
 
 
 def scenario_names(inputs: Inputs, requested: Iterable[str] | None) -> list[str]:
@@ -107,4 +110,4 @@ def training_data(store: Any, events: pd.DataFrame, inputs: Inputs, plan: Plan,
     frame = pd.concat(frames, ignore_index=True) if frames else events.iloc[:0].copy()
     frame[C.EVENT_TIMESTAMP] = as_utc_us(frame[C.EVENT_TIMESTAMP])
     return TrainingData(events=frame, items=inputs.items, users=inputs.users,
-                        scenarios=plan.scenarios)
+                        scenarios=plan.scenarios, ads=inputs.ads)

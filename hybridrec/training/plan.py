@@ -48,9 +48,12 @@ class Plan:
             raise TrainingError(str(exc)) from None
         for name, features in self.features.items():
             self.plans[name].features = features.as_dict()
-            self.notes += [f"{name}: {ref.ref} is keyed by {ref.key!r}, which items of "
-                           f"{name!r} do not carry; it is always missing there"
-                           for ref in features.absent]
+            by_view: dict[tuple[str, str], list[str]] = {}
+            for ref in features.absent:
+                by_view.setdefault((ref.view, ref.key), []).append(ref.feature)
+            self.notes += [f"{name}: {view} ({', '.join(fields)}) is keyed by {key!r}, which "
+                           f"items of {name!r} do not carry; always missing there"
+                           for (view, key), fields in by_view.items()]
         return self
 
     def build(self) -> tuple[dict[str, Any], dict[str, Blender]]:

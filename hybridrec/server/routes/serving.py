@@ -23,7 +23,7 @@ def recommend(body: RecommendRequest, request: Request) -> Any:
     rec = state.recommender
     try:
         result = rec.recommend(body.user_id, body.scenario, body.k, body.context,
-                               body.candidates, body.exclude_seen)
+                               body.candidates, body.exclude_seen, explain=body.explain)
     except UnknownScenario as exc:
         return not_found(str(exc), known_scenarios=exc.known)
     except InvalidRequest as exc:

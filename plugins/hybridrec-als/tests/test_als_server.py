@@ -79,7 +79,7 @@ def test_device_and_parameters_come_from_config(workspace, tmp_path):
                       '[als.weights.shop]\nview = 1.0\npurchase = 20.0\n')
     out = workspace.cli("evaluate", "--quiet", "--json", "--scenario", "shop", "--config",
                         str(config)).stdout
-    assert "als" in json.loads(out)["shop"]
+    assert "als" in json.loads(out)["metrics"]["shop"]
     config.write_text('[als]\ndevice = "cuda"\n')
     result = workspace.cli("evaluate", "--quiet", "--config", str(config), check=False)
     assert result.returncode != 0 and "no CUDA" in result.stderr

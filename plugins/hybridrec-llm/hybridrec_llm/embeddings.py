@@ -21,6 +21,7 @@ from typing import Any
 import numpy as np
 
 from hybridrec import columns as C
+from hybridrec.features import SERVING_ONLY_TAG
 
 VIEW = "item_text_embedding"
 FILE = f"{VIEW}.parquet"
@@ -174,6 +175,9 @@ def feature_view(repo_path: Path | None) -> Any:
                 Field(name=TEXT_HASH, dtype=String)],
         source=source,
         online=True,
+        # served to scorers, never joined onto every training event (the llm scorer
+        # trains from the embeddings it computes)
+        tags={SERVING_ONLY_TAG: "true"},
         description="L2-normalised transformer embedding of each item's text "
                     "(hybridrec-llm), the encoder that made it, and a hash of both.",
     )
