@@ -1,8 +1,8 @@
 """The whole product on the embedded default, end to end, as a user would run it.
 
 generate data -> feast apply -> materialise -> train -> serve -> HTTP requests per scenario
--> a readable table per scenario -> a new product embedded and ranked without retraining
--> feedback -> stop the server.
+-> a readable table per scenario -> why an ad was shown -> a new product embedded and ranked
+without retraining -> feedback -> stop the server.
 
 Run with ``make demo`` (which installs everything first). Uses ./feature_repo and ./bundles.
 """
@@ -80,6 +80,26 @@ def show(result: dict, items: pd.DataFrame) -> None:
     print(pd.DataFrame(rows).to_string(index=False))
 
 
+def explain_ad(base: str) -> None:
+    """The ad slot again, second slot on the page, with the ctr scorer's explanation of the
+    ad it ranks first."""
+    status, result = call(base, "/v1/recommend", {"user_id": USER, "scenario": "ads", "k": 3,
+                                                  "context": {"position": 2},
+                                                  "explain": True})
+    if status != 200:
+        raise SystemExit(f"POST /v1/recommend with explain answered {status}: {result}")
+    ad = result["items"][0]
+    note = (ad.get("explanation") or {}).get("ctr")
+    if note is None:
+        return
+    print(f"\n-- why {ad['item_id']} (\"explain\": true, slot 2): click probability "
+          f"{note['probability']:.4f}; log-odds {note['raw_score']:+.3f} = base "
+          f"{note['base']:+.3f} plus, largest first:")
+    for c in note["contributions"]:
+        value = c["value"] if not isinstance(c["value"], float) else f"{c['value']:.3g}"
+        print(f"   {c['feature']:<22} = {value!s:<14} {c['contribution']:+.3f}")
+
+
 def new_item(base: str, hybridrec: str, items: pd.DataFrame) -> None:
     """A product added after training: embedded by `hybridrec llm embed`, picked up by the
     running server at its next refresh, scored by the llm scorer from its text alone."""
@@ -144,6 +164,8 @@ def main() -> None:
             last = result
             if scenario == "shop":
                 first_shop = result
+        if importlib.util.find_spec("hybridrec_ctr") is not None:
+            explain_ad(base)
         anchor = first_shop["items"][0]["item_id"]
         status, similar = call(base, f"/v1/items/{anchor}/similar?scenario=shop&k=5")
         if status == 200:
