@@ -34,6 +34,7 @@ if TYPE_CHECKING:
 __all__ = [
     "PROBABILITY_TASKS",
     "TASKS",
+    "BlendExamples",
     "Blender",
     "CandidateSource",
     "DerivedTable",
@@ -44,6 +45,7 @@ __all__ = [
     "RetrievalBatch",
     "Scenario",
     "ScoreBatch",
+    "ScoredRequests",
     "Scorer",
     "SimilarItems",
     "TrainingData",
@@ -409,8 +411,45 @@ class FeatureWriter(ABC):
         ``FeatureStore``); return the rows written per feature view."""
 
 
+@dataclass
+class ScoredRequests:
+    """Requests as the server would have scored them at some time: the batch (candidates from
+    the scenario's sources, features as of that time), each scorer's outputs
+    (``scores[scorer][task]``, aligned with the batch rows) and each row's ``labels``: the
+    largest weight among the scenario's positive events on that (user, item) in the slice of
+    time that followed, 0 where there was none."""
+
+    batch: ScoreBatch
+    scores: Mapping[str, Mapping[str, np.ndarray]]
+    labels: np.ndarray
+
+
+@dataclass
+class BlendExamples:
+    """What a learning blender is fit on, per scenario: requests from a *blend slice*, a span
+    of time later than the events its scorers were fit on, scored by those scorers (so every
+    score is out of sample), in chunks of requests."""
+
+    scenarios: dict[str, list[ScoredRequests]] = field(default_factory=dict)
+
+    def rows(self, scenario: str) -> int:
+        return sum(len(part.batch) for part in self.scenarios.get(scenario, []))
+
+
 class Blender(_Reader, _Persistent):
-    """Turns per-scorer, per-task scores into one ranking score per candidate."""
+    """Turns per-scorer, per-task scores into one ranking score per candidate.
+
+    A blender that learns from scores sets ``learns = True``: training then holds a blend
+    slice out of the scorers' training window, scores it with scorers fit before it and hands
+    those examples to ``fit``. The test slice never reaches it.
+    """
+
+    learns: ClassVar[bool] = False
+
+    @abstractmethod
+    def fit(self, data: TrainingData, examples: BlendExamples | None = None) -> None:
+        """Learn from ``data`` (the events before the blend slice, when there is one) and,
+        for a blender that ``learns``, from ``examples``."""
 
     def check(self, inputs: Mapping[str, Sequence[str]], scenarios: Collection[str]) -> None:
         """Called when training is planned: ``inputs`` maps each scenario this blender will

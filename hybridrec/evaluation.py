@@ -32,9 +32,11 @@ from hybridrec import metrics as M
 from hybridrec.contracts import (
     PROBABILITY_TASKS,
     Blender,
+    BlendExamples,
     Explainer,
     Ragged,
     Scenario,
+    ScoredRequests,
     utc64,
 )
 from hybridrec.features import FeatureSet, as_of
@@ -289,3 +291,47 @@ def _pointwise(pipeline: Pipeline, targets: _Targets, cutoff: Any,
             result[name] = {"logloss": M.logloss(y[ok], p[ok]), "ece": M.ece(y[ok], p[ok]),
                             "impressions": float(ok.sum())}
     return result
+
+
+def blend_examples(scenarios: Mapping[str, Scenario], plans: Mapping[str, ScenarioPlan],
+                   feature_sets: Mapping[str, FeatureSet], components: Mapping[str, Any],
+                   blenders: Mapping[str, Blender], store: Any,
+                   catalogue: Mapping[str, np.ndarray], before: pd.DataFrame,
+                   during: pd.DataFrame, cutoff: Any, progress: bool = True) -> BlendExamples:
+    """The blend slice ``during`` scored as evaluation scores a test slice (the users with a
+    positive event in it, candidates from the sources, features as of ``cutoff``) by
+    components fit on ``before``, without blending; each row labelled by the largest weight
+    among the scenario's positive events on its (user, item) in the slice."""
+    targets = {name: _targets(scenarios[name], before, during, catalogue[name])
+               for name in plans}
+    features = as_of(store, feature_sets, catalogue,
+                     {name: t.everyone.ids for name, t in targets.items()}, cutoff)
+    examples = BlendExamples()
+    for name, plan in plans.items():
+        scenario, t = scenarios[name], targets[name]
+        pipeline = Pipeline.from_plan(scenario, plan, components, blenders, features,
+                                      catalogue[name])
+        if pipeline.sequence_length:
+            t.recent = H.recent_events(before[before[C.SCENARIO] == name],
+                                       {name: pipeline.sequence_length})
+        gains = _gains(during[during[C.SCENARIO] == name], scenario)
+        parts = []
+        if len(t.users):
+            for _, chunk in _chunks(_requests(t, t.users, cutoff), f"blend slice {name}",
+                                    progress):
+                scored = pipeline.score(chunk, blend=False)
+                keys = pd.MultiIndex.from_arrays([scored.batch.user_ids[scored.batch.request],
+                                                  scored.batch.item_ids])
+                labels = gains.reindex(keys).fillna(0.0).to_numpy(float)
+                parts.append(ScoredRequests(scored.batch, scored.outputs, labels))
+        examples.scenarios[name] = parts
+    return examples
+
+
+def _gains(events: pd.DataFrame, scenario: Scenario) -> pd.Series:
+    """Per (user, item), the largest weight among its positive events."""
+    positive = events[events[C.EVENT_TYPE].isin(scenario.positive_events)]
+    weight = positive[C.EVENT_TYPE].map(scenario.event_weights).astype(float)
+    weight = weight.where(weight > 0, 1.0)  # a positive event weighed 0 still counts
+    return weight.groupby([positive[C.USER_ID].astype(str),
+                           positive[C.ITEM_ID].astype(str)]).max()

@@ -248,8 +248,9 @@ class Pipeline:
 
     # The stages -------------------------------------------------------------------------
     def score(self, requests: Requests, user_features: Mapping[str, np.ndarray] | None = None,
-              cold: bool = False) -> Scored:
-        """Candidates, features, every scorer and the blend for a batch of requests."""
+              cold: bool = False, blend: bool = True) -> Scored:
+        """Candidates, features, every scorer and (unless not ``blend``, when the blender is
+        still to be fit) the blend for a batch of requests."""
         scorers = self._fallback() if cold else self.scorers
         if user_features is None:
             user_features = self.features.users(self.scenario.name, requests.user_ids)
@@ -268,6 +269,8 @@ class Pipeline:
             as_of=requests.as_of)
         outputs = {name: self._checked(name, scorer.score(batch), len(batch))
                    for name, scorer in scorers.items()}
+        if not blend:
+            return Scored(batch, codes, outputs, np.zeros(len(batch)), unknown)
         final = np.asarray(self.blender.blend(outputs, batch), dtype=float)
         if final.shape != (len(batch),):
             raise ScoringError(f"blender {self.blender.name!r} returned shape {final.shape} "

@@ -18,7 +18,7 @@ from typing import Self
 
 import numpy as np
 
-from hybridrec.contracts import Blender, ScoreBatch, TrainingData
+from hybridrec.contracts import Blender, BlendExamples, ScoreBatch, TrainingData
 from hybridrec.hookspecs import hookimpl
 from hybridrec.ranking import group_standardise
 
@@ -48,7 +48,7 @@ class WeightedBlender(Blender):
                     f"weights.{scenario} names {', '.join(map(repr, unknown))}, which no "
                     f"scorer of {scenario!r} produces; known: {', '.join(inputs[scenario])}")
 
-    def fit(self, data: TrainingData) -> None:
+    def fit(self, data: TrainingData, examples: BlendExamples | None = None) -> None:
         """Nothing to learn: the weights are configuration."""
 
     def weight(self, scenario: str, key: str) -> float:

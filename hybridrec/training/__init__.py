@@ -20,7 +20,8 @@ import pandas as pd
 from hybridrec import columns as C
 from hybridrec import history as H
 from hybridrec.bundle import Bundle, BundleContents, new_version, switch_current, write_bundle
-from hybridrec.evaluation import Evaluation, evaluate
+from hybridrec.contracts import BlendExamples, TrainingData
+from hybridrec.evaluation import Evaluation, blend_examples, evaluate
 from hybridrec.training.data import (
     Inputs,
     Split,
@@ -52,8 +53,16 @@ def run(ws: Workspace, scenarios: Iterable[str] | None = None,
         only_scorers: Iterable[str] | None = None, test_fraction: float = 0.1, k: int = 10,
         refit: bool = True, write: bool = True,
         config: Mapping[str, Mapping[str, Any]] | None = None, progress: bool = True,
-        keep_lists: bool = False) -> TrainResult:
-    """Fit, evaluate and (with ``write``) save a bundle and make it current."""
+        keep_lists: bool = False, blend_fraction: float = 0.1) -> TrainResult:
+    """Fit, evaluate and (with ``write``) save a bundle and make it current.
+
+    Time is split in two, or in three when a blender learns from scores: the latest
+    ``test_fraction`` of events is the test slice, and before it the latest
+    ``blend_fraction`` is the blend slice. The scorers are fit on what precedes the blend
+    slice and score it; the blenders learn from those scores; the scorers are then fit again
+    on everything before the test slice and evaluated on it with those blenders. Refitting
+    (``refit``) fits the scorers on the whole window and keeps the blenders, which never see
+    a test label."""
     from hybridrec.features import applied_views, open_store
     from hybridrec.plugins import get_registry
 
@@ -66,21 +75,31 @@ def run(ws: Workspace, scenarios: Iterable[str] | None = None,
     full = training_data(store, events, inputs, plan, progress)
     split = temporal_split(full.events, test_fraction)
     components, blenders = plan.build()
-    seconds = _fit(components, blenders, replace(full, events=split.train), progress)
+    train = replace(full, events=split.train)
+    blend_cutoff = None
+    if any(b.learns for b in blenders.values()):
+        examples, blend_cutoff = _blend_examples(plan, store, inputs, train, blenders,
+                                                 blend_fraction / (1 - test_fraction),
+                                                 progress)
+        seconds = fit_blenders(blenders, replace(train, events=train.events[
+            train.events[C.EVENT_TIMESTAMP] < blend_cutoff]), progress, examples)
+        seconds.update(fit_components(components, train, progress))
+    else:
+        seconds = _fit(components, blenders, train, progress)
     result = _evaluate(plan, components, blenders, store, inputs, split, k, progress,
                        keep_lists)
     if not write:
         return TrainResult(None, None, result.metrics, plan.notes, result.lists,
                            result.importance)
     fitted_on = split.train
-    if refit:
-        components, blenders = plan.build()
-        seconds = _fit(components, blenders, full, progress)
+    if refit:  # the scorers on the whole window; the blenders as they are
+        components, _ = plan.build()
+        seconds.update(fit_components(components, full, progress))
         fitted_on = full.events
     version = new_version()
     window = {"start": events[C.EVENT_TIMESTAMP].min(), "end": events[C.EVENT_TIMESTAMP].max(),
               "test_cutoff": split.cutoff, "test_fraction": test_fraction,
-              "refit_on_full_window": refit}
+              "blend_cutoff": blend_cutoff, "refit_on_full_window": refit}
     contents = BundleContents(
         plans=plan.plans, components=components, blenders=blenders,
         history=H.seen_pairs(fitted_on, plan.scenarios),
@@ -101,6 +120,20 @@ def run(ws: Workspace, scenarios: Iterable[str] | None = None,
     switch_current(ws.bundles, version)
     return TrainResult(version, path, result.metrics, plan.notes, result.lists,
                        result.importance)
+
+
+def _blend_examples(plan: Plan, store: Any, inputs: Inputs, train: TrainingData,
+                    blenders: Mapping[str, Any], fraction: float, progress: bool
+                    ) -> tuple[BlendExamples, pd.Timestamp]:
+    """Scorers fit before the blend slice (the latest ``fraction`` of ``train``), scoring
+    it; the examples and the slice's start."""
+    inner = temporal_split(train.events, fraction)
+    components, _ = plan.build()
+    fit_components(components, replace(train, events=inner.train), progress)
+    examples = blend_examples(plan.scenarios, plan.plans, plan.features, components, blenders,
+                              store, {n: inputs.catalogue(n) for n in plan.scenarios},
+                              inner.train, inner.test, inner.cutoff, progress)
+    return examples, inner.cutoff
 
 
 def _fit(components: Mapping[str, Any], blenders: Mapping[str, Any], data: Any,

@@ -6,10 +6,10 @@ that produce feature values (``FeatureWriter``) write them."""
 from __future__ import annotations
 
 import time
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from typing import Any
 
-from hybridrec.contracts import Blender, FeatureWriter, TrainingData
+from hybridrec.contracts import Blender, BlendExamples, FeatureWriter, TrainingData
 from hybridrec.progress import progress_bar
 
 
@@ -20,18 +20,20 @@ def fit_components(components: Mapping[str, Any], data: TrainingData,
     return _timed(unique, data, "fitting", progress)
 
 
-def fit_blenders(blenders: Mapping[str, Blender], data: TrainingData,
-                 progress: bool) -> dict[str, float]:
-    """Fit every blender on ``data``; seconds per blender."""
-    return _timed(list(blenders.values()), data, "fitting blenders", progress)
+def fit_blenders(blenders: Mapping[str, Blender], data: TrainingData, progress: bool,
+                 examples: BlendExamples | None = None) -> dict[str, float]:
+    """Fit every blender on ``data`` (and, for those that learn, ``examples``); seconds per
+    blender."""
+    return _timed(list(blenders.values()), data, "fitting blenders", progress,
+                  lambda b: {"examples": examples} if b.learns else {})
 
 
-def _timed(objects: list[Any], data: TrainingData, desc: str,
-           progress: bool) -> dict[str, float]:
+def _timed(objects: list[Any], data: TrainingData, desc: str, progress: bool,
+           extra: Callable[[Any], dict[str, Any]] | None = None) -> dict[str, float]:
     seconds = {}
     for obj in progress_bar(objects, desc, enabled=progress):
         start = time.perf_counter()
-        obj.fit(data)
+        obj.fit(data, **(extra(obj) if extra else {}))
         seconds[obj.name] = round(time.perf_counter() - start, 3)
     return seconds
 

@@ -1,0 +1,113 @@
+"""Training in three slices when a blender learns from scores: scorers fit before the blend
+slice score it, the blender learns from those scores, and the test slice reaches neither."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+
+import hybridrec.plugins as P
+from hybridrec import columns as C
+from hybridrec.builtin.popularity import PopularityScorer
+from hybridrec.contracts import Blender, BlendExamples, ScoreBatch, TrainingData
+from hybridrec.plugins import build_registry
+from hybridrec.workspace import Workspace
+
+SEEN: dict[str, list] = {"scorer": [], "blender": [], "examples": []}
+
+
+class RecordingScorer(PopularityScorer):
+    """Popularity that remembers the latest event of every fit."""
+
+    name = "recording"
+
+    def fit(self, data: TrainingData) -> None:
+        SEEN["scorer"].append(pd.Timestamp(data.events[C.EVENT_TIMESTAMP].max()))
+        super().fit(data)
+
+
+class RecordingBlender(Blender):
+    """Learns nothing but what it was shown; blends by the recording scorer."""
+
+    name = "recording_blender"
+    learns = True
+
+    def fit(self, data: TrainingData, examples: BlendExamples | None = None) -> None:
+        SEEN["blender"].append(pd.Timestamp(data.events[C.EVENT_TIMESTAMP].max()))
+        SEEN["examples"].append(examples)
+
+    def blend(self, scores, batch: ScoreBatch) -> np.ndarray:
+        values = scores.get("recording", {}).get("click", np.zeros(len(batch)))
+        return np.nan_to_num(np.asarray(values, dtype=float))
+
+    def save(self, path: Path) -> None:
+        (path / "recording").write_text("")
+
+    @classmethod
+    def load(cls, path: Path) -> RecordingBlender:
+        return cls()
+
+
+def register_scorers(register):
+    register(RecordingScorer)
+
+
+def register_blenders(register):
+    register(RecordingBlender)
+
+
+@pytest.fixture
+def recorded(workspace_copy, monkeypatch, tmp_path):
+    import types
+
+    from hybridrec import hookimpl, training
+
+    module = types.ModuleType("recording")
+    module.register_scorers = hookimpl(register_scorers)
+    module.register_blenders = hookimpl(register_blenders)
+    monkeypatch.setattr(P, "_registry", build_registry(extra=[("recording", module)]))
+    for key in SEEN:
+        SEEN[key].clear()
+    ws = Workspace(workspace_copy.repo, tmp_path / "stacked-bundles")
+    config = {"scenarios": {"shop": {"scorers": ["recording"], "blender": "recording_blender",
+                                     "candidate_sources": ["popularity"]}}}
+    result = training.run(ws, scenarios=["shop"], config=config, progress=False)
+    manifest = __import__("json").loads((result.path / "manifest.json").read_text())
+    return manifest["data_window"], result
+
+
+def test_no_blend_or_test_label_reaches_the_scorers_and_no_test_label_the_blender(
+        recorded, workspace_copy):
+    window, _ = recorded
+    blend_cut, test_cut = (pd.Timestamp(window["blend_cutoff"]),
+                           pd.Timestamp(window["test_cutoff"]))
+    assert blend_cut < test_cut
+    before_blend, before_test, everything = SEEN["scorer"]
+    assert before_blend < blend_cut  # the scorers that score the blend slice
+    assert blend_cut <= before_test < test_cut  # the scorers evaluated on the test slice
+    assert everything >= test_cut  # the refit on the whole window
+    [blender_data] = SEEN["blender"]  # fit once, kept through the refit
+    assert blender_data < blend_cut
+    [examples] = SEEN["examples"]
+    parts = examples.scenarios["shop"]
+    assert parts and examples.rows("shop") > 0
+    for part in parts:
+        assert part.batch.as_of == np.datetime64(blend_cut.tz_convert(None), "us")
+        assert set(part.scores) == {"recording"}
+        assert len(part.labels) == len(part.batch) and (part.labels >= 0).all()
+    assert sum(float(p.labels.sum()) for p in parts) > 0
+    # every positive label is an event of the blend slice
+    events = pd.read_parquet(workspace_copy.repo / "data" / C.EVENTS_FILE)
+    shop = events[events[C.SCENARIO] == "shop"]
+    ts = shop[C.EVENT_TIMESTAMP]
+    in_slice = shop[(ts >= blend_cut) & (ts < test_cut)
+                    & shop[C.EVENT_TYPE].isin(["cart", "purchase"])]
+    allowed = set(zip(in_slice[C.USER_ID], in_slice[C.ITEM_ID], strict=True))
+    for part in parts:
+        users = part.batch.user_ids[part.batch.request]
+        positive = part.labels > 0
+        pairs = set(zip(users[positive], part.batch.item_ids[positive], strict=True))
+        assert pairs <= allowed
