@@ -205,10 +205,14 @@ def workspace_copy(workspace: Workspace, tmp_path: Path) -> Workspace:
     """A copy of the trained session workspace to change freely, applied again so that Feast
     reads the copy's files."""
     root = tmp_path / "copy"
-    shutil.copytree(workspace.root, root, ignore=shutil.ignore_patterns("server-*.log"))
+    shutil.copytree(workspace.root, root, symlinks=True,
+                    ignore=shutil.ignore_patterns("server-*.log"))
     env = {**workspace.env, "HYBRIDREC_FEATURE_REPO": str(root / "feature_repo"),
            "HYBRIDREC_BUNDLES": str(root / "bundles")}
     ws = Workspace(root, root / "feature_repo", root / "bundles", env)
+    # A fresh registry: the copied one names the original's online store in its
+    # infrastructure, and applying over it would drop the original's tables.
+    (ws.repo / "data" / "registry.db").unlink()
     run([str(BIN / "feast"), "apply"], env, cwd=ws.repo)
     return ws
 

@@ -81,10 +81,9 @@ def show(result: dict, items: pd.DataFrame) -> None:
 
 
 def explain_ad(base: str) -> None:
-    """The ad slot again, second slot on the page, with the ctr scorer's explanation of the
-    ad it ranks first."""
+    """The ad slot's list again, with the ctr scorer's explanation of the ad it ranks first
+    (in the first slot, the default position, as above)."""
     status, result = call(base, "/v1/recommend", {"user_id": USER, "scenario": "ads", "k": 3,
-                                                  "context": {"position": 2},
                                                   "explain": True})
     if status != 200:
         raise SystemExit(f"POST /v1/recommend with explain answered {status}: {result}")
@@ -92,7 +91,7 @@ def explain_ad(base: str) -> None:
     note = (ad.get("explanation") or {}).get("ctr")
     if note is None:
         return
-    print(f"\n-- why {ad['item_id']} (\"explain\": true, slot 2): click probability "
+    print(f"\n-- why {ad['item_id']} (\"explain\": true): click probability "
           f"{note['probability']:.4f}; log-odds {note['raw_score']:+.3f} = base "
           f"{note['base']:+.3f} plus, largest first:")
     for c in note["contributions"]:

@@ -110,7 +110,8 @@ def _materialize(cli: click.Group) -> None:
 
 def _report_written(ws: Workspace, counts: dict[str, int]) -> None:
     for name, n in counts.items():
-        click.echo(f"{n:>9,} rows  {ws.data_dir / name}")
+        empty = "  (none in this data set; written so every feature view has a source)"
+        click.echo(f"{n:>9,} rows  {ws.data_dir / name}{empty if not n else ''}")
     if ws.feedback_db.exists():
         click.echo(f"note: the feedback log {ws.feedback_db} was kept; its events join the next "
                    "training run (delete it to start fresh)", err=True)

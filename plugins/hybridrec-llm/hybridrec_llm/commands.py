@@ -55,8 +55,9 @@ def embed(ctx: click.Context, encoder: str | None, everything: bool) -> None:
     except (FileNotFoundError, ValueError, RuntimeError) as exc:
         fail(message_of(exc))
         return
-    click.echo(f"{written} items embedded and pushed online, {len(ids) - written} up to date "
-               f"(encoder {model.identity()})")
+    noun = "item" if written == 1 else "items"
+    click.echo(f"{written} {noun} embedded and pushed online, {len(ids) - written} up to date "
+               f"(encoder {model.identity()}; items with text only)")
 
 
 def _current_scorer(ws, encoder: str | None):
