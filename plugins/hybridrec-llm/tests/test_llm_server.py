@@ -92,7 +92,7 @@ def test_new_item_embedded_and_scored_by_a_running_server(workspace_copy, server
         assert before is None or before["llm.click"] is None, before
 
         out = copied.cli("llm", "embed").stdout
-        assert out.startswith("1 items embedded"), out
+        assert out.startswith("1 item embedded"), out
 
         deadline = time.monotonic() + 30
         scores = new_item_scores()
