@@ -39,12 +39,14 @@ from hybridrec import columns as C
 from hybridrec import history as H
 from hybridrec.contracts import (
     Blender,
+    BlendExamples,
     CandidateSource,
     FeatureWriter,
     Ragged,
     RetrievalBatch,
     Scenario,
     ScoreBatch,
+    ScoredRequests,
     Scorer,
     TrainingData,
     utc64,
@@ -408,11 +410,34 @@ class CandidateSourceContract(_Kit):
 
 class BlenderContract(_Kit):
     """Tests every Blender must pass. Needs fixtures ``blender`` (unfitted) and ``data``.
-    Blends random scores of two made-up scorers, with gaps (NaN)."""
+    Blends random scores of two made-up scorers, with gaps (NaN). A blender that ``learns``
+    is fit with examples of the same made-up scores, labelled by the items each user acted
+    on in ``data``."""
 
     @pytest.fixture
     def scorer(self, blender: Blender) -> Blender:
         return blender
+
+    @pytest.fixture
+    def fitted(self, scorer: Any, world: KitWorld) -> Any:
+        if not scorer.learns:
+            scorer.fit(world.training_data())
+            return scorer
+        examples = BlendExamples()
+        for scenario in self.scenarios(scorer, world.data):
+            users = list(world.data.scenario_events(scenario.name)[C.USER_ID]
+                         .value_counts().index[:8])
+            items = world.catalogue(scenario)
+            batch = world.batch(scenario, [(u, items) for u in users])
+            seen = H.seen_pairs(world.data.scenario_events(scenario.name),
+                                {scenario.name: scenario})
+            acted = set(zip(seen[C.USER_ID], seen[C.ITEM_ID], strict=True))
+            labels = np.array([float((u, i) in acted) for u, i in zip(
+                batch.user_ids[batch.request], batch.item_ids, strict=True)])
+            examples.scenarios[scenario.name] = [
+                ScoredRequests(batch, self.inputs(batch), labels)]
+        scorer.fit(world.training_data(), examples)
+        return scorer
 
     @staticmethod
     def inputs(batch: ScoreBatch, seed: int = 0) -> dict[str, dict[str, np.ndarray]]:

@@ -14,6 +14,7 @@ from hybridrec import columns as C
 from hybridrec.builtin.popularity import PopularityScorer
 from hybridrec.contracts import Blender, BlendExamples, ScoreBatch, TrainingData
 from hybridrec.plugins import build_registry
+from hybridrec.testing import BlenderContract, tiny_training_data
 from hybridrec.workspace import Workspace
 
 SEEN: dict[str, list] = {"scorer": [], "blender": [], "examples": []}
@@ -111,3 +112,21 @@ def test_no_blend_or_test_label_reaches_the_scorers_and_no_test_label_the_blende
         positive = part.labels > 0
         pairs = set(zip(users[positive], part.batch.item_ids[positive], strict=True))
         assert pairs <= allowed
+
+
+class TestLearningBlenderKit(BlenderContract):
+    """The conformance kit fits a learning blender with examples."""
+
+    @pytest.fixture
+    def blender(self):
+        return RecordingBlender()
+
+    @pytest.fixture
+    def data(self):
+        return tiny_training_data()
+
+    def test_the_kit_gave_it_labelled_examples(self, fitted):
+        examples = SEEN["examples"][-1]
+        assert examples is not None and examples.scenarios
+        for parts in examples.scenarios.values():
+            assert parts[0].labels.sum() > 0 and set(parts[0].scores) == {"kit_a", "kit_b"}
