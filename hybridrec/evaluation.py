@@ -271,7 +271,7 @@ def _pointwise(pipeline: Pipeline, targets: _Targets, cutoff: Any,
     candidates = Ragged(shown[C.ITEM_ID].to_numpy(str), np.arange(len(shown) + 1))
     context: list[Mapping[str, Any]] = [{} for _ in range(len(shown))]
     if C.POSITION in shown:
-        context = [{} if p != p or p is None else {"position": int(p)}
+        context = [{} if pd.isna(p) else {"position": int(p)}
                    for p in shown[C.POSITION].to_numpy(dtype=object)]
     requests = _requests(targets, users, cutoff, candidates, context)
     probs: dict[str, list[np.ndarray]] = {}

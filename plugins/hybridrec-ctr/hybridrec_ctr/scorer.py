@@ -212,8 +212,10 @@ class CtrScorer(Scorer, Explainer):
                 values = batch.item_features.get(c)
                 raw[c] = values if values is not None else np.full(n, None, dtype=object)
         default = self.config["serving_position"]
-        positions = np.array([ctx.get("position", default) for ctx in batch.context],
-                             dtype=object)[req]
+        per_request = np.empty(batch.n_requests, dtype=object)
+        for r, ctx in enumerate(batch.context or []):  # whatever a client sent: numeric()
+            per_request[r] = ctx.get("position", default)  # makes anything else NaN
+        positions = per_request[req]
         times = np.full(n, batch.as_of, dtype="datetime64[us]")
         x = F.design(raw, batch.item_ids, times, positions, req, model.vocab, model.base_rate)
         # an item nothing is known of (not seen in training, no catalogue features) gets no

@@ -205,3 +205,9 @@ def test_bad_config_is_refused():
         CtrScorer(calibration="magic")
     with pytest.raises(ValueError, match="negative_rate"):
         CtrScorer(negative_rate=0)
+
+
+def test_any_position_a_client_sends_gives_a_finite_score(trained, world):
+    for position in ([1, 2], {"slot": 1}, "top", None, -3, 1e9):
+        scores = trained.score(request(world, context={"position": position}))[TASK]
+        assert np.isfinite(scores).all(), position
