@@ -44,7 +44,9 @@ def load_inputs(ws: Workspace) -> Inputs:
         log.close()
         if len(extra):
             until = int(extra["feedback_id"].max())
-            events = pd.concat([events, extra.reindex(columns=events.columns)], ignore_index=True)
+            # feedback carries no context columns (slot, policy...): concat leaves them missing
+            shared = [c for c in events.columns if c in extra.columns]
+            events = pd.concat([events, extra[shared]], ignore_index=True)
     events[C.EVENT_TIMESTAMP] = as_utc_us(events[C.EVENT_TIMESTAMP])
     items = read_table(ws.data_dir, C.ITEMS_FILE)  # an item listed twice is one item
     items = items.drop_duplicates([C.ITEM_ID, C.SCENARIO], keep="last", ignore_index=True)
