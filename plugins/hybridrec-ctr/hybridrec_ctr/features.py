@@ -143,9 +143,9 @@ def design(raw: Mapping[str, np.ndarray], item_ids: np.ndarray, times: np.ndarra
     launched = utc_times(raw[LAUNCHED])
     x[:, at["ad_age_days"]] = (times - launched) / np.timedelta64(1, "D")
     gender, target = raw[GENDER], raw[TARGET_GENDER]
-    known = np.array([g is not None and t is not None for g, t in zip(gender, target,
-                                                                       strict=True)])
-    match = np.array([t == "any" or g == t for g, t in zip(gender, target, strict=True)])
+    gender, target = np.asarray(gender, dtype=object), np.asarray(target, dtype=object)
+    known = present(gender) & present(target)
+    match = (target == "any") | (gender == target)  # elementwise on object arrays
     x[:, at["gender_match"]] = np.where(known, match, np.nan)
     age, lo, hi = numeric(raw[AGE]), numeric(raw[AGE_MIN]), numeric(raw[AGE_MAX])
     inside = (age >= lo) & (age <= hi)
@@ -196,5 +196,7 @@ def category_history(raw: Mapping[str, np.ndarray], owner: np.ndarray, base_rate
 
 
 def present(values: np.ndarray) -> np.ndarray:
-    """Which entries hold a value (not None, not NaN)."""
-    return np.array([v is not None and v == v for v in values], dtype=bool)
+    """Which entries hold a value (not None, not NaN), as one vectorised pass."""
+    import pandas as pd
+
+    return pd.notna(np.asarray(values, dtype=object))
