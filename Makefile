@@ -17,7 +17,7 @@ install: $(STAMP)
 
 $(STAMP): pyproject.toml constraints.txt $(wildcard plugins/*/pyproject.toml)
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
-	$(BIN)/pip install --quiet -c constraints.txt -e '.[test,bench]' $(addprefix -e ,$(PLUGINS))
+	$(BIN)/pip install --quiet -c constraints.txt -e '.[test]' $(addprefix -e ,$(PLUGINS))
 	touch $@
 
 demo: install

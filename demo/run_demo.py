@@ -1,7 +1,8 @@
 """The whole product on the embedded default, end to end, as a user would run it.
 
-generate data -> feast apply -> materialise -> train -> serve -> HTTP requests per scenario
--> a readable table per scenario -> why an ad was shown -> a new product embedded and ranked
+generate data -> feast apply -> materialise -> train (every scorer, the learned blender, the
+evaluation report) -> serve -> HTTP requests per scenario -> a readable table per scenario
+with what moved each item -> why an ad was shown -> a new product embedded and ranked
 without retraining -> feedback -> stop the server.
 
 Run with ``make demo`` (which installs everything first). Uses ./feature_repo and ./bundles.
@@ -73,10 +74,12 @@ def show(result: dict, items: pd.DataFrame) -> None:
     rows = []
     for rank, item in enumerate(result["items"], 1):
         meta = items.loc[item["item_id"]]
-        scorers = ", ".join(f"{k}={v:.3f}" for k, v in item["scores"].items() if v is not None)
+        parts = item.get("contributions") or {}
+        why = ", ".join(f"{k} {v:+.2f}" for k, v in sorted(
+            parts.items(), key=lambda kv: -abs(kv[1] or 0.0))[:3] if v is not None)
         rows.append({"rank": rank, "item": item["item_id"], "category": meta["category"],
-                     "title": meta["title"][:34], "score": f"{item['score']:.3f}",
-                     "per scorer": scorers})
+                     "title": meta["title"][:30], "score": f"{item['score']:.3f}",
+                     "largest contributions to the score": why})
     print(pd.DataFrame(rows).to_string(index=False))
 
 
@@ -138,8 +141,9 @@ def main() -> None:
          "synthetic")
     step("2. Register the features with Feast", str(BIN / "feast"), "apply", cwd=REPO)
     step("3. Load the online store", hybridrec, "materialize")
-    step("4. Train every scorer and evaluate on a temporal hold-out", hybridrec, "train",
-         "--quiet")
+    report = ROOT / ".demo" / "report"
+    step("4. Train every scorer and the learned blender, evaluate on a temporal hold-out, "
+         "write the report", hybridrec, "train", "--quiet", "--report", str(report))
 
     port = free_port()
     base = f"http://127.0.0.1:{port}"
@@ -196,6 +200,8 @@ def main() -> None:
         server.terminate()
         server.wait(timeout=30)
         print("\nserver stopped")
+    print(f"\nthe evaluation report (each scorer alone and the learned blend, with intervals): "
+          f"{(report / 'index.html').as_uri()}")
 
 
 if __name__ == "__main__":

@@ -3,7 +3,9 @@ from it, and per-scenario choices.
 
 ``[als]`` ``device = "cpu"``, ``[als.weights.shop]`` ``view = 1.0``, ``[weighted.weights.shop]``
 ``"als.click" = 2.0``, ... and ``[scenarios.shop]`` ``fallback = "popularity"`` (or ``false``
-for none), ``blender``, ``scorers``, ``candidate_sources``. A table naming no installed
+for none), ``blender``, ``scorers``, ``candidate_sources``, the objective
+(``objective_events = {purchase = 1.0, cart = 0.2}``, ``objective_value = "ad_profile:bid"``)
+and ``n_candidates``. A table naming no installed
 component or scenario, a parameter the component does not take, or a value it refuses is a
 ``ConfigError`` that names it.
 """
@@ -18,7 +20,9 @@ Config = Mapping[str, Mapping[str, Any]]
 
 #: The table of per-scenario choices, and what it may set.
 SCENARIOS = "scenarios"
-SCENARIO_FIELDS = ("fallback", "blender", "scorers", "candidate_sources")
+#: The scenario fields that change what serving and evaluation do (recorded in the bundle).
+SCENARIO_SETTINGS = ("objective_events", "objective_value", "n_candidates")
+SCENARIO_FIELDS = ("fallback", "blender", "scorers", "candidate_sources", *SCENARIO_SETTINGS)
 
 
 class ConfigError(ValueError):
@@ -70,11 +74,21 @@ def scenario_choices(config: Config, scenarios: Collection[str]) -> dict[str, di
                 if not isinstance(value, list) or not all(isinstance(v, str) for v in value):
                     raise ConfigError(f"{where} must be a list of names")
                 value = tuple(value)
-            elif key == "fallback" and value is False:
+            elif key in ("fallback", "objective_value") and value is False:
                 value = None
+            elif key == "objective_events":
+                if not isinstance(value, Mapping) or not value or not all(
+                        isinstance(g, int | float) and not isinstance(g, bool) and g >= 0
+                        for g in value.values()):
+                    raise ConfigError(f"{where} must be a table of event type = gain >= 0 "
+                                      "(purchase = 1.0, click = 0.2)")
+                value = {str(e): float(g) for e, g in value.items()}
+            elif key == "n_candidates":
+                if not isinstance(value, int) or isinstance(value, bool) or value < 1:
+                    raise ConfigError(f"{where} must be an integer >= 1")
             elif not isinstance(value, str):
-                raise ConfigError(f"{where} must be a name" + (" or false" if key == "fallback"
-                                                               else ""))
+                raise ConfigError(f"{where} must be a name" + (
+                    " or false" if key in ("fallback", "objective_value") else ""))
             choices[key] = value
         out[name] = choices
     return out

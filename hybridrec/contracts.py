@@ -73,6 +73,15 @@ class Scenario:
     about; ``None`` sends such users through the full blend. A training config can set it, and
     the scenario's scorers, candidate sources and blender, per scenario
     (``[scenarios.shop] fallback = "popularity"``).
+
+    What the scenario is for is its *objective*: ``objective`` lists the tasks a scorer is
+    ranked by alone (its first one the scorer has), and ``objective_events`` the gain of each
+    event type, so that a (user, item) is worth the largest gain among its events (purchase
+    1.0 and cart 0.2, say); ``objective_value`` (a numeric item feature, ``ad_profile:bid``)
+    multiplies that gain, which makes an ad slot's objective its expected value, click
+    probability times bid. ``None`` events mean every positive event gains 1. The learning
+    blender trains for this objective and evaluation reports it (``objective@K``, NDCG with
+    these gains).
     """
 
     name: str
@@ -80,9 +89,11 @@ class Scenario:
     event_weights: Mapping[str, float] = field(default_factory=lambda: {"click": 1.0})
     positive_events: tuple[str, ...] = ("click",)
     objective: tuple[str, ...] = ("click",)
+    objective_events: Mapping[str, float] | None = None
+    objective_value: str | None = None
     candidate_sources: tuple[str, ...] | None = None
     scorers: tuple[str, ...] | None = None
-    blender: str = "weighted"
+    blender: str = "learned"
     fallback: str | None = None
     item_keys: tuple[str, ...] = (ITEM_ID,)
     default_k: int = 10
@@ -92,6 +103,14 @@ class Scenario:
     @property
     def event_types(self) -> tuple[str, ...]:
         return tuple(self.event_weights)
+
+    @property
+    def gains(self) -> dict[str, float]:
+        """Each event type's gain towards the objective (the events that gain nothing left
+        out)."""
+        if self.objective_events is None:
+            return {event: 1.0 for event in self.positive_events}
+        return {e: float(g) for e, g in self.objective_events.items() if g > 0}
 
 
 #: The join keys an ad slot's items fill (the item id is also the ad id).
@@ -415,9 +434,9 @@ class FeatureWriter(ABC):
 class ScoredRequests:
     """Requests as the server would have scored them at some time: the batch (candidates from
     the scenario's sources, features as of that time), each scorer's outputs
-    (``scores[scorer][task]``, aligned with the batch rows) and each row's ``labels``: the
-    largest weight among the scenario's positive events on that (user, item) in the slice of
-    time that followed, 0 where there was none."""
+    (``scores[scorer][task]``, aligned with the batch rows) and each row's ``labels``: its gain
+    towards the scenario's objective (``Scenario.gains``, times ``objective_value``) from the
+    events on that (user, item) in the slice that followed, 0 where there was none."""
 
     batch: ScoreBatch
     scores: Mapping[str, Mapping[str, np.ndarray]]
@@ -464,6 +483,14 @@ class Blender(_Reader, _Persistent):
         ``scores[scorer][task]`` aligns with the batch rows. Inputs may be NaN and any subset
         of the scorers the blender was fit with may be present; a row's result must depend
         only on its own request's rows."""
+
+    def contributions(self, scores: Mapping[str, Mapping[str, np.ndarray]],
+                      batch: ScoreBatch) -> dict[str, np.ndarray] | None:
+        """Why each row scored what it did: ``{input: array}`` aligned with the rows, whose
+        sum over inputs is (up to a per-request constant) what ``blend`` returns. Inputs are
+        ``scorer.task`` keys, plus any context the blender reads (``context``). Responses
+        carry it per item; ``None`` when the blender cannot say."""
+        return None
 
 
 class DerivedTable(ABC):

@@ -29,6 +29,7 @@ import pandas as pd
 from hybridrec import columns as C
 from hybridrec import history as H
 from hybridrec import metrics as M
+from hybridrec import objectives as O
 from hybridrec.contracts import (
     PROBABILITY_TASKS,
     Blender,
@@ -53,12 +54,27 @@ CHUNK = 256
 @dataclass
 class Evaluation:
     """Metrics per scenario and ranker (each scorer, then ``blend``) and, when asked, each
-    evaluated user's top-K lists."""
+    evaluated user's top-K lists.
+
+    Ranking metrics are means over users, each with a bootstrap 95 % interval over users
+    (``"ndcg@10 lo"``, ``"ndcg@10 hi"``); ``objective@K`` is NDCG with the scenario's
+    objective gains (``hybridrec.objectives``)."""
 
     metrics: dict[str, dict[str, dict[str, float]]] = field(default_factory=dict)
     lists: dict[str, dict[str, dict[str, list[str]]]] = field(default_factory=dict)
     #: Per scenario and scorer that explains itself, each input's share of importance.
     importance: dict[str, dict[str, dict[str, float]]] = field(default_factory=dict)
+    #: Per scenario, activity bucket and ranker: users and the objective with its interval.
+    buckets: dict[str, dict[str, dict[str, dict[str, float]]]] = field(default_factory=dict)
+    #: Per scenario: the best single ranker on the objective and the blend's paired
+    #: difference from it, with its interval.
+    comparison: dict[str, dict[str, Any]] = field(default_factory=dict)
+    #: Per scenario and activity bucket, each blend input's share of the blender's absolute
+    #: contributions to the returned items.
+    reliance: dict[str, dict[str, dict[str, float]]] = field(default_factory=dict)
+    #: Per scenario and probability output, reliability bins on the test impressions.
+    calibration: dict[str, dict[str, dict[str, Any]]] = field(default_factory=dict)
+    k: int = 10
 
 
 @dataclass
@@ -72,6 +88,7 @@ class _Targets:
     history: Ragged  # each of ``everyone``'s seen items before the cutoff, oldest first
     seen: pd.DataFrame  # (user, item) pairs seen before the cutoff
     impressions: pd.DataFrame  # labelled test exposures of catalogue items; may be empty
+    test: pd.DataFrame  # the scenario's test events
     recent: pd.DataFrame | None = None  # the scenario's recent events, when a scorer asks
 
 
@@ -80,20 +97,24 @@ def evaluate(scenarios: Mapping[str, Scenario], plans: Mapping[str, ScenarioPlan
              blenders: Mapping[str, Blender], store: Any,
              catalogue: Mapping[str, np.ndarray], train: pd.DataFrame, test: pd.DataFrame,
              cutoff: Any, k: int = 10, progress: bool = True,
-             keep_lists: bool = False) -> Evaluation:
-    """Evaluate every scenario of ``plans`` with the given fitted components."""
+             keep_lists: bool = False, baselines: Mapping[str, Blender] | None = None
+             ) -> Evaluation:
+    """Evaluate every scenario of ``plans`` with the given fitted components; each of
+    ``baselines`` (other fitted blenders) is also ranked, as ``"<name> blend"``, over the
+    same scores."""
     targets = {name: _targets(scenarios[name], train, test, catalogue[name]) for name in plans}
     features = as_of(store, feature_sets, catalogue,
                      {name: t.everyone.ids for name, t in targets.items()}, cutoff)
-    result = Evaluation()
+    result = Evaluation(k=k)
     for name, plan in plans.items():
         pipeline = Pipeline.from_plan(scenarios[name], plan, components, blenders, features,
                                       catalogue[name])
         if pipeline.sequence_length:
             targets[name].recent = H.recent_events(
                 train[train[C.SCENARIO] == name], {name: pipeline.sequence_length})
+        pipeline.baselines = dict(baselines or {})
         metrics, lists = evaluate_scenario(pipeline, targets[name], cutoff, k, progress,
-                                           keep_lists)
+                                           keep_lists, result)
         if metrics:
             result.metrics[name] = metrics
         if keep_lists:
@@ -130,7 +151,7 @@ def _targets(scenario: Scenario, train: pd.DataFrame, test: pd.DataFrame,
     shown = labelled_impressions(te, scenario)
     shown = shown[shown[C.ITEM_ID].isin(catalogue)].reset_index(drop=True)
     return _Targets(users, relevant, pairs, IdIndex(everyone), H.grouped(seen, everyone), seen,
-                    shown)
+                    shown, te)
 
 
 def _requests(targets: _Targets, users: np.ndarray, cutoff: Any,
@@ -168,36 +189,48 @@ def objective(outputs: Mapping[str, np.ndarray], scenario: Scenario) -> np.ndarr
     return next(iter(outputs.values()))
 
 
-def _rankings(scored: Scored, scenario: Scenario) -> dict[str, np.ndarray]:
+def _rankings(scored: Scored, pipeline: Pipeline) -> dict[str, np.ndarray]:
     """What is ranked: each scorer by its objective task (``als``), or, for a scorer with
-    several tasks, by each of them (``llm.click``, ``llm.like``); then the blend."""
+    several tasks, by each of them (``llm.click``, ``llm.like``); then any baseline
+    blenders; then the blend."""
+    scenario = pipeline.scenario
     ranked = {}
     for name, out in scored.outputs.items():
         if len(out) > 1:
             ranked.update({f"{name}.{task}": values for task, values in out.items()})
         else:
             ranked[name] = objective(out, scenario)
+    for name, other in pipeline.baselines.items():
+        if scored.outputs:
+            ranked[f"{name} blend"] = np.asarray(other.blend(scored.outputs, scored.batch),
+                                                 dtype=float)
     ranked[BLEND] = scored.final
     return ranked
 
 
 def evaluate_scenario(pipeline: Pipeline, targets: _Targets, cutoff: Any, k: int,
-                      progress: bool = True, keep_lists: bool = False
+                      progress: bool = True, keep_lists: bool = False,
+                      into: Evaluation | None = None
                       ) -> tuple[dict[str, dict[str, float]], dict[str, dict[str, list[str]]]]:
-    """Metrics per ranker on one scenario, and (``keep_lists``) each user's top-K lists."""
+    """Metrics per ranker on one scenario, and (``keep_lists``) each user's top-K lists;
+    ``into`` also receives the activity buckets, the comparison with the best single ranker,
+    what the blender relied on and the calibration bins."""
     users, scenario = targets.users, pipeline.scenario
     if len(users) == 0 or len(pipeline.catalogue) == 0:
         return {}, {}
     top: dict[str, np.ndarray] = {}
     requests = _requests(targets, users, cutoff)
+    bucket = O.activity_bucket(requests.history.lengths)
+    reliance = _Reliance(len(O.BUCKETS))
     for rows, chunk in _chunks(requests, f"evaluating {scenario.name}", progress):
         scored = pipeline.score(chunk)
-        for name, values in _rankings(scored, scenario).items():
+        for name, values in _rankings(scored, pipeline).items():
             best = scored.top(k, values)
             request = best.row_index()
             rank = np.arange(len(best.values)) - best.offsets[request]
             ranks = top.setdefault(name, np.full((len(users), k), -1, dtype=np.int64))
             ranks[rows[request], rank] = scored.codes[best.values]
+        reliance.add(pipeline, scored, scored.top(k).values, bucket[rows])
     names = list(top)
 
     relevant = targets.relevant
@@ -206,22 +239,139 @@ def evaluate_scenario(pipeline: Pipeline, targets: _Targets, cutoff: Any, k: int
     keep = (rel_rows >= 0) & (rel_cols >= 0)
     rel_rows, rel_cols = rel_rows[keep], rel_cols[keep]
     n_relevant = np.bincount(rel_rows, minlength=len(users))
+    gain_of, ideal = _objective_gains(pipeline, targets, k)
+    draws = M.bootstrap_draws(len(users), seed=0)
     results: dict[str, dict[str, float]] = {}
+    per_user: dict[str, dict[str, np.ndarray]] = {}
+    width = len(pipeline.catalogue) + 1
     for name in names:
         hits = M.hits_matrix(top[name], rel_rows, rel_cols)
-        row = {f"{m}@{k}": v for m, v in M.ranking_metrics(hits, n_relevant).items()}
+        measured = {f"{m}@{k}": v for m, v in M.per_user_ranking(hits, n_relevant).items()}
+        keys = np.arange(len(users))[:, None] * width + top[name] + 1
+        gains = np.where(top[name] >= 0, gain_of.reindex(keys.ravel()).fillna(0.0)
+                         .to_numpy().reshape(keys.shape), 0.0)
+        measured[f"objective@{k}"] = M.graded_ndcg(
+            gains, ideal, pooled=scenario.objective_value is not None)
+        per_user[name] = measured
+        row: dict[str, float] = {}
+        for metric, v in measured.items():
+            row[metric] = float(np.nanmean(v)) if np.isfinite(v).any() else float("nan")
+            if metric.split("@")[0] in ("ndcg", "recall", "objective"):
+                row[f"{metric} lo"], row[f"{metric} hi"] = M.interval(v, draws)
         row[f"coverage@{k}"] = M.coverage(top[name], len(pipeline.catalogue))
         row["users"] = float(len(users))
         results[name] = row
     for name, aucs in _pairwise_auc(pipeline, targets, cutoff, progress).items():
         results[name].update(aucs)
-    for name, measured in _pointwise(pipeline, targets, cutoff, progress).items():
-        results.setdefault(name, {}).update(measured)
+    calibration: dict[str, dict[str, Any]] = {}
+    for name, point in _pointwise(pipeline, targets, cutoff, progress, calibration).items():
+        results.setdefault(name, {}).update(point)
+    if into is not None:
+        objective_key = f"objective@{k}"
+        into.buckets[scenario.name] = _by_bucket(per_user, bucket, objective_key, k)
+        into.comparison[scenario.name] = _compare(per_user, objective_key, draws)
+        if reliance.any():
+            into.reliance[scenario.name] = reliance.shares()
+        if calibration:
+            into.calibration[scenario.name] = calibration
     lists = {}
     if keep_lists:
         lists = {str(u): {name: pipeline.catalogue[top[name][i][top[name][i] >= 0]].tolist()
                           for name in names} for i, u in enumerate(users)}
     return results, lists
+
+
+def _objective_gains(pipeline: Pipeline, targets: _Targets, k: int
+                     ) -> tuple[pd.Series, np.ndarray]:
+    """Each relevant (ranked user, catalogue item)'s objective gain, keyed
+    ``user row * (catalogue + 1) + item code + 1``; and each user's K best gains."""
+    scenario, users = pipeline.scenario, targets.users
+    gains = O.gains(targets.test, scenario, _values(pipeline, pipeline.features, scenario.name))
+    pairs = targets.relevant[[C.USER_ID, C.ITEM_ID]].astype(str)
+    g = gains.reindex(pd.MultiIndex.from_frame(pairs)).fillna(0.0).to_numpy() \
+        if len(gains) else np.zeros(len(pairs))
+    rows = pd.Index(users).get_indexer(pairs[C.USER_ID])
+    cols = pipeline.index.positions(pairs[C.ITEM_ID].to_numpy(dtype=object))
+    ok = (rows >= 0) & (cols >= 0) & (g > 0)
+    rows, cols, g = rows[ok], cols[ok], g[ok]
+    width = len(pipeline.catalogue) + 1
+    keyed = pd.Series(g, index=rows.astype(np.int64) * width + cols + 1)
+    keyed = keyed.groupby(level=0).max()
+    order = np.lexsort((-g, rows))
+    rank = np.arange(len(order)) - np.searchsorted(rows[order], rows[order])
+    ideal = np.zeros((len(users), k))
+    inside = rank < k
+    ideal[rows[order][inside], rank[inside]] = g[order][inside]
+    return keyed, ideal
+
+
+def _by_bucket(per_user: Mapping[str, Mapping[str, np.ndarray]], bucket: np.ndarray,
+               objective_key: str, k: int) -> dict[str, dict[str, dict[str, float]]]:
+    """Per activity bucket with users, per ranker: users, the objective with its interval,
+    and NDCG."""
+    out: dict[str, dict[str, dict[str, float]]] = {}
+    for b, label in enumerate(O.BUCKETS):
+        rows = np.flatnonzero(bucket == b)
+        if not len(rows):
+            continue
+        draws = M.bootstrap_draws(len(rows), seed=b + 1)
+        part: dict[str, dict[str, float]] = {}
+        for name, values in per_user.items():
+            v = values[objective_key][rows]
+            lo, hi = M.interval(v, draws)
+            ndcg = values[f"ndcg@{k}"][rows]
+            part[name] = {"users": float(len(rows)),
+                          objective_key: float(np.nanmean(v)) if np.isfinite(v).any()
+                          else float("nan"), f"{objective_key} lo": lo,
+                          f"{objective_key} hi": hi, f"ndcg@{k}": float(ndcg.mean())}
+        out[label] = part
+    return out
+
+
+def _compare(per_user: Mapping[str, Mapping[str, np.ndarray]], objective_key: str,
+             draws: np.ndarray) -> dict[str, Any]:
+    """The best single ranker on the objective and the blend's paired difference from it."""
+    singles = {n: float(np.nanmean(v[objective_key])) for n, v in per_user.items()
+               if n != BLEND and not n.endswith(" blend") and np.isfinite(v[objective_key]).any()}
+    if not singles or BLEND not in per_user:
+        return {}
+    best = max(singles, key=lambda n: singles[n])
+    diff = per_user[BLEND][objective_key] - per_user[best][objective_key]
+    lo, hi = M.interval(diff, draws)
+    return {"metric": objective_key, "best_single": best, "best_single_value": singles[best],
+            "blend": float(np.nanmean(per_user[BLEND][objective_key])),
+            "difference": float(np.nanmean(diff)), "difference lo": lo, "difference hi": hi}
+
+
+class _Reliance:
+    """Sums of the blender's absolute contributions to the returned items, per bucket."""
+
+    def __init__(self, buckets: int) -> None:
+        self.sums: list[dict[str, float]] = [{} for _ in range(buckets)]
+
+    def add(self, pipeline: Pipeline, scored: Scored, rows: np.ndarray,
+            bucket: np.ndarray) -> None:
+        parts = pipeline.blender.contributions(scored.outputs, scored.batch)
+        if not parts or not len(rows):
+            return
+        which = bucket[scored.batch.request[rows]]
+        for name, values in parts.items():
+            size = np.bincount(which, weights=np.abs(np.nan_to_num(values[rows])),
+                               minlength=len(self.sums))
+            for b, total in enumerate(size):
+                self.sums[b][name] = self.sums[b].get(name, 0.0) + float(total)
+
+    def any(self) -> bool:
+        return any(self.sums)
+
+    def shares(self) -> dict[str, dict[str, float]]:
+        out = {}
+        for label, sums in zip(O.BUCKETS, self.sums, strict=True):
+            total = sum(sums.values())
+            if total > 0:
+                out[label] = {n: v / total for n, v in sorted(sums.items(),
+                                                             key=lambda kv: -kv[1])}
+        return out
 
 
 def _pairwise_auc(pipeline: Pipeline, targets: _Targets, cutoff: Any,
@@ -247,7 +397,7 @@ def _pairwise_auc(pipeline: Pipeline, targets: _Targets, cutoff: Any,
         user = rows[scored.batch.request]
         labels.append(labels_all[label_index.get_indexer(user * width + scored.codes + 1)])
         groups.append(user)
-        for name, values in _rankings(scored, pipeline.scenario).items():
+        for name, values in _rankings(scored, pipeline).items():
             scores.setdefault(name, []).append(values)
     y, g = np.concatenate(labels), np.concatenate(groups)
     result: dict[str, dict[str, float]] = {}
@@ -260,8 +410,9 @@ def _pairwise_auc(pipeline: Pipeline, targets: _Targets, cutoff: Any,
     return result
 
 
-def _pointwise(pipeline: Pipeline, targets: _Targets, cutoff: Any,
-               progress: bool) -> dict[str, dict[str, float]]:
+def _pointwise(pipeline: Pipeline, targets: _Targets, cutoff: Any, progress: bool,
+               bins: dict[str, dict[str, Any]] | None = None
+               ) -> dict[str, dict[str, float]]:
     """Log loss and calibration error of every probability task over the test impressions,
     each scored alone (its slot as the request's ``position``), as of the cutoff."""
     shown = targets.impressions
@@ -290,6 +441,11 @@ def _pointwise(pipeline: Pipeline, targets: _Targets, cutoff: Any,
         if ok.any():
             result[name] = {"logloss": M.logloss(y[ok], p[ok]), "ece": M.ece(y[ok], p[ok]),
                             "impressions": float(ok.sum())}
+            if bins is not None:
+                count, predicted, observed = M.calibration_bins(y[ok], p[ok])
+                bins[name] = {"count": count.tolist(), "predicted": predicted.tolist(),
+                              "observed": observed.tolist(),
+                              "rate": float(y[ok].mean())}
     return result
 
 
@@ -314,7 +470,8 @@ def blend_examples(scenarios: Mapping[str, Scenario], plans: Mapping[str, Scenar
         if pipeline.sequence_length:
             t.recent = H.recent_events(before[before[C.SCENARIO] == name],
                                        {name: pipeline.sequence_length})
-        gains = _gains(during[during[C.SCENARIO] == name], scenario)
+        gains = O.gains(during[during[C.SCENARIO] == name], scenario,
+                        _values(pipeline, features, name))
         parts = []
         if len(t.users):
             for _, chunk in _chunks(_requests(t, t.users, cutoff), f"blend slice {name}",
@@ -328,10 +485,12 @@ def blend_examples(scenarios: Mapping[str, Scenario], plans: Mapping[str, Scenar
     return examples
 
 
-def _gains(events: pd.DataFrame, scenario: Scenario) -> pd.Series:
-    """Per (user, item), the largest weight among its positive events."""
-    positive = events[events[C.EVENT_TYPE].isin(scenario.positive_events)]
-    weight = positive[C.EVENT_TYPE].map(scenario.event_weights).astype(float)
-    weight = weight.where(weight > 0, 1.0)  # a positive event weighed 0 still counts
-    return weight.groupby([positive[C.USER_ID].astype(str),
-                           positive[C.ITEM_ID].astype(str)]).max()
+def _values(pipeline: Pipeline, features: Any, scenario: str) -> pd.Series | None:
+    """Each catalogue item's objective value, when the scenario's objective has one."""
+    column = O.value_column(pipeline.scenario)
+    if column is None:
+        return None
+    table = features.items(scenario, pipeline.catalogue)
+    if column not in table:
+        return None
+    return pd.Series(np.asarray(table[column], dtype=float), index=pipeline.catalogue)

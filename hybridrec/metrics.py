@@ -19,8 +19,8 @@ from typing import Any
 
 import numpy as np
 
-__all__ = ["auc", "coverage", "grouped_auc", "hits_matrix", "json_safe", "logloss",
-           "ranking_metrics"]
+__all__ = ["auc", "bootstrap_draws", "coverage", "graded_ndcg", "grouped_auc", "hits_matrix",
+           "interval", "json_safe", "logloss", "per_user_ranking", "ranking_metrics"]
 
 
 def hits_matrix(
@@ -38,15 +38,21 @@ def hits_matrix(
 
 
 def ranking_metrics(hits: np.ndarray, n_relevant: np.ndarray) -> dict[str, float]:
+    """The mean over users of ``per_user_ranking``."""
+    per_user = per_user_ranking(hits, n_relevant)
+    if len(hits) == 0:
+        return {name: float("nan") for name in per_user}
+    return {name: float(values.mean()) for name, values in per_user.items()}
+
+
+def per_user_ranking(hits: np.ndarray, n_relevant: np.ndarray) -> dict[str, np.ndarray]:
+    """Recall, NDCG, average precision and hit (0 or 1) at K of each user."""
     hits = np.asarray(hits, dtype=bool)
     n_relevant = np.asarray(n_relevant, dtype=float)
     if hits.ndim != 2 or len(hits) != len(n_relevant):
         raise ValueError("hits must be (users, K) with one relevant count per user")
     if (n_relevant <= 0).any():
         raise ValueError("every evaluated user needs at least one relevant item")
-    if len(hits) == 0:
-        return {"recall": float("nan"), "ndcg": float("nan"), "map": float("nan"),
-                "hit_rate": float("nan")}
     k = hits.shape[1]
     discounts = 1.0 / np.log2(np.arange(2, k + 2))
     dcg = (hits * discounts).sum(axis=1)
@@ -54,12 +60,49 @@ def ranking_metrics(hits: np.ndarray, n_relevant: np.ndarray) -> dict[str, float
     ideal = np.cumsum(discounts)[ideal_hits - 1]
     precision_at = np.cumsum(hits, axis=1) / np.arange(1, k + 1)
     ap = (precision_at * hits).sum(axis=1) / np.minimum(n_relevant, k)
-    return {
-        "recall": float((hits.sum(axis=1) / n_relevant).mean()),
-        "ndcg": float((dcg / ideal).mean()),
-        "map": float(ap.mean()),
-        "hit_rate": float(hits.any(axis=1).mean()),
-    }
+    return {"recall": hits.sum(axis=1) / n_relevant, "ndcg": dcg / ideal, "map": ap,
+            "hit_rate": hits.any(axis=1).astype(float)}
+
+
+def graded_ndcg(gains: np.ndarray, ideal: np.ndarray, pooled: bool = False) -> np.ndarray:
+    """Per user, NDCG with graded gains: ``gains`` is (users, K), the gain of the item at
+    each rank (0 for an empty slot), ``ideal`` each user's gains in any order (users, >= K,
+    zero padded); NaN for a user whose ideal gain is 0. With ``pooled``, each user's DCG is
+    divided by the mean ideal DCG instead of their own, so that the mean over users is
+    sum(DCG) / sum(ideal DCG): users weigh by the gain at stake (an ad slot's bids)."""
+    k = gains.shape[1]
+    discounts = 1.0 / np.log2(np.arange(2, k + 2))
+    best = -np.sort(-np.asarray(ideal, dtype=float), axis=1)[:, :k]
+    ideal_dcg = (best * discounts[:best.shape[1]]).sum(axis=1)
+    dcg = (np.asarray(gains, dtype=float) * discounts).sum(axis=1)
+    if pooled:
+        dcg = np.where(ideal_dcg > 0, dcg, np.nan)
+        ideal_dcg = np.where(ideal_dcg > 0, ideal_dcg[ideal_dcg > 0].mean()
+                             if (ideal_dcg > 0).any() else 0.0, 0.0)
+    return np.divide(dcg, ideal_dcg, out=np.full(len(dcg), np.nan), where=ideal_dcg > 0)
+
+
+def bootstrap_draws(n: int, draws: int = 1000, seed: int = 0) -> np.ndarray:
+    """``draws`` resamples (with replacement) of ``n`` users' positions, shared by every
+    ranker so that their intervals and differences are paired."""
+    return np.random.default_rng(seed).integers(0, n, size=(draws, n)) if n else \
+        np.zeros((draws, 0), dtype=np.int64)
+
+
+def interval(values: np.ndarray, draws: np.ndarray, level: float = 0.95
+             ) -> tuple[float, float]:
+    """Percentile bootstrap interval of the mean of per-user ``values`` (NaN ignored)."""
+    import warnings
+
+    values = np.asarray(values, dtype=float)
+    if draws.shape[1] == 0 or not np.isfinite(values).any():
+        return float("nan"), float("nan")
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", RuntimeWarning)  # a resample of only NaN
+        means = np.nanmean(values[draws], axis=1)
+    tail = (1 - level) / 2 * 100
+    lo, hi = np.nanpercentile(means, [tail, 100 - tail])
+    return float(lo), float(hi)
 
 
 def coverage(top: np.ndarray, n_items: int) -> float:

@@ -48,11 +48,25 @@ class ScenarioPlan:
     fallback: str | None = None
     features: dict[str, list[str]] = field(default_factory=dict)
     sequence_length: int = 0
+    #: Scenario fields the training config set (``objective_events``, ``n_candidates``...),
+    #: applied wherever the bundle serves or is evaluated.
+    settings: dict[str, Any] = field(default_factory=dict)
+    #: The registered scenario's objective value feature (``ad_profile:bid``), if any.
+    objective_value: str | None = None
 
     def as_dict(self) -> dict[str, Any]:
         return {"scorers": self.scorers, "candidate_sources": self.candidate_sources,
                 "blender": self.blender, "fallback": self.fallback, "features": self.features,
-                "sequence_length": self.sequence_length}
+                "sequence_length": self.sequence_length, "settings": self.settings,
+                "objective_value": self.objective_value}
+
+    def scenario(self, registered: Scenario) -> Scenario:
+        """The registered scenario with this plan's settings."""
+        from dataclasses import replace
+
+        settings: dict[str, Any] = {k: tuple(v) if isinstance(v, list) else v
+                                    for k, v in self.settings.items()}
+        return replace(registered, **settings) if settings else registered
 
     @classmethod
     def from_dict(cls, data: Mapping[str, Any]) -> ScenarioPlan:
@@ -68,6 +82,9 @@ class ScenarioPlan:
         blender)."""
         out = {f"scorer {n!r}": tuple(components[n].feature_refs) for n in self.readers()}
         out[f"blender {self.blender!r}"] = tuple(blender.feature_refs)
+        value = self.settings.get("objective_value", self.objective_value)
+        if value:
+            out["the scenario's objective value"] = (value,)
         return out
 
 
@@ -151,6 +168,8 @@ class Ranked:
     unknown_candidates: list[str]
     #: Per item, each explaining scorer's explanation (when asked for).
     explanations: list[dict[str, Any] | None] | None = None
+    #: Per item, each blend input's contribution to its score (when the blender says).
+    contributions: list[dict[str, float | None]] | None = None
 
 
 class Pipeline:
@@ -169,6 +188,8 @@ class Pipeline:
         self.catalogue = np.asarray(catalogue, dtype=str)
         self.index = IdIndex(self.catalogue)
         self.fallback = fallback  # a component that is both Scorer and CandidateSource
+        #: Other blenders evaluation ranks with over the same scores, for comparison.
+        self.baselines: dict[str, Blender] = {}
         self.sequence_length = sequence_length([*self.scorers.values(), blender])
         # Evidence about a user: the user features the scorers (not the blender) read.
         self.evidence = {ref.replace(":", "__") for s in self.scorers.values()
@@ -216,6 +237,13 @@ class Pipeline:
         top = scored.top(k)
         keys = [(f"{s}.{t}", v) for s, tasks in scored.outputs.items() for t, v in tasks.items()]
         notes = self._explain(scored, top.values) if explain else None
+        parts = self.blender.contributions(scored.outputs, scored.batch)
+        shares = None
+        if parts:
+            picked = [(key, np.asarray(values, dtype=float)[top.values])
+                      for key, values in parts.items()]
+            shares = [{key: _finite(v[j]) for key, v in picked}
+                      for j in range(len(top.values))]
         answers = []
         for r in range(scored.batch.n_requests):
             rows = top[r]
@@ -225,7 +253,9 @@ class Pipeline:
                 scorer_scores=[{key: _finite(v[i]) for key, v in keys} for i in rows],
                 cold_start=cold, unknown_candidates=scored.unknown[r].tolist(),
                 explanations=None if notes is None else
-                notes[top.offsets[r]:top.offsets[r + 1]]))
+                notes[top.offsets[r]:top.offsets[r + 1]],
+                contributions=None if shares is None else
+                shares[top.offsets[r]:top.offsets[r + 1]]))
         return answers
 
     def _explain(self, scored: Scored, rows: np.ndarray) -> list[dict[str, Any] | None]:

@@ -45,6 +45,7 @@ BUILTIN_PLUGINS = (
     "hybridrec.builtin.scenarios",
     "hybridrec.builtin.popularity",
     "hybridrec.builtin.blenders",
+    "hybridrec.builtin.learned",
 )
 
 #: Registry kind -> the hook that fills it.

@@ -54,6 +54,8 @@ class RecommendedItem:
     scores: dict[str, float | None]
     #: ``{scorer: explanation}`` from the scorers that explain, when asked for.
     explanation: dict[str, Any] | None = None
+    #: ``{blend input: contribution}``, from a blender that can say.
+    contributions: dict[str, float | None] | None = None
 
 
 @dataclass
@@ -85,7 +87,8 @@ class Recommender:
         self.feedback_until = int(bundle.manifest.get("feedback_until", 0))
         registry = get_registry()
         plans = bundle.plans
-        self.scenarios: dict[str, Scenario] = {n: registry.get("scenarios", n) for n in plans}
+        self.scenarios: dict[str, Scenario] = {
+            n: p.scenario(registry.get("scenarios", n)) for n, p in plans.items()}
         catalogue = bundle.catalogue()
         self.catalogue = {n: catalogue.loc[catalogue[C.SCENARIO] == n, C.ITEM_ID].to_numpy(str)
                           for n in plans}
@@ -179,9 +182,10 @@ class Recommender:
             request_id=request_id or uuid.uuid4().hex, user_id=user_id, scenario=scenario.name,
             bundle_version=self.version, cold_start=ranked.cold_start,
             fallback=pipeline.fallback.name if ranked.cold_start and pipeline.fallback else None,
-            items=[RecommendedItem(i, s, d, e) for i, s, d, e in zip(
+            items=[RecommendedItem(i, s, d, e, c) for i, s, d, e, c in zip(
                 ranked.item_ids, ranked.scores, ranked.scorer_scores,
-                ranked.explanations or [None] * len(ranked.item_ids), strict=True)],
+                ranked.explanations or [None] * len(ranked.item_ids),
+                _or_nothing(ranked.contributions, len(ranked.item_ids)), strict=True)],
             unknown_candidates=ranked.unknown_candidates)
 
     def user_history(self, user_id: str, scenario: Scenario,
@@ -261,3 +265,7 @@ def _by_user(frame: Any, column: str | None) -> dict[tuple[str, str], list[Any]]
     for scenario, user, value in zip(frame[C.SCENARIO], frame[C.USER_ID], values, strict=True):
         out.setdefault((str(scenario), str(user)), []).append(value)
     return out
+
+
+def _or_nothing(values: list[Any] | None, n: int) -> list[Any]:
+    return values if values is not None else [None] * n

@@ -486,3 +486,21 @@ class BlenderContract(_Kit):
         batch = self.two_requests(fitted, world)
         scores = self.inputs(batch)
         np.testing.assert_allclose(fitted.blend(scores, batch), loaded.blend(scores, batch))
+
+    def test_contributions_explain_the_blend(self, fitted: Blender, world: KitWorld) -> None:
+        """Where a blender says why, its contributions align with the rows and add up to
+        the blended score, up to a constant per request."""
+        batch = self.two_requests(fitted, world)
+        scores = self.inputs(batch)
+        parts = fitted.contributions(scores, batch)
+        if parts is None:
+            pytest.skip(f"blender {fitted.name!r} does not report contributions")
+        assert parts, "contributions, when given, name at least one input"
+        for key, values in parts.items():
+            assert np.asarray(values).shape == (len(batch),), key
+            assert np.isfinite(np.asarray(values, dtype=float)).all(), key
+        gap = np.asarray(fitted.blend(scores, batch)) - sum(
+            np.asarray(v, dtype=float) for v in parts.values())
+        for r in range(batch.n_requests):
+            rows = gap[batch.offsets[r]:batch.offsets[r + 1]]
+            np.testing.assert_allclose(rows, rows[0], atol=1e-9)

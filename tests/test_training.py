@@ -128,15 +128,20 @@ def test_evaluate_movielens_popularity(tmp_path):
 def test_component_config_from_a_toml_file(workspace, tmp_path):
     config = tmp_path / "hybridrec.toml"
     config.write_text('[popularity]\nhalf_life_days = 7.0\n\n'
+                      '[scenarios.shop]\nblender = "weighted"\n\n'
                       '[weighted.weights.shop]\n"popularity.click" = 2.0\n')
-    workspace.cli("train", "--quiet", "--no-refit", "--scenario", "shop", "--config",
-                  str(config))
-    m = manifest(workspace)
-    comps = {c["dir"]: c for c in m["components"]}
-    assert comps["popularity"]["params"] == {"half_life_days": 7.0}
-    assert m["blenders"]["weighted"]["params"] == {"weights": {"shop": {"popularity.click": 2.0}}}
-    assert m["config"]["popularity"] == {"half_life_days": 7.0}
-    workspace.cli("train", "--quiet")  # back to the defaults for the other tests
+    try:
+        workspace.cli("train", "--quiet", "--no-refit", "--scenario", "shop", "--config",
+                      str(config))
+        m = manifest(workspace)
+        comps = {c["dir"]: c for c in m["components"]}
+        assert comps["popularity"]["params"] == {"half_life_days": 7.0}
+        assert m["blenders"]["weighted"]["params"] == {
+            "weights": {"shop": {"popularity.click": 2.0}}}
+        assert m["scenarios"]["shop"]["blender"] == "weighted"
+        assert m["config"]["popularity"] == {"half_life_days": 7.0}
+    finally:
+        workspace.cli("train", "--quiet")  # back to the defaults for the other tests
 
 
 @pytest.mark.parametrize("text,message", [

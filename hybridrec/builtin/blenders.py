@@ -56,16 +56,22 @@ class WeightedBlender(Blender):
 
     def blend(self, scores: Mapping[str, Mapping[str, np.ndarray]],
               batch: ScoreBatch) -> np.ndarray:
-        total = np.zeros(len(batch))
+        return sum(self.contributions(scores, batch).values(), np.zeros(len(batch)))
+
+    def contributions(self, scores: Mapping[str, Mapping[str, np.ndarray]],
+                      batch: ScoreBatch) -> dict[str, np.ndarray]:
+        """Each input's weighted z-score over the row's total weight."""
+        terms = {}
         weight_sum = np.zeros(len(batch))
         for scorer, tasks in scores.items():
             for task, values in tasks.items():
                 w = self.weight(batch.scenario.name, f"{scorer}.{task}")
                 z = group_standardise(values, batch.request, batch.n_requests)
                 present = np.isfinite(z)
-                total += np.where(present, w * np.nan_to_num(z), 0.0)
+                terms[f"{scorer}.{task}"] = np.where(present, w * np.nan_to_num(z), 0.0)
                 weight_sum += np.where(present, abs(w), 0.0)
-        return np.divide(total, weight_sum, out=np.zeros_like(total), where=weight_sum > 0)
+        return {key: np.divide(t, weight_sum, out=np.zeros_like(t), where=weight_sum > 0)
+                for key, t in terms.items()}
 
     def save(self, path: Path) -> None:
         (path / "config.json").write_text(json.dumps(self.config))

@@ -12,6 +12,7 @@ SHOP = Scenario(
     event_weights={"view": 1.0, "cart": 4.0, "purchase": 10.0},
     positive_events=("cart", "purchase"),
     objective=("purchase",),
+    objective_events={"purchase": 1.0, "cart": 0.2},
     fallback="popularity",
 )
 VIDEO = Scenario(
@@ -20,14 +21,18 @@ VIDEO = Scenario(
     event_weights={"watch": 1.0, "like": 5.0},
     positive_events=("watch", "like"),
     objective=("like",),
+    objective_events={"like": 1.0, "watch": 0.2},
     fallback="popularity",
 )
 ADS = Scenario(
     name="ads",
-    description="Ad slot: impressions and clicks; ranked by click-through rate.",
+    description="Ad slot: impressions and clicks; ranked by expected value, click-through "
+                "rate times bid.",
     event_weights={"impression": 0.0, "click": 1.0},
     positive_events=("click",),
     objective=("ctr",),
+    objective_events={"click": 1.0},
+    objective_value="ad_profile:bid",
     item_keys=AD_ITEM_KEYS,
     fallback="popularity",
 )

@@ -19,6 +19,15 @@ COMMON = [
     click.option("--test-fraction", default=0.1, show_default=True,
                  type=click.FloatRange(0, 1, min_open=True, max_open=True),
                  help="Latest share of events held out for evaluation."),
+    click.option("--split", default="temporal", show_default=True,
+                 type=click.Choice(["temporal", "random", "leave-last"]),
+                 help="How the test slice is held out: the latest events (temporal), a "
+                      "seeded random share of every user's events (random), or each user's "
+                      "latest events (leave-last)."),
+    click.option("--seed", default=0, show_default=True, type=int,
+                 help="Seed of the random and leave-last splits."),
+    click.option("--report", "report", type=click.Path(file_okay=False, path_type=Path),
+                 help="Write an HTML report with plots (index.html) to this folder."),
     click.option("-k", default=10, show_default=True, type=click.IntRange(1)),
     click.option("--quiet", is_flag=True, help="No progress bars."),
     click.option("--config", "config_path", envvar="HYBRIDREC_CONFIG",
@@ -36,7 +45,8 @@ def with_common(f: Any) -> Any:
 
 def metrics_table(metrics: dict[str, dict[str, dict[str, float]]], k: int) -> str:
     """One row per scenario and ranker; the blend last in each scenario."""
-    cols = ["scenario", "scorer", "users", f"ndcg@{k}", f"recall@{k}", f"map@{k}",
+    cols = ["scenario", "scorer", "users", f"objective@{k}", f"ndcg@{k}", f"recall@{k}",
+            f"map@{k}",
             f"hit_rate@{k}", f"coverage@{k}", "auc", "gauc", "logloss", "ece"]
     rows = []
     for scenario, per in metrics.items():
@@ -46,6 +56,19 @@ def metrics_table(metrics: dict[str, dict[str, dict[str, float]]], k: int) -> st
             rows.append({**row, "scenario": scenario, "scorer": scorer,
                          "users": int(values.get("users", 0))})
     return table(rows, cols)
+
+
+def comparison_lines(result: Any) -> str:
+    """Per scenario, the blend against the best single ranker on the objective."""
+    evaluation = getattr(result, "evaluation", None)
+    lines = []
+    for scenario, c in (evaluation.comparison.items() if evaluation else []):
+        if c:
+            lines.append(f"{scenario}: blend {c['metric']} {c['blend']:.4f} vs best single "
+                         f"{c['best_single']} {c['best_single_value']:.4f}: "
+                         f"{c['difference']:+.4f} [95% {c['difference lo']:+.4f}, "
+                         f"{c['difference hi']:+.4f}]")
+    return ("\n" + "\n".join(lines)) if lines else ""
 
 
 def importance_lines(importance: dict[str, dict[str, dict[str, float]]], top: int = 8
@@ -81,6 +104,11 @@ def _write_lists(path: Path, lists: dict[str, Any]) -> None:
 
 
 def add_to(cli: click.Group) -> None:
+    _add_train(cli)
+    _add_evaluate(cli)
+
+
+def _add_train(cli: click.Group) -> None:
     @cli.command()
     @with_common
     @click.option("--refit/--no-refit", default=True, show_default=True,
@@ -99,12 +127,18 @@ def add_to(cli: click.Group) -> None:
         result = _guarded(lambda: training.run(ws, config=load_config(config_path), k=k,
                                                progress=not quiet, **opts))
         click.echo(metrics_table(result.metrics, k))
+        click.echo(comparison_lines(result))
         click.echo(importance_lines(result.importance))
         for note in result.notes:
             click.echo(f"note: {note}", err=True)
+        if opts.get("report"):
+            click.echo(f"report written to {opts['report'] / 'index.html'}")
         prune(ws.bundles, keep)
         click.echo(f"\nbundle {result.version} written to {result.path} and made current")
 
+
+
+def _add_evaluate(cli: click.Group) -> None:
     @cli.command()
     @with_common
     @click.option("--bundle", "bundle_version", default=None, metavar="VERSION",
@@ -114,20 +148,27 @@ def add_to(cli: click.Group) -> None:
                   help="Also write every evaluated user's top-k lists (the blend and each "
                        "scorer) to this file, one JSON object per line.")
     @click.option("--json", "as_json", is_flag=True, help="Print JSON.")
+    @click.option("--baseline-blender", "baselines", multiple=True, metavar="NAME",
+                  help="Also rank with this blender over the same scores, as '<NAME> blend' "
+                       "(repeatable; 'weighted' for equal weights).")
     @click.pass_context
     def evaluate(ctx: click.Context, quiet: bool, as_json: bool, k: int,
                  bundle_version: str | None, lists_path: Path | None,
                  config_path: Path | None, **opts: Any) -> None:
-        """Per-scenario, per-scorer offline metrics on a temporal hold-out (no bundle written)."""
+        """Per-scenario, per-scorer offline metrics with 95% intervals on a hold-out (no
+        bundle written)."""
         from hybridrec import training
         from hybridrec.config import load_config
 
         ws = workspace(ctx)
         keep_lists = lists_path is not None
         if bundle_version is not None:
+            if opts.pop("baselines"):
+                fail("--baseline-blender needs fitting afresh; leave out --bundle")
             version = None if bundle_version == "current" else bundle_version
             result = _guarded(lambda: training.evaluate_bundle(
-                ws, version, k, progress=not quiet, keep_lists=keep_lists))
+                ws, version, k, progress=not quiet, keep_lists=keep_lists,
+                report=opts["report"]))
         else:
             result = _guarded(lambda: training.run(
                 ws, config=load_config(config_path), k=k, write=False, refit=False,
@@ -138,10 +179,17 @@ def add_to(cli: click.Group) -> None:
             _write_lists(lists_path, result.lists)
         from hybridrec.metrics import json_safe
 
+        evaluation = result.evaluation
         if as_json:
-            click.echo(json.dumps(json_safe({"metrics": result.metrics,
-                                             "feature_importance": result.importance}),
-                                  indent=2, allow_nan=False))
+            click.echo(json.dumps(json_safe({
+                "metrics": result.metrics, "feature_importance": result.importance,
+                "comparison": evaluation.comparison if evaluation else {},
+                "buckets": evaluation.buckets if evaluation else {},
+                "reliance": evaluation.reliance if evaluation else {}}),
+                indent=2, allow_nan=False))
         else:
             click.echo(metrics_table(result.metrics, k))
+            click.echo(comparison_lines(result))
             click.echo(importance_lines(result.importance))
+        if opts["report"] is not None:
+            click.echo(f"report written to {opts['report'] / 'index.html'}", err=as_json)

@@ -42,14 +42,19 @@ class RecommendedItem(BaseModel):
     item_id: str
     score: float | None = Field(description=(
         "The blender's ranking score. It orders this list and is comparable only within one "
-        "response: the weighted blender averages each scorer's scores standardised over the "
-        "request's candidates, so a lone candidate scores 0. Null if no score was finite."))
+        "response: blenders work on each scorer's scores standardised over the request's "
+        "candidates. Null if no score was finite."))
     scores: dict[str, float | None] = Field(description="Per scorer and task, `scorer.task`, "
                                             "as the scorer returned it; null where the scorer "
                                             "has no opinion.")
     explanation: dict[str, Any] | None = Field(
         default=None, description="With `explain`: per scorer that explains, what moved "
         "this item's score. Null otherwise.")
+    contributions: dict[str, float | None] | None = Field(
+        default=None, description="Each blend input's share of `score`: per `scorer.task`, "
+        "its (weighted, standardised) contribution, and any context the blender reads "
+        "(`item popularity`, `item age`, `objective value`); they sum to `score` up to a "
+        "constant of the response. Null where the blender cannot say.")
 
 
 class RecommendResponse(BaseModel):

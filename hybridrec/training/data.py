@@ -66,13 +66,68 @@ def scenario_names(inputs: Inputs, requested: Iterable[str] | None) -> list[str]
     return names
 
 
+#: How time (or chance) divides events into train and test.
+SPLITS = ("temporal", "random", "leave-last")
+
+
 @dataclass
 class Split:
-    """A global temporal split: events before ``cutoff`` train, the rest test."""
+    """Events divided into train and test. ``cutoff`` is when the test requests are scored:
+    the split time of a temporal split, just after the last event otherwise."""
 
     train: pd.DataFrame
     test: pd.DataFrame
     cutoff: pd.Timestamp
+    kind: str = "temporal"
+
+
+def make_split(events: pd.DataFrame, kind: str, fraction: float, seed: int = 0) -> Split:
+    """Hold out about ``fraction`` of the events:
+
+    * ``temporal``: the latest events (one global cutoff in time);
+    * ``random``: each event with probability ``fraction``, drawn in the order of the event
+      log (``numpy.random.default_rng(seed).random(len(events)) < fraction``, the protocol
+      of the published MovieLens figures), so each user's events split about 80/20 at 0.2;
+    * ``leave-last``: each user's latest ``fraction`` of their events in the scenario (at
+      least one, for users with two or more).
+
+    The random and leave-last splits score test requests as of the end of the data, so
+    features derived from the event log there may already count test events."""
+    if not 0 < fraction < 1:
+        raise ValueError(f"the test fraction must be between 0 and 1, got {fraction}")
+    if kind == "temporal":
+        return temporal_split(events, fraction)
+    if kind not in SPLITS:
+        raise ValueError(f"unknown split {kind!r}; known: {', '.join(SPLITS)}")
+    if kind == "random":
+        test = np.random.default_rng(seed).random(len(events)) < fraction
+    else:
+        u = _uniform(events, seed)
+        frame = pd.DataFrame({"g": (events[C.SCENARIO].astype(str) + "\x1f"
+                                    + events[C.USER_ID].astype(str)).to_numpy(),
+                              "t": events[C.EVENT_TIMESTAMP].to_numpy(), "u": u})
+        frame = frame.sort_values(["g", "t", "u"], kind="stable")
+        size = frame.groupby("g", sort=False)["g"].transform("size").to_numpy()
+        from_end = size - frame.groupby("g", sort=False).cumcount().to_numpy()
+        hold = np.where(size >= 2, np.maximum(1, np.round(fraction * size)), 0)
+        test = np.zeros(len(events), dtype=bool)
+        test[frame.index.to_numpy()] = from_end <= hold  # positions: a default index
+    end = pd.Timestamp(events[C.EVENT_TIMESTAMP].max()) + pd.Timedelta(microseconds=1)
+    return Split(events[~test], events[test], end, kind)
+
+
+def _uniform(events: pd.DataFrame, seed: int) -> np.ndarray:
+    """A number in [0, 1) per event from a hash of what the event is and ``seed``."""
+    stamp = pd.to_datetime(events[C.EVENT_TIMESTAMP], utc=True)
+    frame = pd.DataFrame({
+        "user": events[C.USER_ID].astype(str).to_numpy(),
+        "item": events[C.ITEM_ID].astype(str).to_numpy(),
+        "scenario": events[C.SCENARIO].astype(str).to_numpy(),
+        "type": events[C.EVENT_TYPE].astype(str).to_numpy(),
+        "time": stamp.dt.tz_localize(None).to_numpy("datetime64[us]").astype(np.int64),
+        "seed": np.full(len(events), seed, dtype=np.int64)})
+    hashed = pd.util.hash_pandas_object(frame, index=False).to_numpy(np.uint64)
+    return (hashed >> np.uint64(11)).astype(np.float64) / float(1 << 53)
 
 
 def temporal_split(events: pd.DataFrame, test_fraction: float) -> Split:
@@ -101,15 +156,23 @@ def training_data(store: Any, events: pd.DataFrame, inputs: Inputs, plan: Plan,
                   progress: bool) -> TrainingData:
     """Each scenario's events with the features its components declare, joined as of each
     event's time (one join for the whole window: each row depends only on its own time, so
-    any time slice of it is correct too)."""
+    any time slice of it is correct too); rows stay in the order of ``events``."""
     from hybridrec.features import join_events
 
-    frames = []
+    frames, positions = [], []
+    scenario = events[C.SCENARIO].to_numpy()
     for name in progress_bar(list(plan.scenarios), "joining features", enabled=progress):
-        part = events[events[C.SCENARIO] == name]
-        if len(part):
-            frames.append(join_events(store, part, plan.scenarios[name], plan.features[name]))
-    frame = pd.concat(frames, ignore_index=True) if frames else events.iloc[:0].copy()
+        rows = np.flatnonzero(scenario == name)
+        if len(rows):
+            frames.append(join_events(store, events.iloc[rows], plan.scenarios[name],
+                                      plan.features[name]))
+            positions.append(rows)
+    if frames:
+        frame = pd.concat(frames, ignore_index=True)
+        frame = frame.iloc[np.argsort(np.concatenate(positions), kind="stable")]
+        frame = frame.reset_index(drop=True)
+    else:
+        frame = events.iloc[:0].copy()
     frame[C.EVENT_TIMESTAMP] = as_utc_us(frame[C.EVENT_TIMESTAMP])
     return TrainingData(events=frame, items=inputs.items, users=inputs.users,
                         scenarios=plan.scenarios, ads=inputs.ads)

@@ -90,8 +90,11 @@ def make_plan(registry: Any, scenarios: Iterable[str], only_scorers: Iterable[st
     plan = Plan(scenarios={}, plans={}, features={}, components={}, blenders={},
                 config=config)
     for name in scenarios:
-        scenario = replace(_lookup(registry, "scenarios", name), **choices.get(name, {}))
+        settings = choices.get(name, {})
+        scenario = replace(_lookup(registry, "scenarios", name), **settings)
         scenario_plan = planner.scenario(scenario, wanted, plan.notes)
+        scenario_plan.settings = {k: v for k, v in settings.items()
+                                  if k in cfg.SCENARIO_SETTINGS}
         blender = planner.instance(_lookup(registry, "blenders", scenario.blender))
         plan.blender_probes[scenario.blender] = blender
         scenario_plan.sequence_length = sequence_length(
@@ -167,7 +170,8 @@ class _Planner:
                                     "for cold starts, which does not support it")
             self.claim(fallback, cls)
         return ScenarioPlan(scorers=scorers, candidate_sources=sources,
-                            blender=scenario.blender, fallback=fallback)
+                            blender=scenario.blender, fallback=fallback,
+                            objective_value=scenario.objective_value)
 
 
 def _lookup(registry: Any, kind: str, name: str) -> Any:
@@ -180,12 +184,17 @@ def _lookup(registry: Any, kind: str, name: str) -> Any:
 def _check_blend_inputs(plan: Plan, planner: _Planner, registry: Any) -> None:
     """Each blender is told the ``scorer.task`` keys of every scenario: exactly those of the
     scenarios it blends in this run, and every installed scorer's for the others (so a typo
-    under a scenario not trained this time is caught too)."""
+    under a scenario not trained this time is caught too). A blender that is configured but
+    blends nothing this run is checked as if it blended every scenario trained."""
     installed = [f"{name}.{task}" for name, cls in registry.scorers.items() for task in cls.tasks]
-    for blender_name, cls in plan.blenders.items():
+    configured = {name: registry.blenders[name] for name in plan.config
+                  if name in registry.blenders and name not in plan.blenders}
+    plan.notes += [f"[{name}] is configured but blends none of the scenarios trained; choose it "
+                   f"with [scenarios.NAME] blender = \"{name}\"" for name in configured]
+    for blender_name, cls in {**plan.blenders, **configured}.items():
         inputs = {name: installed for name in registry.scenarios}
         for name, p in plan.plans.items():
-            if p.blender == blender_name:
+            if p.blender == blender_name or blender_name in configured:
                 inputs[name] = [f"{s}.{t}" for s in p.readers()
                                 for t in planner.named(s).tasks]
             else:

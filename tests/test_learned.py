@@ -1,0 +1,132 @@
+"""The learned blender: the conformance kit, and constructed worlds where the right answer is
+known (one scorer informative and one noise; text for cold users, CF for heavy ones)."""
+
+import numpy as np
+import pytest
+
+from hybridrec.builtin.blenders import WeightedBlender
+from hybridrec.builtin.learned import LearnedBlender
+from hybridrec.builtin.scenarios import ADS, SHOP, VIDEO
+from hybridrec.contracts import BlendExamples, Ragged, ScoreBatch, ScoredRequests
+from hybridrec.objectives import BUCKETS
+from hybridrec.testing import BlenderContract, tiny_training_data
+
+COLD, HEAVY = BUCKETS.index("cold"), BUCKETS.index("heavy")
+
+
+class TestLearnedBlender(BlenderContract):
+    @pytest.fixture
+    def blender(self):
+        return LearnedBlender()
+
+    @pytest.fixture
+    def data(self):
+        return tiny_training_data()
+
+
+def world(scenario, n_requests=300, n_candidates=30, seed=0, history=(60,), informative=None):
+    """Requests with one relevant candidate each; ``informative(history_length)`` names the
+    scorer whose score carries the label there (the other is noise)."""
+    rng = np.random.default_rng(seed)
+    lengths = rng.choice(history, size=n_requests)
+    candidates = Ragged.from_rows([[f"i{j}" for j in range(n_candidates)]] * n_requests)
+    histories = Ragged.from_rows([[f"h{j}" for j in range(n)] for n in lengths])
+    batch = ScoreBatch(scenario=scenario, user_ids=np.array([f"u{r}" for r in range(n_requests)],
+                                                             dtype=object),
+                       candidates=candidates, history=histories)
+    labels = np.zeros(len(batch))
+    labels[batch.offsets[:-1] + rng.integers(0, n_candidates, n_requests)] = 1.0
+    signal = labels * 1.5 + rng.normal(size=len(batch))
+    noise = rng.normal(size=len(batch))
+    pick = np.array([informative(n) for n in lengths])[batch.request]
+    text = np.where(pick == "text", signal, noise)
+    cf = np.where(pick == "cf", signal, rng.normal(size=len(batch)))
+    scores = {"text": {"click": text}, "cf": {"click": cf}}
+    return batch, scores, labels
+
+
+def fitted(*parts, **config):
+    examples = BlendExamples()
+    for batch, scores, labels in parts:
+        examples.scenarios.setdefault(batch.scenario.name, []).append(
+            ScoredRequests(batch, scores, labels))
+    blender = LearnedBlender(**config)
+    blender.fit(tiny_training_data(), examples)
+    return blender
+
+
+def hit_rate(blend, batch, labels):
+    best = np.array([batch.offsets[r] + np.argmax(blend[batch.offsets[r]:batch.offsets[r + 1]])
+                     for r in range(batch.n_requests)])
+    return labels[best].mean()
+
+
+def column(blender, key):
+    return blender.columns.index(key)
+
+
+def test_it_prefers_the_informative_scorer_over_noise():
+    blender = fitted(world(SHOP, informative=lambda n: "cf"))
+    w = blender.weights("shop", HEAVY)
+    assert w[column(blender, "cf.click")] > 5 * abs(w[column(blender, "text.click")])
+    batch, scores, labels = world(SHOP, seed=1, informative=lambda n: "cf")
+    learned = hit_rate(blender.blend(scores, batch), batch, labels)
+    equal = hit_rate(WeightedBlender().blend(scores, batch), batch, labels)
+    assert learned > equal + 0.05
+
+
+def test_it_trusts_text_for_cold_users_and_cf_for_heavy_ones():
+    def informative(n):
+        return "text" if n < 5 else "cf"
+
+    blender = fitted(world(SHOP, history=(1, 2, 60, 80), informative=informative, n_requests=600))
+    text, cf = column(blender, "text.click"), column(blender, "cf.click")
+    cold, heavy = blender.weights("shop", COLD), blender.weights("shop", HEAVY)
+    assert cold[text] > cold[cf] and heavy[cf] > heavy[text]
+    batch, scores, labels = world(SHOP, history=(1, 2, 60, 80), informative=informative,
+                                  seed=3, n_requests=600)
+    assert hit_rate(blender.blend(scores, batch), batch, labels) > hit_rate(
+        WeightedBlender().blend(scores, batch), batch, labels) + 0.05
+
+
+def test_without_examples_it_ranks_as_equal_weights_do():
+    blender = LearnedBlender()
+    blender.fit(tiny_training_data(), None)
+    batch, scores, _ = world(SHOP, n_requests=20, informative=lambda n: "cf")
+    blender.keys = ["cf.click", "text.click"]  # as if fit with these inputs and no examples
+    blender.shared = blender.prior()
+    blender.per_bucket = np.zeros((len(BUCKETS), len(blender.columns)))
+    ours, equal = blender.blend(scores, batch), WeightedBlender().blend(scores, batch)
+    for r in range(batch.n_requests):
+        rows = slice(batch.offsets[r], batch.offsets[r + 1])
+        assert np.argsort(-ours[rows]).tolist() == np.argsort(-equal[rows]).tolist()
+
+
+def test_a_scenario_with_little_data_stays_near_the_shared_weights():
+    big = world(SHOP, n_requests=600, informative=lambda n: "cf")
+    small = world(VIDEO, n_requests=6, seed=5, informative=lambda n: "text")
+    blender = fitted(big, small)
+    shop, video = blender.weights("shop", HEAVY), blender.weights("video", HEAVY)
+    cf, text = column(blender, "cf.click"), column(blender, "text.click")
+    # six requests are not enough to overturn what 600 say: video still leans on cf
+    assert video[cf] > video[text]
+    deviation = {n: np.abs(blender.per_scenario[blender.scenarios.index(n)]).sum()
+                 for n in ("shop", "video")}
+    assert deviation["video"] < deviation["shop"]
+    assert shop[cf] > video[cf] > 0.5
+
+
+def test_an_ad_slot_starts_from_expected_value():
+    """With a value objective (bid) and a probability input, the prior ranks by p x bid."""
+    blender = LearnedBlender()
+    blender.fit(tiny_training_data(), None)
+    blender.keys = ["ctr.ctr"]
+    blender.shared = blender.prior()
+    blender.per_bucket = np.zeros((len(BUCKETS), len(blender.columns)))
+    p, bid = np.array([0.01, 0.02, 0.05]), np.array([3.0, 1.0, 0.5])
+    batch = ScoreBatch.one(ADS, "u", ["a", "b", "c"],
+                           item_features={"ad_profile__bid": bid})
+    out = blender.blend({"ctr": {"ctr": p}}, batch)
+    assert np.argsort(-out).tolist() == np.argsort(-(p * bid)).tolist()
+    parts = blender.contributions({"ctr": {"ctr": p}}, batch)
+    assert set(parts) >= {"ctr.ctr", "objective value"}
