@@ -40,6 +40,14 @@ def test_recommend_each_scenario(server, workspace, scenario):
     for item in body["items"]:
         assert "popularity.click" in item["scores"]
         assert ("cheapest.click" in item["scores"]) == (scenario == "shop")
+    # why each item ranked: every scorer's term of its score, adding up to the score up to
+    # one constant per answer
+    gaps = []
+    for item in body["items"]:
+        parts = item["contributions"]
+        assert set(item["scores"]) <= set(parts)
+        gaps.append(item["score"] - sum(v for v in parts.values() if v is not None))
+    assert max(gaps) - min(gaps) < 1e-6
 
 
 def test_default_k_and_exclude_seen(server, workspace):
