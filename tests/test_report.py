@@ -101,3 +101,8 @@ def test_the_report_folder_is_created(workspace, tmp_path):
     target: Path = tmp_path / "nested" / "report"
     workspace.cli("evaluate", "--bundle", "current", "--quiet", "--report", str(target))
     assert (target / "index.html").exists()
+
+
+def test_a_bundle_is_evaluated_on_its_own_split(workspace):
+    result = workspace.cli("evaluate", "--bundle", "current", "--split", "random", check=False)
+    assert result.returncode != 0 and "evaluated on the split it records" in result.stderr

@@ -165,6 +165,9 @@ def _add_evaluate(cli: click.Group) -> None:
         if bundle_version is not None:
             if opts.pop("baselines"):
                 fail("--baseline-blender needs fitting afresh; leave out --bundle")
+            if opts["split"] != "temporal" or opts["seed"]:
+                fail("a bundle is evaluated on the split it records; --split and --seed "
+                     "apply when fitting afresh (leave out --bundle)")
             version = None if bundle_version == "current" else bundle_version
             result = _guarded(lambda: training.evaluate_bundle(
                 ws, version, k, progress=not quiet, keep_lists=keep_lists,
