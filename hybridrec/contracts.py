@@ -488,8 +488,9 @@ class Blender(_Reader, _Persistent):
                       batch: ScoreBatch) -> dict[str, np.ndarray] | None:
         """Why each row scored what it did: ``{input: array}`` aligned with the rows, whose
         sum over inputs is (up to a per-request constant) what ``blend`` returns. Inputs are
-        ``scorer.task`` keys, plus any context the blender reads (``context``). Responses
-        carry it per item; ``None`` when the blender cannot say."""
+        ``scorer.task`` keys, plus any context the blender reads. ``None`` when the blender
+        cannot say. When it can, the pipeline calls only this, ranks by the sum and returns
+        each item's terms in responses."""
         return None
 
 

@@ -230,7 +230,7 @@ def evaluate_scenario(pipeline: Pipeline, targets: _Targets, cutoff: Any, k: int
             rank = np.arange(len(best.values)) - best.offsets[request]
             ranks = top.setdefault(name, np.full((len(users), k), -1, dtype=np.int64))
             ranks[rows[request], rank] = scored.codes[best.values]
-        reliance.add(pipeline, scored, scored.top(k).values, bucket[rows])
+        reliance.add(scored, scored.top(k).values, bucket[rows])
     names = list(top)
 
     relevant = targets.relevant
@@ -349,9 +349,8 @@ class _Reliance:
     def __init__(self, buckets: int) -> None:
         self.sums: list[dict[str, float]] = [{} for _ in range(buckets)]
 
-    def add(self, pipeline: Pipeline, scored: Scored, rows: np.ndarray,
-            bucket: np.ndarray) -> None:
-        parts = pipeline.blender.contributions(scored.outputs, scored.batch)
+    def add(self, scored: Scored, rows: np.ndarray, bucket: np.ndarray) -> None:
+        parts = scored.contributions
         if not parts or not len(rows):
             return
         which = bucket[scored.batch.request[rows]]

@@ -150,6 +150,9 @@ class Scored:
     outputs: dict[str, dict[str, np.ndarray]]
     final: np.ndarray
     unknown: Ragged
+    #: Each blend input's term of ``final`` per row, when the blender says
+    #: (``Blender.contributions``).
+    contributions: dict[str, np.ndarray] | None = None
 
     def top(self, k: int, values: np.ndarray | None = None) -> Ragged:
         """Per request, the row positions of its ``k`` best candidates by ``values``
@@ -237,11 +240,9 @@ class Pipeline:
         top = scored.top(k)
         keys = [(f"{s}.{t}", v) for s, tasks in scored.outputs.items() for t, v in tasks.items()]
         notes = self._explain(scored, top.values) if explain else None
-        parts = self.blender.contributions(scored.outputs, scored.batch)
         shares = None
-        if parts:
-            picked = [(key, np.asarray(values, dtype=float)[top.values])
-                      for key, values in parts.items()]
+        if scored.contributions:
+            picked = [(key, values[top.values]) for key, values in scored.contributions.items()]
             shares = [{key: _finite(v[j]) for key, v in picked}
                       for j in range(len(top.values))]
         answers = []
@@ -301,11 +302,27 @@ class Pipeline:
                    for name, scorer in scorers.items()}
         if not blend:
             return Scored(batch, codes, outputs, np.zeros(len(batch)), unknown)
+        final, parts = self._blend(outputs, batch)
+        return Scored(batch, codes, outputs, final, unknown, parts)
+
+    def _blend(self, outputs: Mapping[str, Mapping[str, np.ndarray]], batch: ScoreBatch
+               ) -> tuple[np.ndarray, dict[str, np.ndarray] | None]:
+        """The blended score and, from a blender that says, each input's term of it: one
+        pass, since a blender's terms add up to its score (the kit checks it)."""
+        parts = self.blender.contributions(outputs, batch)
+        if parts:
+            parts = {key: np.asarray(v, dtype=float) for key, v in parts.items()}
+            for key, values in parts.items():
+                if values.shape != (len(batch),):
+                    raise ScoringError(f"blender {self.blender.name!r} returned contribution "
+                                       f"{key!r} with shape {values.shape} for {len(batch)} "
+                                       "candidates")
+            return sum(parts.values(), np.zeros(len(batch))), parts
         final = np.asarray(self.blender.blend(outputs, batch), dtype=float)
         if final.shape != (len(batch),):
             raise ScoringError(f"blender {self.blender.name!r} returned shape {final.shape} "
                                f"for {len(batch)} candidates")
-        return Scored(batch, codes, outputs, final, unknown)
+        return final, None
 
     def _fallback(self) -> dict[str, Any]:
         assert self.fallback is not None, "cold starts are routed only with a fallback"

@@ -56,20 +56,19 @@ def write_report(folder: Path, result: Any, k: int, title: str = "hybridrec eval
                          f"before the cutoff: cold &lt; 5, light 5&ndash;49, heavy &ge; 50.</p>"
                          f'<img src="{file}" alt="{_e(name)} by activity bucket">')
             parts.append(_bucket_table(buckets, objective))
-        reliance = evaluation.reliance.get(name)
-        if reliance:
-            file = f"reliance-{_slug(name)}.png"
-            _reliance(reliance, name, folder / file)
-            parts.append(f"<h3>What the blender relies on</h3><p>Each input's share of the "
-                         f"blender's absolute contributions to the returned items.</p>"
-                         f'<img src="{file}" alt="{_e(name)} blender reliance">')
-        calibration = evaluation.calibration.get(name)
-        if calibration:
-            file = f"calibration-{_slug(name)}.png"
-            _calibration(calibration, name, folder / file)
-            parts.append(f"<h3>Calibration</h3><p>Predicted probability against the observed "
-                         f"click rate on the test impressions (10 equal-width bins).</p>"
-                         f'<img src="{file}" alt="{_e(name)} calibration">')
+        for data, plot, kind, heading, text in (
+                (evaluation.reliance.get(name), _reliance, "reliance",
+                 "What the blender relies on",
+                 "Each input's share of the blender's absolute contributions to the returned "
+                 "items."),
+                (evaluation.calibration.get(name), _calibration, "calibration", "Calibration",
+                 "Predicted probability against the observed click rate on the test "
+                 "impressions (10 equal-width bins).")):
+            if data:
+                file = f"{kind}-{_slug(name)}.png"
+                plot(data, name, folder / file)
+                parts.append(f"<h3>{heading}</h3><p>{text}</p>"
+                             f'<img src="{file}" alt="{_e(name)} {kind}">')
         importance = evaluation.importance.get(name)
         if importance:
             parts.append("<h3>What the scorers rely on</h3>" + "".join(

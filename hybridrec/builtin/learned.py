@@ -298,11 +298,7 @@ class LearnedBlender(Blender):
     # Blending ---------------------------------------------------------------------------
     def blend(self, scores: Mapping[str, Mapping[str, np.ndarray]],
               batch: ScoreBatch) -> np.ndarray:
-        x, w = self.design(scores, batch), self._row_weights(batch)
-        total = np.zeros(len(batch))
-        for j in range(x.shape[1]):  # column by column: the same sum in every process
-            total += x[:, j] * w[:, j]
-        return total
+        return sum(self.contributions(scores, batch).values(), np.zeros(len(batch)))
 
     def contributions(self, scores: Mapping[str, Mapping[str, np.ndarray]],
                       batch: ScoreBatch) -> dict[str, np.ndarray]:
@@ -313,13 +309,6 @@ class LearnedBlender(Blender):
             if name != VALUE or value_column(batch.scenario) is not None:
                 out[name] = terms[:, base + i]
         return out
-
-    def relies_on(self, scenario: str) -> dict[str, dict[str, float]]:
-        """Per activity bucket, the weight on each score input (the z-score's or log
-        probability's, not the indicators')."""
-        return {bucket: {key: float(self.weights(scenario, b)[2 * j])
-                         for j, key in enumerate(self.keys)}
-                for b, bucket in enumerate(BUCKETS)}
 
     def describe(self) -> dict[str, Any]:
         return {**self.config, "inputs": self.keys, "fit": self.report}

@@ -25,7 +25,7 @@ COMMON = [
                       "seeded random share of every user's events (random), or each user's "
                       "latest events (leave-last)."),
     click.option("--seed", default=0, show_default=True, type=int,
-                 help="Seed of the random and leave-last splits."),
+                 help="Seed of the random split."),
     click.option("--report", "report", type=click.Path(file_okay=False, path_type=Path),
                  help="Write an HTML report with plots (index.html) to this folder."),
     click.option("-k", default=10, show_default=True, type=click.IntRange(1)),

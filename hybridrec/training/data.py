@@ -101,12 +101,11 @@ def make_split(events: pd.DataFrame, kind: str, fraction: float, seed: int = 0) 
         raise ValueError(f"unknown split {kind!r}; known: {', '.join(SPLITS)}")
     if kind == "random":
         test = np.random.default_rng(seed).random(len(events)) < fraction
-    else:
-        u = _uniform(events, seed)
+    else:  # ties in time: the log's order decides
         frame = pd.DataFrame({"g": (events[C.SCENARIO].astype(str) + "\x1f"
                                     + events[C.USER_ID].astype(str)).to_numpy(),
-                              "t": events[C.EVENT_TIMESTAMP].to_numpy(), "u": u})
-        frame = frame.sort_values(["g", "t", "u"], kind="stable")
+                              "t": events[C.EVENT_TIMESTAMP].to_numpy()})
+        frame = frame.sort_values(["g", "t"], kind="stable")
         size = frame.groupby("g", sort=False)["g"].transform("size").to_numpy()
         from_end = size - frame.groupby("g", sort=False).cumcount().to_numpy()
         hold = np.where(size >= 2, np.maximum(1, np.round(fraction * size)), 0)
@@ -114,20 +113,6 @@ def make_split(events: pd.DataFrame, kind: str, fraction: float, seed: int = 0) 
         test[frame.index.to_numpy()] = from_end <= hold  # positions: a default index
     end = pd.Timestamp(events[C.EVENT_TIMESTAMP].max()) + pd.Timedelta(microseconds=1)
     return Split(events[~test], events[test], end, kind)
-
-
-def _uniform(events: pd.DataFrame, seed: int) -> np.ndarray:
-    """A number in [0, 1) per event from a hash of what the event is and ``seed``."""
-    stamp = pd.to_datetime(events[C.EVENT_TIMESTAMP], utc=True)
-    frame = pd.DataFrame({
-        "user": events[C.USER_ID].astype(str).to_numpy(),
-        "item": events[C.ITEM_ID].astype(str).to_numpy(),
-        "scenario": events[C.SCENARIO].astype(str).to_numpy(),
-        "type": events[C.EVENT_TYPE].astype(str).to_numpy(),
-        "time": stamp.dt.tz_localize(None).to_numpy("datetime64[us]").astype(np.int64),
-        "seed": np.full(len(events), seed, dtype=np.int64)})
-    hashed = pd.util.hash_pandas_object(frame, index=False).to_numpy(np.uint64)
-    return (hashed >> np.uint64(11)).astype(np.float64) / float(1 << 53)
 
 
 def temporal_split(events: pd.DataFrame, test_fraction: float) -> Split:
