@@ -38,6 +38,15 @@ hidden = 64
 history_length = 20
 epochs = 4
 patience = 2
+
+# The shared server serves each scenario's best arm only, so that its answers can be
+# compared with the CLI's; tests of exploration turn it on for their own server.
+[scenarios.shop]
+exploration = 0.0
+[scenarios.video]
+exploration = 0.0
+[scenarios.ads]
+exploration = 0.0
 """
 
 SMALL_WORLD = ["--users", "300", "--items", "120", "--ads", "30", "--events", "20000",

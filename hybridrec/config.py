@@ -4,10 +4,10 @@ from it, and per-scenario choices.
 ``[als]`` ``device = "cpu"``, ``[als.weights.shop]`` ``view = 1.0``, ``[weighted.weights.shop]``
 ``"als.click" = 2.0``, ... and ``[scenarios.shop]`` ``fallback = "popularity"`` (or ``false``
 for none), ``blender``, ``scorers``, ``candidate_sources``, the objective
-(``objective_events = {purchase = 1.0, cart = 0.2}``, ``objective_value = "ad_profile:bid"``)
-and ``n_candidates``. A table naming no installed
-component or scenario, a parameter the component does not take, or a value it refuses is a
-``ConfigError`` that names it.
+(``objective_events = {purchase = 1.0, cart = 0.2}``, ``objective_value = "ad_profile:bid"``),
+``n_candidates``, and online adaptation (``exploration = 0.1``; ``adapt = false`` freezes
+it). A table naming no installed component or scenario, a parameter the component does
+not take, or a value it refuses is a ``ConfigError`` that names it.
 """
 
 from __future__ import annotations
@@ -21,7 +21,8 @@ Config = Mapping[str, Mapping[str, Any]]
 #: The table of per-scenario choices, and what it may set.
 SCENARIOS = "scenarios"
 #: The scenario fields that change what serving and evaluation do (recorded in the bundle).
-SCENARIO_SETTINGS = ("objective_events", "objective_value", "n_candidates")
+SCENARIO_SETTINGS = ("objective_events", "objective_value", "n_candidates", "exploration",
+                     "adapt")
 SCENARIO_FIELDS = ("fallback", "blender", "scorers", "candidate_sources", *SCENARIO_SETTINGS)
 
 
@@ -83,6 +84,14 @@ def scenario_choices(config: Config, scenarios: Collection[str]) -> dict[str, di
                     raise ConfigError(f"{where} must be a table of event type = gain >= 0 "
                                       "(purchase = 1.0, click = 0.2)")
                 value = {str(e): float(g) for e, g in value.items()}
+            elif key == "exploration":
+                if not isinstance(value, int | float) or isinstance(value, bool) or \
+                        not 0 <= value <= 1:
+                    raise ConfigError(f"{where} must be a number between 0 and 1")
+                value = float(value)
+            elif key == "adapt":
+                if not isinstance(value, bool):
+                    raise ConfigError(f"{where} must be true or false")
             elif key == "n_candidates":
                 if not isinstance(value, int) or isinstance(value, bool) or value < 1:
                     raise ConfigError(f"{where} must be an integer >= 1")

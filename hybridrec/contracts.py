@@ -34,6 +34,7 @@ if TYPE_CHECKING:
 __all__ = [
     "PROBABILITY_TASKS",
     "TASKS",
+    "Blend",
     "BlendExamples",
     "Blender",
     "CandidateSource",
@@ -74,6 +75,10 @@ class Scenario:
     the scenario's scorers, candidate sources and blender, per scenario
     (``[scenarios.shop] fallback = "popularity"``).
 
+    Served, the blend adapts to feedback (``hybridrec.adaptive``): ``exploration`` bounds
+    the probability of serving another way of blending than the best so far, and ``adapt =
+    False`` freezes it.
+
     What the scenario is for is its *objective*: ``objective`` lists the tasks a scorer is
     ranked by alone (its first one the scorer has), and ``objective_events`` the gain of each
     event type, so that a (user, item) is worth the largest gain among its events (purchase
@@ -99,6 +104,10 @@ class Scenario:
     default_k: int = 10
     max_k: int = 100
     n_candidates: int = 300
+    #: Online adaptation of the blend (``hybridrec.adaptive``): the probability of serving
+    #: another arm than the best one so far, and whether to adapt at all (``False``: frozen).
+    exploration: float = 0.1
+    adapt: bool = True
 
     @property
     def event_types(self) -> tuple[str, ...]:
@@ -455,6 +464,43 @@ class BlendExamples:
         return sum(len(part.batch) for part in self.scenarios.get(scenario, []))
 
 
+#: The arm of a blender that always blends the same way.
+FIXED_ARM = "fixed"
+
+
+@dataclass
+class Blend:
+    """What a blender did with a batch: the ranking score of every row, each input's term of
+    it (when the blender can say), and the *decision* behind it, per request: the arm (the
+    way of blending) it drew and the probability of every arm it could have drawn. A blender
+    without randomness draws its one arm, ``fixed``, with probability 1.
+
+    ``arm_scores`` holds, for each other arm with a positive probability in some request,
+    the score it would have given every row: from it the pipeline works out each shown
+    item's probability of being where it is, and off-policy evaluation what another
+    mixture of the arms would have shown.
+    """
+
+    scores: np.ndarray
+    contributions: dict[str, np.ndarray] | None
+    policy: str
+    arms: list[str]
+    probabilities: list[dict[str, float]]
+    arm_scores: dict[str, np.ndarray] = field(default_factory=dict)
+    #: Per request, the context the decision was conditioned on (``{"activity": "light"}``).
+    context: list[dict[str, str]] = field(default_factory=list)
+
+    @classmethod
+    def fixed(cls, policy: str, scores: np.ndarray,
+              contributions: dict[str, np.ndarray] | None, n_requests: int) -> Blend:
+        return cls(scores, contributions, policy, [FIXED_ARM] * n_requests,
+                   [{FIXED_ARM: 1.0} for _ in range(n_requests)])
+
+    def propensity(self, request: int) -> float:
+        """The probability of the arm drawn for ``request``."""
+        return self.probabilities[request][self.arms[request]]
+
+
 class Blender(_Reader, _Persistent):
     """Turns per-scorer, per-task scores into one ranking score per candidate.
 
@@ -492,6 +538,19 @@ class Blender(_Reader, _Persistent):
         cannot say. When it can, the pipeline calls only this, ranks by the sum and returns
         each item's terms in responses."""
         return None
+
+    def decide(self, scores: Mapping[str, Mapping[str, np.ndarray]],
+               batch: ScoreBatch) -> Blend:
+        """The scores with the decision behind them. Blenders that draw at random (an
+        adaptive policy over ways of blending) override this; the default blends the one
+        way, through ``contributions`` where the blender gives them, with probability 1."""
+        parts = self.contributions(scores, batch)
+        if parts:
+            parts = {key: np.asarray(v, dtype=float) for key, v in parts.items()}
+            final = sum(parts.values(), np.zeros(len(batch)))
+        else:
+            parts, final = None, np.asarray(self.blend(scores, batch), dtype=float)
+        return Blend.fixed(self.name, final, parts, batch.n_requests)
 
 
 class DerivedTable(ABC):

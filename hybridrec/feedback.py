@@ -1,10 +1,19 @@
-"""The durable log of what was served and what users did with it (SQLite, WAL mode).
+"""The durable log of what was served and what users did with it (SQLite, WAL mode), and
+the adaptive blend state that both drive.
 
-Two tables: ``served`` (one row per recommendation response: request id, user, scenario,
-bundle version, the items and their scores, so feedback can be tied to what was shown and
-the logs allow off-policy evaluation later) and ``feedback`` (one row per event). A feedback
-batch is committed with ``synchronous=FULL`` before the server acknowledges it, so an
-acknowledged event survives a crash of the process or the machine.
+Tables: ``served`` (one row per recommendation response: request id, user, scenario, bundle
+version, the items and their scores, and the blend ``decision``: policy, arm drawn, every
+arm's probability, context, each position's propensity and every arm's list, which is what
+off-policy evaluation reads); ``feedback`` (one row per event); ``policy_state`` (per bundle,
+scenario, activity bucket and arm: lists served and reward earned, ``hybridrec.adaptive``);
+``policy_updates`` (each reward credited, for the policy's history); ``unmatched`` (feedback
+naming a request id that was never served: kept for audit, applied to nothing).
+
+A served row and its arm's pull, or a feedback batch and the rewards it credits, are one
+transaction: an update is applied exactly once, whichever of several server processes on
+the workspace took it, and a feedback batch is committed with ``synchronous=FULL`` before
+the server acknowledges it, so an acknowledged event survives a crash of the process or the
+machine.
 """
 
 from __future__ import annotations
@@ -12,11 +21,16 @@ from __future__ import annotations
 import json
 import sqlite3
 import threading
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Iterator, Mapping, Sequence
+from contextlib import contextmanager
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from hybridrec import columns as C
+from hybridrec.adaptive import ADAPTIVE
+
+if TYPE_CHECKING:
+    from hybridrec.pipeline import Decision
 
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS served (
@@ -41,7 +55,41 @@ CREATE TABLE IF NOT EXISTS feedback (
     received_at TEXT NOT NULL
 );
 CREATE INDEX IF NOT EXISTS feedback_user ON feedback (user_id, scenario);
+CREATE TABLE IF NOT EXISTS policy_state (
+    bundle_version TEXT NOT NULL,
+    scenario TEXT NOT NULL,
+    bucket TEXT NOT NULL,
+    arm TEXT NOT NULL,
+    pulls REAL NOT NULL DEFAULT 0,
+    reward REAL NOT NULL DEFAULT 0,
+    updates INTEGER NOT NULL DEFAULT 0,
+    PRIMARY KEY (bundle_version, scenario, bucket, arm)
+);
+CREATE TABLE IF NOT EXISTS policy_updates (
+    id INTEGER PRIMARY KEY AUTOINCREMENT,
+    received_at TEXT NOT NULL,
+    request_id TEXT NOT NULL,
+    bundle_version TEXT NOT NULL,
+    scenario TEXT NOT NULL,
+    bucket TEXT NOT NULL,
+    arm TEXT NOT NULL,
+    reward REAL NOT NULL
+);
+CREATE TABLE IF NOT EXISTS policy_control (
+    scenario TEXT PRIMARY KEY,
+    control TEXT NOT NULL,
+    updated_at TEXT NOT NULL
+);
+CREATE TABLE IF NOT EXISTS unmatched (
+    id INTEGER PRIMARY KEY AUTOINCREMENT,
+    received_at TEXT NOT NULL,
+    request_id TEXT NOT NULL,
+    event TEXT NOT NULL
+);
 """
+#: Columns added to ``served`` since the first release (added to older logs on open).
+SERVED_COLUMNS = {"decision": "TEXT", "learns": "INTEGER NOT NULL DEFAULT 0",
+                  "reward": "REAL NOT NULL DEFAULT 0"}
 
 
 class FeedbackLog:
@@ -55,6 +103,10 @@ class FeedbackLog:
         self._conn.execute("PRAGMA journal_mode=WAL")
         self._conn.execute("PRAGMA busy_timeout=5000")
         self._conn.executescript(SCHEMA)
+        have = {row[1] for row in self._conn.execute("PRAGMA table_info(served)")}
+        for column, kind in SERVED_COLUMNS.items():
+            if column not in have:
+                self._conn.execute(f"ALTER TABLE served ADD COLUMN {column} {kind}")
 
     def close(self) -> None:
         with self._lock:
@@ -62,16 +114,38 @@ class FeedbackLog:
 
     def log_served(self, request_id: str, served_at: str, user_id: str, scenario: str,
                    bundle_version: str, cold_start: bool, items: Sequence[str],
-                   scores: Sequence[float | None]) -> None:
-        """Record a response. ``synchronous=NORMAL``: durable across a process crash."""
-        with self._lock:
-            self._conn.execute("PRAGMA synchronous=NORMAL")
+                   scores: Sequence[float | None], decision: Decision | None = None) -> None:
+        """Record a response and, for an adaptive decision, its arm's pull, in one
+        transaction (``synchronous=NORMAL``: durable across a process crash)."""
+        learns = decision is not None and decision.policy == ADAPTIVE
+        row = (request_id, served_at, user_id, scenario, bundle_version, int(cold_start),
+               json.dumps(list(items)),
+               json.dumps([None if s is None else round(float(s), 6) for s in scores]),
+               None if decision is None else json.dumps({**decision.as_dict(),
+                                                         "lists": decision.lists}),
+               int(learns))
+        with self._lock, self._transaction("NORMAL"):
             self._conn.execute(
-                "INSERT INTO served VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
-                (request_id, served_at, user_id, scenario, bundle_version, int(cold_start),
-                 json.dumps(list(items)),
-                 json.dumps([None if s is None else round(float(s), 6) for s in scores])),
-            )
+                "INSERT INTO served (request_id, served_at, user_id, scenario, bundle_version, "
+                "cold_start, items, scores, decision, learns) "
+                "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)", row)
+            if learns:
+                assert decision is not None
+                self._conn.execute(
+                    "INSERT INTO policy_state (bundle_version, scenario, bucket, arm, pulls) "
+                    "VALUES (?, ?, ?, ?, 1) ON CONFLICT DO UPDATE SET pulls = pulls + 1",
+                    (bundle_version, scenario, _bucket(decision.context), decision.arm))
+
+    @contextmanager
+    def _transaction(self, synchronous: str) -> Iterator[None]:
+        self._conn.execute(f"PRAGMA synchronous={synchronous}")
+        self._conn.execute("BEGIN IMMEDIATE")
+        try:
+            yield
+        except BaseException:
+            self._conn.execute("ROLLBACK")
+            raise
+        self._conn.execute("COMMIT")
 
     def served(self, request_ids: Iterable[str]) -> dict[str, dict[str, Any]]:
         """``{request_id: {user_id, scenario, items}}`` for the ids that were served."""
@@ -89,21 +163,113 @@ class FeedbackLog:
                                        "items": json.loads(items)}
         return out
 
-    def append(self, events: Sequence[dict[str, Any]], received_at: str) -> None:
-        """Write a batch in one transaction, flushed to disk (``synchronous=FULL``)."""
+    def append(self, events: Sequence[dict[str, Any]], received_at: str) -> int:
+        """Write a batch in one transaction, flushed to disk (``synchronous=FULL``), with the
+        rewards it credits to adaptive decisions: an event's ``reward`` (its objective gain,
+        0 to 1, set by the caller for items the request showed) raises its list's reward to
+        it, once. Returns how many decisions' rewards rose."""
         rows = [(e["request_id"], e[C.USER_ID], e[C.ITEM_ID], e[C.SCENARIO], e[C.EVENT_TYPE],
                  float(e[C.VALUE]), e[C.EVENT_TIMESTAMP], received_at) for e in events]
+        with self._lock, self._transaction("FULL"):
+            self._conn.executemany(
+                "INSERT INTO feedback (request_id, user_id, item_id, scenario, event_type, "
+                "value, event_timestamp, received_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?)", rows)
+            return sum(self._credit(e["request_id"], float(e.get("reward", 0.0)), received_at)
+                       for e in events if e.get("reward", 0.0) > 0)
+
+    def _credit(self, request_id: str, reward: float, received_at: str) -> int:
+        """Raise an adaptive decision's reward to ``reward`` (inside a transaction)."""
+        found = self._conn.execute(
+            "SELECT reward, bundle_version, scenario, decision FROM served "
+            "WHERE request_id = ? AND learns = 1", (request_id,)).fetchone()
+        if found is None or reward <= found[0]:
+            return 0
+        old, version, scenario, decision = found
+        decision = json.loads(decision)
+        key = (version, scenario, _bucket(decision["context"]), decision["arm"])
+        self._conn.execute("UPDATE served SET reward = ? WHERE request_id = ?",
+                           (reward, request_id))
+        self._conn.execute("UPDATE policy_state SET reward = reward + ?, updates = updates + 1 "
+                           "WHERE bundle_version = ? AND scenario = ? AND bucket = ? AND arm = ?",
+                           (reward - old, *key))
+        self._conn.execute(
+            "INSERT INTO policy_updates (received_at, request_id, bundle_version, scenario, "
+            "bucket, arm, reward) VALUES (?, ?, ?, ?, ?, ?, ?)",
+            (received_at, request_id, *key, reward - old))
+        return 1
+
+    def record_unmatched(self, events: Sequence[dict[str, Any]], received_at: str) -> None:
+        """Keep feedback for request ids never served, for audit; it trains nothing."""
+        with self._lock, self._transaction("FULL"):
+            self._conn.executemany(
+                "INSERT INTO unmatched (received_at, request_id, event) VALUES (?, ?, ?)",
+                [(received_at, str(e.get("request_id")), json.dumps(e, default=str))
+                 for e in events])
+
+    # The adaptive state ---------------------------------------------------------------
+    def policy_counts(self, bundle_version: str, scenario: str
+                      ) -> dict[tuple[str, str], tuple[float, float]]:
+        """``{(bucket, arm): (pulls, reward)}`` of a bundle's scenario."""
         with self._lock:
-            self._conn.execute("PRAGMA synchronous=FULL")
-            self._conn.execute("BEGIN IMMEDIATE")
-            try:
-                self._conn.executemany(
-                    "INSERT INTO feedback (request_id, user_id, item_id, scenario, event_type, "
-                    "value, event_timestamp, received_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?)", rows)
-            except BaseException:
-                self._conn.execute("ROLLBACK")
-                raise
-            self._conn.execute("COMMIT")
+            rows = self._conn.execute(
+                "SELECT bucket, arm, pulls, reward FROM policy_state "
+                "WHERE bundle_version = ? AND scenario = ?", (bundle_version, scenario)
+            ).fetchall()
+        return {(b, a): (float(p), float(r)) for b, a, p, r in rows}
+
+    def policy_control(self, scenario: str) -> dict[str, Any]:
+        """What an operator changed of a scenario's adaptation (``exploration``, ``adapt``)
+        while serving; ``{}`` when nothing."""
+        with self._lock:
+            row = self._conn.execute("SELECT control FROM policy_control WHERE scenario = ?",
+                                     (scenario,)).fetchone()
+        return {} if row is None else dict(json.loads(row[0]))
+
+    def set_policy_control(self, scenario: str, control: Mapping[str, Any], at: str
+                           ) -> dict[str, Any]:
+        """Merge ``control`` into the scenario's; returns the result."""
+        with self._lock, self._transaction("FULL"):
+            row = self._conn.execute("SELECT control FROM policy_control WHERE scenario = ?",
+                                     (scenario,)).fetchone()
+            merged = {**(json.loads(row[0]) if row else {}), **control}
+            self._conn.execute(
+                "INSERT INTO policy_control VALUES (?, ?, ?) ON CONFLICT DO UPDATE SET "
+                "control = excluded.control, updated_at = excluded.updated_at",
+                (scenario, json.dumps(merged), at))
+        return merged
+
+    def policy_history(self, bundle_version: str, scenario: str, limit: int = 20
+                       ) -> tuple[int, list[dict[str, Any]]]:
+        """How many rewards were credited to a bundle's scenario, and the latest ``limit``."""
+        with self._lock:
+            total = self._conn.execute(
+                "SELECT COUNT(*) FROM policy_updates WHERE bundle_version = ? AND scenario = ?",
+                (bundle_version, scenario)).fetchone()[0]
+            rows = self._conn.execute(
+                "SELECT received_at, request_id, bucket, arm, reward FROM policy_updates "
+                "WHERE bundle_version = ? AND scenario = ? ORDER BY id DESC LIMIT ?",
+                (bundle_version, scenario, limit)).fetchall()
+        return int(total), [{"received_at": t, "request_id": q, "activity": b, "arm": a,
+                             "reward": r} for t, q, b, a, r in rows]
+
+    def decisions(self, scenario: str | None = None) -> list[dict[str, Any]]:
+        """Every served response with its decision, its items and the feedback on them:
+        ``{request_id, user_id, scenario, bundle_version, items, decision, feedback: [(item,
+        event type)]}``, in the order served (what off-policy evaluation reads)."""
+        where, args = ("WHERE s.scenario = ?", (scenario,)) if scenario else ("", ())
+        with self._lock:
+            served = self._conn.execute(
+                f"SELECT s.request_id, s.user_id, s.scenario, s.bundle_version, s.items, "
+                f"s.decision FROM served s {where} ORDER BY s.rowid", args).fetchall()
+            events = self._conn.execute(
+                "SELECT request_id, item_id, event_type FROM feedback ORDER BY id").fetchall()
+        by_request: dict[str, list[tuple[str, str]]] = {}
+        for request_id, item, kind in events:
+            by_request.setdefault(request_id, []).append((item, kind))
+        return [{"request_id": q, "user_id": u, "scenario": sc, "bundle_version": v,
+                 "items": json.loads(items), "decision": json.loads(d) if d else None,
+                 "feedback": by_request.get(q, [])}
+                for q, u, sc, v, items, d in served]
 
     def events_of(self, user_id: str, scenario: str, after: int = 0
                   ) -> list[tuple[str, str, str, float]]:
@@ -128,3 +294,7 @@ class FeedbackLog:
         frame[C.EVENT_TIMESTAMP] = pd.to_datetime(frame[C.EVENT_TIMESTAMP], utc=True,
                                                   format="ISO8601")
         return frame
+
+
+def _bucket(context: Mapping[str, str]) -> str:
+    return str(context.get("activity", ""))

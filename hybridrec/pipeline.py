@@ -19,6 +19,7 @@ from typing import Any
 import numpy as np
 
 from hybridrec.contracts import (
+    Blend,
     Blender,
     CandidateSource,
     EventSequences,
@@ -153,6 +154,8 @@ class Scored:
     #: Each blend input's term of ``final`` per row, when the blender says
     #: (``Blender.contributions``).
     contributions: dict[str, np.ndarray] | None = None
+    #: The blender's decision per request (None before the blender is fit).
+    blend: Blend | None = None
 
     def top(self, k: int, values: np.ndarray | None = None) -> Ragged:
         """Per request, the row positions of its ``k`` best candidates by ``values``
@@ -173,6 +176,58 @@ class Ranked:
     explanations: list[dict[str, Any] | None] | None = None
     #: Per item, each blend input's contribution to its score (when the blender says).
     contributions: list[dict[str, float | None]] | None = None
+    #: How the blend was decided (``Blend``): what a log needs for off-policy evaluation.
+    decision: Decision | None = None
+
+
+@dataclass
+class Decision:
+    """One request's blend decision: the policy, the arm drawn, every arm's probability, the
+    context it depended on, and, per shown position, the probability that the item shown
+    there would have been shown there (over the arms' draws)."""
+
+    policy: str
+    arm: str
+    probabilities: dict[str, float]
+    context: dict[str, str]
+    positions: list[float]
+    #: Per arm, the items it would have shown (for off-policy evaluation of other mixtures
+    #: of the arms).
+    lists: dict[str, list[str]]
+
+    @property
+    def propensity(self) -> float:
+        """The probability of the list shown: of the arm drawn."""
+        return self.probabilities[self.arm]
+
+    def as_dict(self) -> dict[str, Any]:
+        return {"policy": self.policy, "arm": self.arm, "propensity": self.propensity,
+                "probabilities": self.probabilities, "context": self.context,
+                "positions": self.positions}
+
+
+def decisions(scored: Scored, top: Ragged, k: int) -> list[Decision]:
+    """Each request's ``Decision``, from the blend and the rows it shows (``top``)."""
+    blend = scored.blend
+    assert blend is not None, "decisions come from a blended batch"
+    offsets = scored.batch.offsets
+    tops = {arm: top_k_groups(values, offsets, k) for arm, values in blend.arm_scores.items()}
+    ids = scored.batch.item_ids
+    out = []
+    for r in range(scored.batch.n_requests):
+        shown, drawn = top[r], blend.arms[r]
+        probs = blend.probabilities[r]
+        lists = {drawn: shown}
+        lists.update({a: t[r] for a, t in tops.items() if a != drawn})
+        positions = np.zeros(len(shown))
+        for arm, rows in lists.items():
+            same = rows[:len(shown)] == shown[:len(rows)]
+            positions[:len(same)] += probs.get(arm, 0.0) * same
+        out.append(Decision(blend.policy, drawn, dict(probs),
+                            blend.context[r] if blend.context else {},
+                            [round(float(p), 6) for p in positions],
+                            {a: ids[rows].tolist() for a, rows in lists.items()}))
+    return out
 
 
 class Pipeline:
@@ -245,6 +300,7 @@ class Pipeline:
             picked = [(key, values[top.values]) for key, values in scored.contributions.items()]
             shares = [{key: _finite(v[j]) for key, v in picked}
                       for j in range(len(top.values))]
+        choices = decisions(scored, top, k) if scored.blend is not None else None
         answers = []
         for r in range(scored.batch.n_requests):
             rows = top[r]
@@ -256,7 +312,8 @@ class Pipeline:
                 explanations=None if notes is None else
                 notes[top.offsets[r]:top.offsets[r + 1]],
                 contributions=None if shares is None else
-                shares[top.offsets[r]:top.offsets[r + 1]]))
+                shares[top.offsets[r]:top.offsets[r + 1]],
+                decision=None if choices is None else choices[r]))
         return answers
 
     def _explain(self, scored: Scored, rows: np.ndarray) -> list[dict[str, Any] | None]:
@@ -302,27 +359,36 @@ class Pipeline:
                    for name, scorer in scorers.items()}
         if not blend:
             return Scored(batch, codes, outputs, np.zeros(len(batch)), unknown)
-        final, parts = self._blend(outputs, batch)
-        return Scored(batch, codes, outputs, final, unknown, parts)
+        out = self._blend(outputs, batch)
+        return Scored(batch, codes, outputs, out.scores, unknown, out.contributions, out)
 
     def _blend(self, outputs: Mapping[str, Mapping[str, np.ndarray]], batch: ScoreBatch
-               ) -> tuple[np.ndarray, dict[str, np.ndarray] | None]:
-        """The blended score and, from a blender that says, each input's term of it: one
-        pass, since a blender's terms add up to its score (the kit checks it)."""
-        parts = self.blender.contributions(outputs, batch)
-        if parts:
-            parts = {key: np.asarray(v, dtype=float) for key, v in parts.items()}
-            for key, values in parts.items():
-                if values.shape != (len(batch),):
-                    raise ScoringError(f"blender {self.blender.name!r} returned contribution "
-                                       f"{key!r} with shape {values.shape} for {len(batch)} "
-                                       "candidates")
-            return sum(parts.values(), np.zeros(len(batch))), parts
-        final = np.asarray(self.blender.blend(outputs, batch), dtype=float)
-        if final.shape != (len(batch),):
-            raise ScoringError(f"blender {self.blender.name!r} returned shape {final.shape} "
-                               f"for {len(batch)} candidates")
-        return final, None
+               ) -> Blend:
+        """The blender's scores, terms and decision (``Blender.decide``), checked: every
+        array aligned with the rows, one arm per request drawn from probabilities that sum
+        to 1."""
+        out = self.blender.decide(outputs, batch)
+        name, n = self.blender.name, len(batch)
+        arrays = {"scores": out.scores, **{f"contribution {k!r}": v for k, v in
+                                           (out.contributions or {}).items()},
+                  **{f"arm {a!r} scores": v for a, v in out.arm_scores.items()}}
+        for label, values in arrays.items():
+            if np.shape(values) != (n,):
+                raise ScoringError(f"blender {name!r} returned {label} with shape "
+                                   f"{np.shape(values)} for {n} candidates")
+        if len(out.arms) != batch.n_requests or len(out.probabilities) != batch.n_requests:
+            raise ScoringError(f"blender {name!r} decided {len(out.arms)} arms for "
+                               f"{batch.n_requests} requests")
+        for arm, probs in zip(out.arms, out.probabilities, strict=True):
+            if probs.get(arm, 0.0) <= 0 or abs(sum(probs.values()) - 1.0) > 1e-6:
+                raise ScoringError(f"blender {name!r} drew arm {arm!r} with probabilities "
+                                   f"{probs} (they must sum to 1, the drawn arm's above 0)")
+            unscored = [a for a, p in probs.items()
+                        if p > 0 and a != arm and a not in out.arm_scores]
+            if unscored:
+                raise ScoringError(f"blender {name!r} gave no arm_scores for the arms "
+                                   f"{unscored} it could have drawn")
+        return out
 
     def _fallback(self) -> dict[str, Any]:
         assert self.fallback is not None, "cold starts are routed only with a fallback"

@@ -18,11 +18,12 @@ import numpy as np
 
 from hybridrec import columns as C
 from hybridrec import history as H
+from hybridrec.adaptive import AdaptiveBlender, Settings
 from hybridrec.bundle import Bundle, BundleError
 from hybridrec.contracts import EventSequences, Ragged, Scenario, SimilarItems, utc64, utc_now
 from hybridrec.features import FeatureSet, OnlineFeatures
 from hybridrec.feedback import FeedbackLog
-from hybridrec.pipeline import Pipeline, Requests, ScenarioPlan, resolve_plans
+from hybridrec.pipeline import Decision, Pipeline, Requests, ScenarioPlan, resolve_plans
 
 #: Context key: item ids the user just interacted with, not yet sent as feedback.
 RECENT_ITEMS = "recent_items"
@@ -70,9 +71,13 @@ class Recommendation:
     fallback: str | None
     items: list[RecommendedItem]
     unknown_candidates: list[str] = field(default_factory=list)
+    #: How the blend was decided; what the feedback log records for off-policy evaluation.
+    decision: Decision | None = None
 
     def as_dict(self) -> dict[str, Any]:
-        return asdict(self)
+        out = asdict(self)
+        out["decision"] = None if self.decision is None else self.decision.as_dict()
+        return out
 
 
 class Recommender:
@@ -80,10 +85,10 @@ class Recommender:
     bundle declares features: a deployment whose components read none never imports Feast."""
 
     def __init__(self, bundle: Bundle, open_store: Callable[[], Any],
-                 feedback: FeedbackLog | None = None) -> None:
+                 feedback: FeedbackLog | None = None, explore: bool = False) -> None:
         from hybridrec.plugins import get_registry
 
-        self.bundle, self.feedback = bundle, feedback
+        self.bundle, self.feedback, self.explore = bundle, feedback, explore
         self.feedback_until = int(bundle.manifest.get("feedback_until", 0))
         registry = get_registry()
         plans = bundle.plans
@@ -101,13 +106,29 @@ class Recommender:
         self.store = open_store() if any(declared) else None
         self.features = OnlineFeatures(self.store, self._resolve(plans), self.catalogue)
         self.plans = {n: p.as_dict() for n, p in plans.items()}
+        self.adaptive = self._adaptive()
         self.pipelines = self._pipelines(self.features)
 
     def _pipelines(self, features: OnlineFeatures,
                    catalogue: Mapping[str, np.ndarray] | None = None) -> dict[str, Pipeline]:
         catalogue = self.catalogue if catalogue is None else catalogue
-        return {n: Pipeline.from_plan(self.scenarios[n], p, self.bundle.components,
-                                      self.bundle.blenders, features, catalogue[n])
+        pipelines = {n: Pipeline.from_plan(self.scenarios[n], p, self.bundle.components,
+                                           self.bundle.blenders, features, catalogue[n])
+                     for n, p in self.plan_objects.items()}
+        for name, pipeline in pipelines.items():
+            pipeline.blender = self.adaptive.get(name, pipeline.blender)
+        return pipelines
+
+    def _adaptive(self) -> dict[str, AdaptiveBlender]:
+        """Per scenario, the bundle's blender under the online bandit: only where there is a
+        feedback log to learn from and keep the state in. It explores only where decisions
+        are logged (``explore``: the server, not ``hybridrec recommend``)."""
+        if self.feedback is None:
+            return {}
+        return {n: AdaptiveBlender(self.bundle.blenders[p.blender], n, self.version,
+                                   self.feedback, Settings(
+                                       exploration=self.scenarios[n].exploration,
+                                       adapt=self.scenarios[n].adapt), explore=self.explore)
                 for n, p in self.plan_objects.items()}
 
     def refresh(self, items: Any = None) -> int:
@@ -186,7 +207,7 @@ class Recommender:
                 ranked.item_ids, ranked.scores, ranked.scorer_scores,
                 ranked.explanations or [None] * len(ranked.item_ids),
                 _or_nothing(ranked.contributions, len(ranked.item_ids)), strict=True)],
-            unknown_candidates=ranked.unknown_candidates)
+            unknown_candidates=ranked.unknown_candidates, decision=ranked.decision)
 
     def user_history(self, user_id: str, scenario: Scenario,
                      feedback: Sequence[tuple[str, str, str, float]], recent: Sequence[str]
@@ -235,6 +256,21 @@ class Recommender:
         raise UnknownItem(f"no component of scenario {scenario.name!r} knows items similar "
                           f"to {item_id!r} (install a plugin that offers item similarity, "
                           "such as hybridrec-als)")
+
+    def policy(self, scenario_name: str) -> dict[str, Any]:
+        """The scenario's blend policy now (``AdaptiveBlender.state``); a bare description
+        of the blender where nothing adapts (no feedback log)."""
+        scenario = self.scenario(scenario_name)
+        adaptive = self.adaptive.get(scenario.name)
+        pipeline = self.pipelines[scenario.name]
+        if adaptive is None or self.feedback is None:
+            return {"scenario": scenario.name, "bundle_version": self.version,
+                    "policy": pipeline.blender.name, "arms": [], "contexts": [],
+                    "offline_prior": {"blender": pipeline.blender.name,
+                                      **pipeline.blender.describe()},
+                    "updates": 0, "history": []}
+        keys = [f"{n}.{t}" for n, s in pipeline.scorers.items() for t in s.tasks]
+        return adaptive.state(keys, self.feedback.policy_history(self.version, scenario.name))
 
     def knows_item(self, scenario: str, item_id: str) -> bool:
         pipeline = self.pipelines.get(scenario)

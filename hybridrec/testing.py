@@ -504,3 +504,22 @@ class BlenderContract(_Kit):
         for r in range(batch.n_requests):
             rows = gap[batch.offsets[r]:batch.offsets[r + 1]]
             np.testing.assert_allclose(rows, rows[0], atol=1e-9)
+
+    def test_decide_reports_its_decision(self, fitted: Blender, world: KitWorld) -> None:
+        """``decide`` gives a score per row, one drawn arm per request with every arm's
+        probability (summing to 1, the drawn one above 0), the scores of the other arms it
+        could have drawn, and contributions that add up to its scores."""
+        batch = self.two_requests(fitted, world)
+        scores = self.inputs(batch)
+        out = fitted.decide(scores, batch)
+        assert np.asarray(out.scores).shape == (len(batch),)
+        assert np.isfinite(np.asarray(out.scores, dtype=float)).all()
+        assert len(out.arms) == len(out.probabilities) == batch.n_requests
+        for arm, probs in zip(out.arms, out.probabilities, strict=True):
+            assert probs[arm] > 0 and abs(sum(probs.values()) - 1.0) < 1e-6, probs
+            assert all(a == arm or p == 0 or a in out.arm_scores for a, p in probs.items())
+        for values in out.arm_scores.values():
+            assert np.asarray(values).shape == (len(batch),)
+        if out.contributions:
+            np.testing.assert_allclose(sum(out.contributions.values()), out.scores,
+                                       atol=1e-9)

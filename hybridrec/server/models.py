@@ -57,6 +57,21 @@ class RecommendedItem(BaseModel):
         "constant of the response. Null where the blender cannot say.")
 
 
+class Decision(BaseModel):
+    policy: str = Field(description="`adaptive` when the blend adapts to feedback, "
+                        "`adaptive-frozen` when adaptation is frozen, else the blender's name.")
+    arm: str = Field(description="The way of blending drawn: `offline` (the bundle's "
+                     "weights), `toward:SCORER.TASK`, or `fixed` for a blender without "
+                     "randomness.")
+    propensity: float = Field(description="The probability of the arm drawn, and so of "
+                              "this list.")
+    probabilities: dict[str, float] = Field(description="Every arm's probability; they sum "
+                                            "to 1.")
+    context: dict[str, str] = Field(description="What the draw depended on (`activity`).")
+    positions: list[float] = Field(description="Per item, the probability that it would "
+                                   "have been shown at its position.")
+
+
 class RecommendResponse(BaseModel):
     request_id: str = Field(description="Refer to it in feedback.")
     user_id: str
@@ -67,6 +82,9 @@ class RecommendResponse(BaseModel):
     fallback: str | None = Field(description="The component that ranked a cold start.")
     items: list[RecommendedItem]
     unknown_candidates: list[str]
+    decision: Decision | None = Field(default=None, description="How the blend was "
+                                      "decided, as logged for off-policy evaluation; null "
+                                      "for a cold start's fallback ranking.")
 
 
 class SimilarItem(BaseModel):
@@ -112,3 +130,12 @@ class Rejected(BaseModel):
 class FeedbackResponse(BaseModel):
     accepted: int
     rejected: list[Rejected]
+
+
+class PolicyControl(BaseModel):
+    model_config = ConfigDict(extra="forbid", strict=True)
+
+    exploration: float | None = Field(default=None, ge=0.0, le=1.0, description=(
+        "The most probability given to arms other than the best so far."))
+    adapt: StrictBool | None = Field(default=None, description="false freezes the "
+                                     "scenario's blend on its best arm; true resumes.")

@@ -29,6 +29,8 @@ class Metrics:
     served: Any
     feedback_events: Any
     bundle_info: Any
+    policy_probability: Any
+    policy_updates: Any
 
     @classmethod
     def create(cls) -> Metrics:
@@ -47,7 +49,24 @@ class Metrics:
             feedback_events=Counter("hybridrec_feedback_events", "Feedback events",
                                     ["outcome"], registry=registry),
             bundle_info=Gauge("hybridrec_bundle_info", "The bundle being served", ["version"],
-                              registry=registry))
+                              registry=registry),
+            policy_probability=Gauge("hybridrec_policy_arm_probability",
+                                     "Each blend arm's probability of being drawn",
+                                     ["scenario", "activity", "arm"], registry=registry),
+            policy_updates=Gauge("hybridrec_policy_updates",
+                                 "Rewards credited to the adaptive blend", ["scenario"],
+                                 registry=registry))
+
+    def observe_policies(self, recommender: Any) -> None:
+        """Set the policy gauges from the adaptive state (on each scrape)."""
+        self.policy_probability.clear()
+        for name in recommender.adaptive:
+            state = recommender.policy(name)
+            self.policy_updates.labels(name).set(state["updates"])
+            for context in state["contexts"]:
+                for arm in context["arms"]:
+                    self.policy_probability.labels(name, context["activity"], arm["arm"]).set(
+                        arm["probability"])
 
 
 @dataclass
@@ -82,7 +101,7 @@ class ServerState:
             start = time.monotonic()
             feedback = FeedbackLog(self.ws.feedback_db)
             bundle = Bundle.load(self.ws.bundles, self.bundle_version)
-            recommender = Recommender(bundle, self.open_store, feedback)
+            recommender = Recommender(bundle, self.open_store, feedback, explore=True)
             self.feedback, self.recommender = feedback, recommender
             self.metrics.bundle_info.labels(recommender.version).set(1)
             log.info("loaded bundle %s from %s in %.1f s (%d scenarios, %d items)",
@@ -105,7 +124,7 @@ class ServerState:
             try:
                 if self.bundle_version is None and resolve(self.ws.bundles) != rec.bundle.path:
                     new = Recommender(Bundle.load(self.ws.bundles), self.open_store,
-                                      self.feedback)
+                                      self.feedback, explore=True)
                     self.metrics.bundle_info.clear()
                     self.metrics.bundle_info.labels(new.version).set(1)
                     self.recommender = new

@@ -27,20 +27,24 @@ def feedback(body: FeedbackRequest, request: Request) -> Any:
     received = datetime.now(UTC).isoformat()
     parsed, rejected = _parse(body.events)
     served = log_.served(e.request_id for _, e in parsed)
-    rows = []
+    rows, unmatched = [], []
     for index, event in parsed:
         problems = _check_event(event, served.get(event.request_id), rec)
         if problems:
             rejected.append(Rejected(index=index, errors=problems))
+            if event.request_id not in served:
+                unmatched.append(event.model_dump(mode="json"))
             continue
-        served_request = served[event.request_id]
+        shown = served[event.request_id]
         ts = event.timestamp.astimezone(UTC).isoformat() if event.timestamp else received
-        rows.append({"request_id": event.request_id, C.USER_ID: served_request["user_id"],
-                     C.ITEM_ID: event.item_id, C.SCENARIO: served_request["scenario"],
+        rows.append({"request_id": event.request_id, C.USER_ID: shown["user_id"],
+                     C.ITEM_ID: event.item_id, C.SCENARIO: shown["scenario"],
                      C.EVENT_TYPE: event.event_type, C.VALUE: event.value,
-                     C.EVENT_TIMESTAMP: ts})
+                     C.EVENT_TIMESTAMP: ts, "reward": _reward(event, shown, rec)})
+    if unmatched:
+        log_.record_unmatched(unmatched, received)
     if rows:
-        log_.append(rows, received)  # durable before we answer
+        log_.append(rows, received)  # durable, with the rewards it credits, before we answer
     state.metrics.feedback_events.labels("accepted").inc(len(rows))
     state.metrics.feedback_events.labels("rejected").inc(len(rejected))
     rejected.sort(key=lambda r: r.index)
@@ -60,9 +64,18 @@ def _parse(events: list[Any]) -> tuple[list[tuple[int, FeedbackEvent]], list[Rej
     return parsed, rejected
 
 
+def _reward(event: FeedbackEvent, shown: dict[str, Any], rec: Any) -> float:
+    """What the event earns the list it answers (its objective gain, at most 1): only an
+    event on an item that list showed."""
+    if event.item_id not in shown["items"]:
+        return 0.0
+    return min(1.0, rec.scenarios[shown["scenario"]].gains.get(event.event_type, 0.0))
+
+
 def _check_event(event: FeedbackEvent, request: dict[str, Any] | None, rec: Any) -> list[str]:
     if request is None:
-        return [f"request_id: unknown request id {event.request_id!r}"]
+        return [f"request_id: unknown request id {event.request_id!r} (kept for audit; "
+                "it trains and adapts nothing)"]
     problems = []
     scenario = rec.scenarios.get(request["scenario"])
     if scenario is not None and event.event_type not in scenario.event_weights:

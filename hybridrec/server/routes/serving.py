@@ -31,7 +31,7 @@ def recommend(body: RecommendRequest, request: Request) -> Any:
     state.feedback.log_served(result.request_id, datetime.now(UTC).isoformat(),
                               result.user_id, result.scenario, result.bundle_version,
                               result.cold_start, [i.item_id for i in result.items],
-                              [i.score for i in result.items])
+                              [i.score for i in result.items], result.decision)
     state.metrics.served.labels(result.scenario, str(result.cold_start).lower()).inc()
     return result.as_dict()
 

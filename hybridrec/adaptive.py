@@ -1,0 +1,266 @@
+"""Blend weights that adapt online: per scenario, a contextual bandit over ways of blending.
+
+**Arms.** The bundle's blender says each input's term of a candidate's score
+(``Blender.contributions``). An arm re-weights those terms: ``offline`` keeps them (the
+bundle's own ranking, what training chose); ``toward:KEY`` multiplies the term of the scorer
+output ``KEY`` by ``1 + tilt`` and every other scorer output's by ``1 - tilt`` (context
+terms, such as an ad's bid, stay as they are). A blend of fewer than two scorer outputs (a
+cold start's fallback) has nothing to choose: it is the bundle's blender's, ``fixed``.
+
+**Context.** The user's activity bucket (``hybridrec.objectives``: cold, light, heavy), the
+same the learned blender's weights depend on.
+
+**State and reward.** Per (bundle, scenario, bucket, arm): how many lists the arm served
+(``pulls``) and the sum of their rewards. A list's reward is the largest objective gain
+(``Scenario.gains``, capped at 1) among the feedback events on its items, credited once per
+list however many events arrive. The log (``FeedbackLog``) applies both in the same SQLite
+transaction as the served row or the feedback events, so every acknowledged update counts
+exactly once, across restarts and across server processes sharing the workspace.
+
+**Policy.** Each arm's reward rate has a Beta posterior whose prior is worth
+``PRIOR_STRENGTH`` lists at the bucket's pooled rate. The *greedy* arm is ``offline`` (a new
+bundle starts from its offline weights) until another arm that has served at least
+``MIN_PULLS`` lists has a higher posterior mean. With exploration rate ``e``, arm ``a`` is
+drawn with probability ``(1 - e) [a is greedy] + e TS(a)``, where ``TS(a)`` is the probability that
+Thompson sampling picks ``a`` (estimated from seeded posterior draws). So the probability of
+leaving the greedy arm never exceeds ``e``, every probability is known exactly when the arm
+is drawn, and it is logged with the decision for off-policy evaluation. A frozen scenario
+(``adapt = false``) serves its greedy arm with probability 1 and learns nothing more.
+Exploration and freezing are set per scenario in the training config and can be changed
+while serving (``POST /v1/admin/scenarios/{name}/policy``, kept in the log so every server
+process follows). ``hybridrec recommend`` logs nothing, so it does not explore: it shows
+the greedy arm's list.
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+import zlib
+from collections.abc import Mapping
+from dataclasses import dataclass, replace
+from pathlib import Path
+from typing import Any, Protocol, Self
+
+import numpy as np
+
+from hybridrec.contracts import Blend, Blender, BlendExamples, ScoreBatch, TrainingData
+from hybridrec.objectives import BUCKETS, activity_bucket
+
+OFFLINE = "offline"
+TOWARD = "toward:"
+#: The policy name of decisions that update the state, and of those that do not.
+ADAPTIVE, FROZEN = "adaptive", "adaptive-frozen"
+#: Posterior draws behind each Thompson sampling probability.
+DRAWS = 4000
+#: The prior's weight, in lists, and the lists an arm must have served before it can
+#: replace ``offline`` as the greedy arm.
+PRIOR_STRENGTH, MIN_PULLS = 10.0, 30
+
+#: ``{(bucket, arm): (pulls, reward)}`` for one bundle and scenario.
+Counts = Mapping[tuple[str, str], tuple[float, float]]
+
+
+class PolicyStore(Protocol):
+    """Where the adaptive state lives (``FeedbackLog``)."""
+
+    def policy_counts(self, bundle_version: str, scenario: str) -> Counts: ...
+
+    def policy_control(self, scenario: str) -> dict[str, Any]: ...
+
+
+def arms_for(keys: list[str]) -> list[str]:
+    """The arms over a blend's scorer outputs: ``offline`` first, then one per output."""
+    return [OFFLINE, *(TOWARD + k for k in keys)] if len(keys) >= 2 else [OFFLINE]
+
+
+def multipliers(arm: str, keys: list[str], tilt: float) -> dict[str, float]:
+    """What ``arm`` multiplies each scorer output's term by."""
+    if arm == OFFLINE:
+        return {k: 1.0 for k in keys}
+    toward = arm.removeprefix(TOWARD)
+    return {k: 1.0 + tilt if k == toward else 1.0 - tilt for k in keys}
+
+
+def arm_probabilities(pulls: np.ndarray, rewards: np.ndarray, exploration: float,
+                      draws: int = DRAWS) -> np.ndarray:
+    """Each arm's probability of being drawn (module docstring); arm 0 is ``offline``.
+    Deterministic for given counts: the posterior draws are seeded by them."""
+    pulls, rewards = np.asarray(pulls, dtype=float), np.asarray(rewards, dtype=float)
+    alpha, beta = posterior(pulls, rewards)
+    mean = alpha / (alpha + beta)
+    ready = pulls >= MIN_PULLS
+    ready[0] = True
+    greedy = int(np.argmax(np.where(ready, mean, -np.inf)))
+    out = np.zeros(len(pulls))
+    if exploration <= 0 or len(pulls) == 1:
+        out[greedy] = 1.0
+        return out
+    out[greedy] = 1.0 - exploration
+    seed = zlib.crc32(np.concatenate([pulls, rewards]).round(6).tobytes())
+    sample = np.random.default_rng(seed).beta(alpha, beta, size=(draws, len(pulls)))
+    return out + exploration * np.bincount(sample.argmax(axis=1), minlength=len(pulls)) / draws
+
+
+def posterior(pulls: np.ndarray, rewards: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Each arm's Beta posterior: a prior of ``PRIOR_STRENGTH`` lists at the bucket's pooled
+    reward rate (so an arm not yet tried is as good as the average, not as good as a coin),
+    plus the arm's own rewards and misses."""
+    rate = (1.0 + rewards.sum()) / (2.0 + pulls.sum())
+    misses = np.maximum(pulls - rewards, 0.0)
+    return PRIOR_STRENGTH * rate + rewards, PRIOR_STRENGTH * (1.0 - rate) + misses
+
+
+@dataclass(frozen=True)
+class Settings:
+    """How a scenario adapts: the exploration rate, the tilt of the arms, whether frozen,
+    and how often the state is re-read (seconds)."""
+
+    exploration: float = 0.1
+    tilt: float = 0.5
+    adapt: bool = True
+    refresh_seconds: float = 1.0
+
+    def __post_init__(self) -> None:
+        if not 0.0 <= self.exploration <= 1.0:
+            raise ValueError(f"exploration must be between 0 and 1, got {self.exploration}")
+        if not 0.0 < self.tilt <= 1.0:
+            raise ValueError(f"tilt must be above 0 and at most 1, got {self.tilt}")
+
+
+class AdaptiveBlender(Blender):
+    """The bundle's blender for one scenario, with arms drawn by the bandit. Built by the
+    server around the fitted blender; not a component a bundle stores."""
+
+    name = ADAPTIVE
+
+    def __init__(self, base: Blender, scenario: str, version: str, store: PolicyStore,
+                 settings: Settings | None = None, explore: bool = True,
+                 seed: int | None = None) -> None:
+        super().__init__()
+        self.base, self.scenario, self.version = base, scenario, version
+        self.configured = settings or Settings()
+        self.settings = self.configured
+        self.explore = explore
+        self.store = store
+        self._rng = np.random.default_rng(seed)
+        self._lock = threading.Lock()
+        self._cache: dict[tuple[str, ...], tuple[float, np.ndarray]] = {}
+        #: The arms of the latest decision (they follow the scorer outputs scored).
+        self.arms: list[str] = []
+
+    def fit(self, data: TrainingData, examples: BlendExamples | None = None) -> None:
+        raise TypeError("the adaptive blender learns online from feedback; fit the "
+                        "bundle's blender instead")
+
+    def save(self, path: Path) -> None:
+        raise TypeError("the adaptive state lives in the feedback log, not in a bundle")
+
+    @classmethod
+    def load(cls, path: Path) -> Self:
+        raise TypeError("the adaptive blender is built by the server around a bundle's "
+                        "blender")
+
+    def blend(self, scores: Mapping[str, Mapping[str, np.ndarray]],
+              batch: ScoreBatch) -> np.ndarray:
+        return self.decide(scores, batch).scores
+
+    def contributions(self, scores: Mapping[str, Mapping[str, np.ndarray]],
+                      batch: ScoreBatch) -> dict[str, np.ndarray] | None:
+        return self.decide(scores, batch).contributions
+
+    def describe(self) -> dict[str, Any]:
+        return {"base": self.base.name, "exploration": self.settings.exploration,
+                "tilt": self.settings.tilt, "adapt": self.settings.adapt}
+
+    def probabilities(self, arms: list[str], fresh: bool = False) -> np.ndarray:
+        """Per bucket (rows, as ``BUCKETS``), each arm's probability now; re-read from the
+        state at most every ``refresh_seconds`` unless ``fresh``."""
+        key = tuple(arms)
+        now = time.monotonic()
+        with self._lock:
+            cached = self._cache.get(key)
+            if cached is not None and not fresh and \
+                    now - cached[0] < self.settings.refresh_seconds:
+                return cached[1]
+        counts = self.store.policy_counts(self.version, self.scenario)
+        control = self.store.policy_control(self.scenario)
+        self.settings = replace(self.configured, **control)
+        rate = self.settings.exploration if self.settings.adapt and self.explore else 0.0
+        table = np.stack([arm_probabilities(
+            np.array([counts.get((bucket, a), (0.0, 0.0))[0] for a in arms]),
+            np.array([counts.get((bucket, a), (0.0, 0.0))[1] for a in arms]), rate)
+            for bucket in BUCKETS])
+        with self._lock:
+            self._cache[key] = (now, table)
+        return table
+
+    def forget(self) -> None:
+        """Drop the cached probabilities: the next request re-reads the state."""
+        with self._lock:
+            self._cache.clear()
+
+    def decide(self, scores: Mapping[str, Mapping[str, np.ndarray]],
+               batch: ScoreBatch) -> Blend:
+        parts = self.base.contributions(scores, batch)
+        outputs = {f"{s}.{t}" for s, tasks in scores.items() for t in tasks}
+        keys = sorted(k for k in (parts or {}) if k in outputs)
+        arms = self.arms = arms_for(keys)
+        if parts is None or len(arms) == 1:  # one way to blend: the base's, nothing to learn
+            return self.base.decide(scores, batch)
+        parts = {k: np.asarray(v, dtype=float) for k, v in parts.items()}
+        bucket = activity_bucket(batch.history.lengths if batch.history is not None
+                                 else np.zeros(batch.n_requests))
+        table = self.probabilities(arms)
+        drawn = np.array([self._rng.choice(len(arms), p=table[b] / table[b].sum())
+                          for b in bucket])
+        terms = {arm: self._terms(parts, keys, arm) for arm in arms}
+        arm_scores = {arm: sum(t.values(), np.zeros(len(batch))) for arm, t in terms.items()}
+        row_arm, rows = drawn[batch.request], np.arange(len(batch))
+        final = np.stack([arm_scores[a] for a in arms])[row_arm, rows]
+        contributions = {k: np.stack([terms[a][k] for a in arms])[row_arm, rows]
+                         for k in parts}
+        return Blend(final, contributions, self.policy_name, [arms[i] for i in drawn],
+                     [{a: float(p) for a, p in zip(arms, table[b], strict=True)}
+                      for b in bucket], arm_scores,
+                     [{"activity": BUCKETS[b]} for b in bucket])
+
+    def state(self, keys: list[str], history: tuple[int, list[dict[str, Any]]]
+              ) -> dict[str, Any]:
+        """What ``GET /v1/scenarios/{name}/policy`` shows: the arms and their multipliers,
+        per activity bucket each arm's probability now and its counts, the offline prior
+        (the bundle's blender), the number of rewards credited and the latest of them."""
+        arms = self.arms or arms_for(keys)
+        keys = [a.removeprefix(TOWARD) for a in arms if a != OFFLINE] or keys
+        table = self.probabilities(arms, fresh=True)
+        counts = self.store.policy_counts(self.version, self.scenario)
+        contexts = []
+        for b, bucket in enumerate(BUCKETS):
+            rows = []
+            alpha, beta = posterior(*(np.array([counts.get((bucket, a), (0.0, 0.0))[i]
+                                                for a in arms]) for i in (0, 1)))
+            mean = alpha / (alpha + beta)
+            for a, arm in enumerate(arms):
+                pulls, reward = counts.get((bucket, arm), (0.0, 0.0))
+                rows.append({"arm": arm, "probability": round(float(table[b, a]), 6),
+                             "pulls": pulls, "reward": reward,
+                             "mean": round(float(mean[a]), 6)})
+            contexts.append({"activity": bucket, "arms": rows})
+        updates, latest = history
+        return {"scenario": self.scenario, "bundle_version": self.version,
+                "policy": self.policy_name, "exploration": self.settings.exploration,
+                "tilt": self.settings.tilt,
+                "arms": [{"arm": a, "multipliers": multipliers(a, keys, self.settings.tilt)}
+                         for a in arms],
+                "contexts": contexts, "offline_prior": {"blender": self.base.name,
+                                                        **self.base.describe()},
+                "updates": updates, "history": latest}
+
+    @property
+    def policy_name(self) -> str:
+        return ADAPTIVE if self.settings.adapt else FROZEN
+
+    def _terms(self, parts: Mapping[str, np.ndarray], keys: list[str], arm: str
+               ) -> dict[str, np.ndarray]:
+        factor = multipliers(arm, keys, self.settings.tilt)
+        return {k: v * factor.get(k, 1.0) for k, v in parts.items()}

@@ -1,0 +1,268 @@
+"""The adaptive blend policy: arm probabilities, their bound, the decision a pipeline logs,
+and the state in the feedback log (exactly once, across restarts and processes)."""
+
+import multiprocessing
+from datetime import UTC, datetime
+
+import numpy as np
+import pytest
+
+from hybridrec import columns as C
+from hybridrec.adaptive import (
+    ADAPTIVE,
+    FROZEN,
+    MIN_PULLS,
+    OFFLINE,
+    AdaptiveBlender,
+    Settings,
+    arm_probabilities,
+    arms_for,
+)
+from hybridrec.builtin.blenders import WeightedBlender
+from hybridrec.builtin.scenarios import SHOP
+from hybridrec.contracts import FIXED_ARM, Ragged, ScoreBatch
+from hybridrec.feedback import FeedbackLog
+from hybridrec.pipeline import Decision
+from hybridrec.testing import BlenderContract, tiny_training_data
+
+NOW = datetime(2025, 3, 1, tzinfo=UTC).isoformat()
+
+
+def batch_of(n_requests, n_items=20, history=0, scenario=SHOP):
+    items = np.array([f"i{j}" for j in range(n_items)])
+    return ScoreBatch(scenario=scenario,
+                      user_ids=np.array([f"u{r}" for r in range(n_requests)], dtype=object),
+                      candidates=Ragged.from_rows([items] * n_requests),
+                      history=Ragged.from_rows([items[:history]] * n_requests))
+
+
+def two_scorers(batch, seed=0):
+    rng = np.random.default_rng(seed)
+    return {"a": {"click": rng.normal(size=len(batch))},
+            "b": {"click": rng.normal(size=len(batch))}}
+
+
+@pytest.fixture
+def log(tmp_path):
+    feedback = FeedbackLog(tmp_path / "feedback.db")
+    yield feedback
+    feedback.close()
+
+
+def adaptive(log, exploration=0.2, adapt=True, seed=0, scenario="shop"):
+    return AdaptiveBlender(WeightedBlender(), scenario, "v1", log,
+                           Settings(exploration=exploration, adapt=adapt), seed=seed)
+
+
+# Arm probabilities ----------------------------------------------------------------------
+def test_a_new_bundle_starts_from_its_offline_weights():
+    probs = arm_probabilities(np.zeros(3), np.zeros(3), exploration=0.1)
+    assert probs.argmax() == 0 and probs[0] >= 0.9
+    assert probs.sum() == pytest.approx(1.0)
+    assert arm_probabilities(np.zeros(3), np.zeros(3), 0.0).tolist() == [1.0, 0.0, 0.0]
+
+
+@pytest.mark.parametrize("exploration", [0.0, 0.05, 0.3])
+def test_leaving_the_greedy_arm_never_exceeds_the_exploration_rate(exploration):
+    rng = np.random.default_rng(1)
+    for _ in range(200):
+        pulls = rng.integers(0, 500, size=4).astype(float)
+        rewards = np.floor(pulls * rng.random(4))
+        probs = arm_probabilities(pulls, rewards, exploration)
+        assert probs.sum() == pytest.approx(1.0) and (probs >= 0).all()
+        assert 1.0 - probs.max() <= exploration + 1e-12
+
+
+def test_an_arm_takes_over_once_it_has_served_enough_and_earns_more():
+    better = arm_probabilities(np.array([200.0, MIN_PULLS]), np.array([10.0, 12.0]), 0.1)
+    assert better.argmax() == 1
+    too_few = arm_probabilities(np.array([200.0, MIN_PULLS - 1]), np.array([10.0, 12.0]), 0.1)
+    assert too_few.argmax() == 0
+
+
+def test_arms_follow_the_scorer_outputs():
+    assert arms_for(["a.click"]) == [OFFLINE]
+    assert arms_for(["a.click", "b.click"]) == [OFFLINE, "toward:a.click", "toward:b.click"]
+
+
+# The blender ----------------------------------------------------------------------------
+class TestAdaptiveBlenderKit(BlenderContract):
+    """The kit, with exploration off (so that blending is deterministic) over the state of a
+    real feedback log."""
+
+    @pytest.fixture
+    def blender(self, tmp_path):
+        return AdaptiveBlender(WeightedBlender(), "shop", "v1",
+                               FeedbackLog(tmp_path / "kit.db"), Settings(exploration=0.0))
+
+    @pytest.fixture
+    def fitted(self, blender, world):
+        blender.base.fit(world.training_data())
+        return blender
+
+    @pytest.fixture
+    def data(self):
+        return tiny_training_data()
+
+    def test_save_load_round_trip(self, fitted, world, tmp_path):
+        with pytest.raises(TypeError, match="feedback log"):
+            fitted.save(tmp_path)
+
+
+def test_decisions_are_drawn_from_the_probabilities_they_report(log):
+    blender = adaptive(log, exploration=0.3)
+    batch = batch_of(3000)
+    out = blender.decide(two_scorers(batch), batch)
+    probs = out.probabilities[0]
+    assert set(probs) == {OFFLINE, "toward:a.click", "toward:b.click"}
+    assert all(p == probs for p in out.probabilities)  # one context: one distribution
+    drawn = np.array(out.arms)
+    for arm, p in probs.items():
+        share = (drawn == arm).mean()
+        assert abs(share - p) < 4 * np.sqrt(p * (1 - p) / len(drawn)) + 1e-3, (arm, share, p)
+    assert (drawn != OFFLINE).mean() <= 0.3 + 4 * np.sqrt(0.3 * 0.7 / len(drawn))
+    # each request ranks by its drawn arm, whose terms add up to its score
+    rows = batch.request
+    expected = np.stack([out.arm_scores[a] for a in out.arms])[rows, np.arange(len(batch))]
+    np.testing.assert_allclose(out.scores, expected)
+    np.testing.assert_allclose(sum(out.contributions.values()), out.scores, atol=1e-12)
+
+
+def test_an_arm_tilts_toward_its_scorer(log):
+    batch = batch_of(1, n_items=50)
+    scores = two_scorers(batch)
+    out = adaptive(log).decide(scores, batch)
+    toward_a = out.arm_scores["toward:a.click"]
+    toward_b = out.arm_scores["toward:b.click"]
+    a, b = scores["a"]["click"], scores["b"]["click"]
+    assert np.corrcoef(toward_a, a)[0, 1] > np.corrcoef(toward_b, a)[0, 1]
+    assert np.corrcoef(toward_b, b)[0, 1] > np.corrcoef(toward_a, b)[0, 1]
+
+
+def test_a_frozen_scenario_serves_its_greedy_arm_alone(log):
+    batch = batch_of(200)
+    out = adaptive(log, exploration=0.5, adapt=False).decide(two_scorers(batch), batch)
+    assert out.policy == FROZEN and set(out.arms) == {OFFLINE}
+    assert all(p[OFFLINE] == 1.0 for p in out.probabilities)
+
+
+def test_the_context_is_the_users_activity(log):
+    blender = adaptive(log)
+    for history, bucket in ((0, "cold"), (7, "light")):
+        batch = batch_of(2, history=history)
+        out = blender.decide(two_scorers(batch), batch)
+        assert [c["activity"] for c in out.context] == [bucket, bucket]
+
+
+def test_one_scorer_output_leaves_nothing_to_choose(log):
+    batch = batch_of(4)
+    out = adaptive(log).decide({"a": {"click": np.arange(len(batch), dtype=float)}}, batch)
+    assert set(out.arms) == {FIXED_ARM} and out.policy == "weighted"
+    assert all(p == {FIXED_ARM: 1.0} for p in out.probabilities)
+
+
+# The state in the log ---------------------------------------------------------------------
+def decision(arm="toward:a.click", activity="light", probabilities=None):
+    probabilities = probabilities or {OFFLINE: 0.9, "toward:a.click": 0.05,
+                                      "toward:b.click": 0.05}
+    return Decision(ADAPTIVE, arm, probabilities, {"activity": activity}, [1.0, 0.5],
+                    {arm: ["i1", "i2"]})
+
+
+def serve(log, request_id, scenario="shop", arm="toward:a.click", activity="light",
+          policy=ADAPTIVE):
+    chosen = decision(arm, activity)
+    chosen.policy = policy
+    log.log_served(request_id, NOW, "u1", scenario, "v1", False, ["i1", "i2"], [1.0, 0.5],
+                   chosen)
+
+
+def event(request_id, reward, scenario="shop", item="i1", kind="purchase"):
+    return {"request_id": request_id, C.USER_ID: "u1", C.ITEM_ID: item, C.SCENARIO: scenario,
+            C.EVENT_TYPE: kind, C.VALUE: 1.0, C.EVENT_TIMESTAMP: NOW, "reward": reward}
+
+
+def test_feedback_moves_its_scenarios_arm_and_nothing_else(log):
+    serve(log, "r1")
+    serve(log, "r2", scenario="video", arm=OFFLINE)
+    assert log.policy_counts("v1", "shop") == {("light", "toward:a.click"): (1.0, 0.0)}
+    assert log.append([event("r1", 0.2, kind="cart")], NOW) == 1
+    assert log.append([event("r1", 1.0), event("r1", 1.0)], NOW) == 1  # raised once to 1
+    assert log.append([event("r1", 0.2, kind="cart")], NOW) == 0  # no lower
+    assert log.policy_counts("v1", "shop") == {("light", "toward:a.click"): (1.0, 1.0)}
+    assert log.policy_counts("v1", "video") == {("light", OFFLINE): (1.0, 0.0)}
+    updates, history = log.policy_history("v1", "shop")
+    assert updates == 2 and [h["reward"] for h in history] == pytest.approx([0.8, 0.2])
+
+
+def test_unknown_requests_and_frozen_decisions_update_nothing(log):
+    serve(log, "frozen", policy=FROZEN)
+    log.record_unmatched([{"request_id": "never-served", "item_id": "i1"}], NOW)
+    assert log.append([event("never-served", 1.0), event("frozen", 1.0)], NOW) == 0
+    assert log.policy_counts("v1", "shop") == {}
+    assert log.policy_history("v1", "shop")[0] == 0
+    [[count]] = log._conn.execute("SELECT COUNT(*) FROM unmatched").fetchall()
+    assert count == 1
+
+
+def test_the_state_survives_a_restart(tmp_path):
+    first = FeedbackLog(tmp_path / "f.db")
+    serve(first, "r1")
+    first.append([event("r1", 1.0)], NOW)
+    first.set_policy_control("shop", {"adapt": False}, NOW)
+    first.close()
+    again = FeedbackLog(tmp_path / "f.db")
+    assert again.policy_counts("v1", "shop") == {("light", "toward:a.click"): (1.0, 1.0)}
+    assert again.policy_control("shop") == {"adapt": False}
+    again.close()
+
+
+def _hammer(path, worker, n):
+    log = FeedbackLog(path)
+    for i in range(n):
+        request_id = f"w{worker}-{i}"
+        serve(log, request_id, arm=OFFLINE if i % 2 else "toward:a.click")
+        log.append([event(request_id, 1.0)] * 2, NOW)  # the same event twice: credited once
+        if i % 3 == 0:  # feedback arriving at the other process for the other's requests
+            log.append([event(f"w{1 - worker}-{i}", 0.2, kind="cart")], NOW)
+    log.close()
+
+
+def test_two_processes_lose_and_double_count_nothing(tmp_path):
+    path = tmp_path / "shared.db"
+    FeedbackLog(path).close()
+    n = 150
+    context = multiprocessing.get_context("spawn")
+    workers = [context.Process(target=_hammer, args=(path, w, n)) for w in (0, 1)]
+    for w in workers:
+        w.start()
+    for w in workers:
+        w.join(timeout=120)
+        assert w.exitcode == 0
+    log = FeedbackLog(path)
+    counts = log.policy_counts("v1", "shop")
+    pulls = sum(p for p, _ in counts.values())
+    reward = sum(r for _, r in counts.values())
+    assert pulls == 2 * n and reward == pytest.approx(2 * n)  # every list's best reward once
+    assert counts[("light", OFFLINE)][0] == counts[("light", "toward:a.click")][0] == n
+    rows = log._conn.execute("SELECT SUM(reward) FROM served").fetchone()[0]
+    assert rows == pytest.approx(2 * n)
+    log.close()
+
+
+def test_the_blender_reads_the_state_and_follows_a_better_arm(log):
+    blender = adaptive(log, exploration=0.1)
+    batch = batch_of(1, history=7)
+    scores = two_scorers(batch)
+    first = blender.decide(scores, batch)
+    assert max(first.probabilities[0], key=first.probabilities[0].get) == OFFLINE
+    for i in range(MIN_PULLS + 10):  # toward:b earns on every list, offline on none
+        serve(log, f"b{i}", arm="toward:b.click")
+        log.append([event(f"b{i}", 1.0)], NOW)
+        serve(log, f"o{i}", arm=OFFLINE)
+    blender.forget()
+    after = blender.decide(scores, batch).probabilities[0]
+    assert max(after, key=after.get) == "toward:b.click"
+    assert after["toward:b.click"] >= 0.9
+    cold = blender.decide(scores, batch_of(1, history=0)).probabilities[0]
+    assert max(cold, key=cold.get) == OFFLINE  # another context, untouched
