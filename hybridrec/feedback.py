@@ -121,8 +121,9 @@ class FeedbackLog:
         row = (request_id, served_at, user_id, scenario, bundle_version, int(cold_start),
                json.dumps(list(items)),
                json.dumps([None if s is None else round(float(s), 6) for s in scores]),
-               None if decision is None else json.dumps({**decision.as_dict(),
-                                                         "lists": decision.lists}),
+               None if decision is None else json.dumps({
+                   **decision.as_dict(), "lists": decision.lists,
+                   "estimates": decision.estimates}),
                int(learns))
         with self._lock, self._transaction("NORMAL"):
             self._conn.execute(

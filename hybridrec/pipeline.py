@@ -19,6 +19,7 @@ from typing import Any
 import numpy as np
 
 from hybridrec.contracts import (
+    PROBABILITY_TASKS,
     Blend,
     Blender,
     CandidateSource,
@@ -194,6 +195,9 @@ class Decision:
     #: Per arm, the items it would have shown (for off-policy evaluation of other mixtures
     #: of the arms).
     lists: dict[str, list[str]]
+    #: Per item of any list, a scorer's calibrated probability for it (``PROBABILITY_TASKS``;
+    #: the direct method's reward model), when the scenario has one.
+    estimates: dict[str, float] = field(default_factory=dict)
 
     @property
     def propensity(self) -> float:
@@ -213,6 +217,8 @@ def decisions(scored: Scored, top: Ragged, k: int) -> list[Decision]:
     offsets = scored.batch.offsets
     tops = {arm: top_k_groups(values, offsets, k) for arm, values in blend.arm_scores.items()}
     ids = scored.batch.item_ids
+    probability = next((v for tasks in scored.outputs.values() for t, v in tasks.items()
+                        if t in PROBABILITY_TASKS), None)
     out = []
     for r in range(scored.batch.n_requests):
         shown, drawn = top[r], blend.arms[r]
@@ -223,10 +229,15 @@ def decisions(scored: Scored, top: Ragged, k: int) -> list[Decision]:
         for arm, rows in lists.items():
             same = rows[:len(shown)] == shown[:len(rows)]
             positions[:len(same)] += probs.get(arm, 0.0) * same
+        estimates = {}
+        if probability is not None:
+            listed = np.unique(np.concatenate(list(lists.values())))
+            estimates = {str(ids[i]): round(float(probability[i]), 6) for i in listed
+                         if np.isfinite(probability[i])}
         out.append(Decision(blend.policy, drawn, dict(probs),
                             blend.context[r] if blend.context else {},
                             [round(float(p), 6) for p in positions],
-                            {a: ids[rows].tolist() for a, rows in lists.items()}))
+                            {a: ids[rows].tolist() for a, rows in lists.items()}, estimates))
     return out
 
 

@@ -2,6 +2,7 @@
 feedback updating the right state once, two server processes and a restart, freezing, the
 policy endpoint and its gauges. Real ``hybridrec serve`` processes on 127.0.0.1."""
 
+import json
 import signal
 
 import pytest
@@ -121,6 +122,15 @@ def test_two_processes_and_a_restart_apply_every_update_once(exploring):
     for context in policy["contexts"]:
         for arm in context["arms"]:
             assert arm["reward"] == by_arm.get((context["activity"], arm["arm"]), 0)
+    # off-policy evaluation from these logs: the logging policy at its observed value
+    ope = json.loads(ws.cli("evaluate", "--ope", "--json", "--policy", "logged",
+                            "--policy", "offline").stdout)
+    logged = ope["shop"]["logged"]
+    assert logged["requests"] == len(USERS)
+    assert logged["logged_value"] > 0
+    for name in ("ips", "snips"):
+        assert logged["estimates"][name]["value"] == pytest.approx(logged["logged_value"])
+    assert set(ope["shop"]["offline"]["estimates"]) >= {"ips", "snips"}
 
 
 def test_a_frozen_scenario_serves_one_arm_and_learns_nothing(exploring):

@@ -103,6 +103,51 @@ def _write_lists(path: Path, lists: dict[str, Any]) -> None:
                 out.write(json.dumps({"scenario": scenario, "user_id": user, **ranked}) + "\n")
 
 
+def _off_policy(ws: Any, policies: tuple[str, ...], as_json: bool, seed: int) -> None:
+    """``evaluate --ope``: every candidate policy per scenario, from the feedback log."""
+    from hybridrec.feedback import FeedbackLog
+    from hybridrec.metrics import json_safe
+    from hybridrec.offpolicy import PolicyError, evaluate_logs, parse_policy, table
+    from hybridrec.plugins import get_registry
+
+    try:
+        for spec in policies:
+            parse_policy(spec)
+    except PolicyError as exc:
+        fail(str(exc))
+    if not ws.feedback_db.exists():
+        fail(f"no feedback log at {ws.feedback_db}: serve (hybridrec serve) and collect "
+             "feedback first")
+    log = FeedbackLog(ws.feedback_db)
+    try:
+        decisions = log.decisions()
+    finally:
+        log.close()
+    scenarios = _serving_scenarios(ws, get_registry())
+    results = evaluate_logs(decisions, scenarios, policies, seed=seed)
+    if not results:
+        fail("the feedback log holds no served decisions yet")
+    if as_json:
+        click.echo(json.dumps(json_safe({s: {p: {**r, "estimates": {
+            e: est.as_dict() for e, est in r["estimates"].items()}} for p, r in per.items()}
+            for s, per in results.items()}), indent=2, allow_nan=False))
+    else:
+        click.echo(table(results))
+
+
+def _serving_scenarios(ws: Any, registry: Any) -> dict[str, Any]:
+    """The registered scenarios, with the current bundle's settings (its objectives)."""
+    from hybridrec.bundle import Bundle, BundleError
+
+    scenarios = dict(registry.scenarios)
+    try:
+        plans = Bundle.load(ws.bundles).plans
+    except (BundleError, FileNotFoundError):
+        return scenarios
+    return {**scenarios, **{n: p.scenario(scenarios[n]) for n, p in plans.items()
+                            if n in scenarios}}
+
+
 def add_to(cli: click.Group) -> None:
     _add_train(cli)
     _add_evaluate(cli)
@@ -151,16 +196,30 @@ def _add_evaluate(cli: click.Group) -> None:
     @click.option("--baseline-blender", "baselines", multiple=True, metavar="NAME",
                   help="Also rank with this blender over the same scores, as '<NAME> blend' "
                        "(repeatable; 'weighted' for equal weights).")
+    @click.option("--ope", is_flag=True,
+                  help="Instead: estimate candidate blend policies' value from the server's "
+                       "logged decisions and feedback (IPS, SNIPS, DM and DR).")
+    @click.option("--policy", "policies", multiple=True, metavar="SPEC",
+                  help="With --ope, a candidate: 'logged', 'greedy', an arm ('offline', "
+                       "'toward:als.click') or a mixture 'offline=0.8,toward:als.click=0.2' "
+                       "(repeatable; default: logged, greedy and offline).")
     @click.pass_context
     def evaluate(ctx: click.Context, quiet: bool, as_json: bool, k: int,
                  bundle_version: str | None, lists_path: Path | None,
-                 config_path: Path | None, **opts: Any) -> None:
+                 config_path: Path | None, ope: bool, policies: tuple[str, ...],
+                 **opts: Any) -> None:
         """Per-scenario, per-scorer offline metrics with 95% intervals on a hold-out (no
-        bundle written)."""
+        bundle written); with --ope, off-policy estimates from the server's logs."""
         from hybridrec import training
         from hybridrec.config import load_config
 
         ws = workspace(ctx)
+        if ope:
+            _off_policy(ws, policies or ("logged", "greedy", "offline"), as_json,
+                        opts["seed"])
+            return
+        if policies:
+            fail("--policy is a candidate for --ope")
         keep_lists = lists_path is not None
         if bundle_version is not None:
             if opts.pop("baselines"):
