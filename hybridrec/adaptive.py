@@ -17,7 +17,9 @@ list however many events arrive. The log (``FeedbackLog``) applies both in the s
 transaction as the served row or the feedback events, so every acknowledged update counts
 exactly once, across restarts and across server processes sharing the workspace.
 
-**Policy.** Each arm's reward rate has a Beta posterior whose prior is worth
+**Policy.** The policy follows the scenario's latest ``window`` lists (so that it can follow
+a change in what works; the totals stay in the state). Each arm's reward rate over them has
+a Beta posterior whose prior is worth
 ``PRIOR_STRENGTH`` lists at the bucket's pooled rate. The *greedy* arm is ``offline`` (a new
 bundle starts from its offline weights) until another arm that has served at least
 ``MIN_PULLS`` lists has a higher posterior mean. With exploration rate ``e``, arm ``a`` is
@@ -64,7 +66,8 @@ Counts = Mapping[tuple[str, str], tuple[float, float]]
 class PolicyStore(Protocol):
     """Where the adaptive state lives (``FeedbackLog``)."""
 
-    def policy_counts(self, bundle_version: str, scenario: str) -> Counts: ...
+    def policy_counts(self, bundle_version: str, scenario: str,
+                      window: int | None = None) -> Counts: ...
 
     def policy_control(self, scenario: str) -> dict[str, Any]: ...
 
@@ -119,6 +122,7 @@ class Settings:
     exploration: float = 0.1
     tilt: float = 0.5
     adapt: bool = True
+    window: int = 5000
     refresh_seconds: float = 1.0
 
     def __post_init__(self) -> None:
@@ -126,6 +130,8 @@ class Settings:
             raise ValueError(f"exploration must be between 0 and 1, got {self.exploration}")
         if not 0.0 < self.tilt <= 1.0:
             raise ValueError(f"tilt must be above 0 and at most 1, got {self.tilt}")
+        if self.window < 1:
+            raise ValueError(f"window must be at least 1 list, got {self.window}")
 
 
 class AdaptiveBlender(Blender):
@@ -183,9 +189,9 @@ class AdaptiveBlender(Blender):
             if cached is not None and not fresh and \
                     now - cached[0] < self.settings.refresh_seconds:
                 return cached[1]
-        counts = self.store.policy_counts(self.version, self.scenario)
         control = self.store.policy_control(self.scenario)
         self.settings = replace(self.configured, **control)
+        counts = self.store.policy_counts(self.version, self.scenario, self.settings.window)
         rate = self.settings.exploration if self.settings.adapt and self.explore else 0.0
         table = np.stack([arm_probabilities(
             np.array([counts.get((bucket, a), (0.0, 0.0))[0] for a in arms]),
@@ -233,23 +239,24 @@ class AdaptiveBlender(Blender):
         arms = self.arms or arms_for(keys)
         keys = [a.removeprefix(TOWARD) for a in arms if a != OFFLINE] or keys
         table = self.probabilities(arms, fresh=True)
-        counts = self.store.policy_counts(self.version, self.scenario)
+        recent = self.store.policy_counts(self.version, self.scenario, self.settings.window)
+        total = self.store.policy_counts(self.version, self.scenario)
         contexts = []
         for b, bucket in enumerate(BUCKETS):
             rows = []
-            alpha, beta = posterior(*(np.array([counts.get((bucket, a), (0.0, 0.0))[i]
+            alpha, beta = posterior(*(np.array([recent.get((bucket, a), (0.0, 0.0))[i]
                                                 for a in arms]) for i in (0, 1)))
             mean = alpha / (alpha + beta)
             for a, arm in enumerate(arms):
-                pulls, reward = counts.get((bucket, arm), (0.0, 0.0))
                 rows.append({"arm": arm, "probability": round(float(table[b, a]), 6),
-                             "pulls": pulls, "reward": reward,
-                             "mean": round(float(mean[a]), 6)})
+                             "mean": round(float(mean[a]), 6),
+                             **_counts("window", recent.get((bucket, arm))),
+                             **_counts("total", total.get((bucket, arm)))})
             contexts.append({"activity": bucket, "arms": rows})
         updates, latest = history
         return {"scenario": self.scenario, "bundle_version": self.version,
                 "policy": self.policy_name, "exploration": self.settings.exploration,
-                "tilt": self.settings.tilt,
+                "tilt": self.settings.tilt, "window": self.settings.window,
                 "arms": [{"arm": a, "multipliers": multipliers(a, keys, self.settings.tilt)}
                          for a in arms],
                 "contexts": contexts, "offline_prior": {"blender": self.base.name,
@@ -264,3 +271,8 @@ class AdaptiveBlender(Blender):
                ) -> dict[str, np.ndarray]:
         factor = multipliers(arm, keys, self.settings.tilt)
         return {k: v * factor.get(k, 1.0) for k, v in parts.items()}
+
+
+def _counts(label: str, counts: tuple[float, float] | None) -> dict[str, dict[str, float]]:
+    pulls, reward = counts or (0.0, 0.0)
+    return {label: {"pulls": pulls, "reward": reward}}

@@ -5,9 +5,10 @@ from it, and per-scenario choices.
 ``"als.click" = 2.0``, ... and ``[scenarios.shop]`` ``fallback = "popularity"`` (or ``false``
 for none), ``blender``, ``scorers``, ``candidate_sources``, the objective
 (``objective_events = {purchase = 1.0, cart = 0.2}``, ``objective_value = "ad_profile:bid"``),
-``n_candidates``, and online adaptation (``exploration = 0.1``; ``adapt = false`` freezes
-it). A table naming no installed component or scenario, a parameter the component does
-not take, or a value it refuses is a ``ConfigError`` that names it.
+``n_candidates``, and online adaptation (``exploration = 0.1``, ``adaptation_window =
+5000`` lists; ``adapt = false`` freezes it). A table naming no installed component or
+scenario, a parameter the component does not take, or a value it refuses is a
+``ConfigError`` that names it.
 """
 
 from __future__ import annotations
@@ -22,7 +23,7 @@ Config = Mapping[str, Mapping[str, Any]]
 SCENARIOS = "scenarios"
 #: The scenario fields that change what serving and evaluation do (recorded in the bundle).
 SCENARIO_SETTINGS = ("objective_events", "objective_value", "n_candidates", "exploration",
-                     "adapt")
+                     "adapt", "adaptation_window")
 SCENARIO_FIELDS = ("fallback", "blender", "scorers", "candidate_sources", *SCENARIO_SETTINGS)
 
 
@@ -92,7 +93,7 @@ def scenario_choices(config: Config, scenarios: Collection[str]) -> dict[str, di
             elif key == "adapt":
                 if not isinstance(value, bool):
                     raise ConfigError(f"{where} must be true or false")
-            elif key == "n_candidates":
+            elif key in ("n_candidates", "adaptation_window"):
                 if not isinstance(value, int) or isinstance(value, bool) or value < 1:
                     raise ConfigError(f"{where} must be an integer >= 1")
             elif not isinstance(value, str):

@@ -108,6 +108,8 @@ class Scenario:
     #: another arm than the best one so far, and whether to adapt at all (``False``: frozen).
     exploration: float = 0.1
     adapt: bool = True
+    #: How many of the latest lists the adaptive policy learns from.
+    adaptation_window: int = 5000
 
     @property
     def event_types(self) -> tuple[str, ...]:

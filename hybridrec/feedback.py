@@ -55,6 +55,7 @@ CREATE TABLE IF NOT EXISTS feedback (
     received_at TEXT NOT NULL
 );
 CREATE INDEX IF NOT EXISTS feedback_user ON feedback (user_id, scenario);
+CREATE INDEX IF NOT EXISTS feedback_request ON feedback (request_id);
 CREATE TABLE IF NOT EXISTS policy_state (
     bundle_version TEXT NOT NULL,
     scenario TEXT NOT NULL,
@@ -107,6 +108,8 @@ class FeedbackLog:
         for column, kind in SERVED_COLUMNS.items():
             if column not in have:
                 self._conn.execute(f"ALTER TABLE served ADD COLUMN {column} {kind}")
+        self._conn.execute("CREATE INDEX IF NOT EXISTS served_policy ON served "
+                           "(scenario, bundle_version, learns)")
 
     def close(self) -> None:
         with self._lock:
@@ -208,14 +211,24 @@ class FeedbackLog:
                  for e in events])
 
     # The adaptive state ---------------------------------------------------------------
-    def policy_counts(self, bundle_version: str, scenario: str
+    def policy_counts(self, bundle_version: str, scenario: str, window: int | None = None
                       ) -> dict[tuple[str, str], tuple[float, float]]:
-        """``{(bucket, arm): (pulls, reward)}`` of a bundle's scenario."""
+        """``{(bucket, arm): (pulls, reward)}`` of a bundle's scenario: in total, or over
+        its latest ``window`` adaptive lists (what the policy follows, so that it can
+        follow a change)."""
         with self._lock:
-            rows = self._conn.execute(
-                "SELECT bucket, arm, pulls, reward FROM policy_state "
-                "WHERE bundle_version = ? AND scenario = ?", (bundle_version, scenario)
-            ).fetchall()
+            if window is None:
+                rows = self._conn.execute(
+                    "SELECT bucket, arm, pulls, reward FROM policy_state "
+                    "WHERE bundle_version = ? AND scenario = ?", (bundle_version, scenario)
+                ).fetchall()
+            else:
+                rows = self._conn.execute(
+                    "SELECT json_extract(decision, '$.context.activity'), "
+                    "json_extract(decision, '$.arm'), COUNT(*), SUM(reward) FROM ("
+                    "SELECT decision, reward FROM served WHERE scenario = ? AND "
+                    "bundle_version = ? AND learns = 1 ORDER BY rowid DESC LIMIT ?) "
+                    "GROUP BY 1, 2", (scenario, bundle_version, window)).fetchall()
         return {(b, a): (float(p), float(r)) for b, a, p, r in rows}
 
     def policy_control(self, scenario: str) -> dict[str, Any]:

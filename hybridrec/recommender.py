@@ -128,7 +128,9 @@ class Recommender:
         return {n: AdaptiveBlender(self.bundle.blenders[p.blender], n, self.version,
                                    self.feedback, Settings(
                                        exploration=self.scenarios[n].exploration,
-                                       adapt=self.scenarios[n].adapt), explore=self.explore)
+                                       adapt=self.scenarios[n].adapt,
+                                       window=self.scenarios[n].adaptation_window),
+                                   explore=self.explore)
                 for n, p in self.plan_objects.items()}
 
     def refresh(self, items: Any = None) -> int:

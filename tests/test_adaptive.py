@@ -266,3 +266,26 @@ def test_the_blender_reads_the_state_and_follows_a_better_arm(log):
     assert after["toward:b.click"] >= 0.9
     cold = blender.decide(scores, batch_of(1, history=0)).probabilities[0]
     assert max(cold, key=cold.get) == OFFLINE  # another context, untouched
+
+
+def test_the_policy_follows_the_latest_window_of_lists(log):
+    """Offline earned on its first 300 lists, then nothing; toward:b earns since. Over all
+    lists offline still looks better; over the latest 200 toward:b does."""
+    for i in range(300):
+        serve(log, f"early{i}", arm=OFFLINE)
+        log.append([event(f"early{i}", 1.0)], NOW)
+    for i in range(100):
+        serve(log, f"late-b{i}", arm="toward:b.click")
+        if i % 2:
+            log.append([event(f"late-b{i}", 1.0)], NOW)
+        serve(log, f"late-o{i}", arm=OFFLINE)
+    batch = batch_of(1, history=7)
+    scores = two_scorers(batch)
+    for window, best in ((10_000, OFFLINE), (200, "toward:b.click")):
+        blender = AdaptiveBlender(WeightedBlender(), "shop", "v1", log,
+                                  Settings(exploration=0.1, window=window))
+        probs = blender.decide(scores, batch).probabilities[0]
+        assert max(probs, key=probs.get) == best, (window, probs)
+    recent = log.policy_counts("v1", "shop", window=200)
+    assert recent[("light", OFFLINE)] == (100.0, 0.0)
+    assert recent[("light", "toward:b.click")] == (100.0, 50.0)

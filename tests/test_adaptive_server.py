@@ -111,8 +111,8 @@ def test_two_processes_and_a_restart_apply_every_update_once(exploring):
         policy = again.call("GET", "/v1/scenarios/shop/policy")[1]
     finally:
         again.stop()
-    pulls = sum(arm["pulls"] for c in policy["contexts"] for arm in c["arms"])
-    reward = sum(arm["reward"] for c in policy["contexts"] for arm in c["arms"])
+    pulls = sum(arm["total"]["pulls"] for c in policy["contexts"] for arm in c["arms"])
+    reward = sum(arm["total"]["reward"] for c in policy["contexts"] for arm in c["arms"])
     assert pulls == len(served)
     assert reward == pytest.approx(len(rewarded)) and policy["updates"] == len(rewarded)
     by_arm = {}
@@ -121,7 +121,8 @@ def test_two_processes_and_a_restart_apply_every_update_once(exploring):
         by_arm[key] = by_arm.get(key, 0) + 1
     for context in policy["contexts"]:
         for arm in context["arms"]:
-            assert arm["reward"] == by_arm.get((context["activity"], arm["arm"]), 0)
+            assert arm["total"]["reward"] == by_arm.get((context["activity"], arm["arm"]), 0)
+            assert arm["window"] == arm["total"]  # fewer lists than the window
     # off-policy evaluation from these logs: the logging policy at its observed value
     ope = json.loads(ws.cli("evaluate", "--ope", "--json", "--policy", "logged",
                             "--policy", "offline").stdout)

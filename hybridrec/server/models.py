@@ -139,3 +139,5 @@ class PolicyControl(BaseModel):
         "The most probability given to arms other than the best so far."))
     adapt: StrictBool | None = Field(default=None, description="false freezes the "
                                      "scenario's blend on its best arm; true resumes.")
+    window: int | None = Field(default=None, ge=1, le=10_000_000, description=(
+        "How many of the latest lists the policy learns from."))
