@@ -1,10 +1,12 @@
 """Blend weights that adapt online: per scenario, a contextual bandit over ways of blending.
 
 **Arms.** The bundle's blender says each input's term of a candidate's score
-(``Blender.contributions``). An arm re-weights those terms: ``offline`` keeps them (the
-bundle's own ranking, what training chose); ``toward:KEY`` multiplies the term of the scorer
-output ``KEY`` by ``1 + tilt`` and every other scorer output's by ``1 - tilt`` (context
-terms, such as an ad's bid, stay as they are). A blend of fewer than two scorer outputs (a
+(``Blender.contributions``). ``offline`` keeps them (the bundle's own ranking, what training
+chose). ``toward:KEY`` moves the ranking part of the way toward the scorer output ``KEY``'s
+own: every offline term times ``1 - tilt``, plus ``tilt`` times ``KEY``'s z-score over the
+request's candidates, scaled to the spread of the offline scores (so the tilt means the same
+whatever the blender's scale, and follows the output's direction even where the offline
+weight on it is negative). A blend of fewer than two scorer outputs (a
 cold start's fallback) has nothing to choose: it is the bundle's blender's, ``fixed``.
 
 **Context.** The user's activity bucket (``hybridrec.objectives``: cold, light, heavy), the
@@ -48,6 +50,7 @@ import numpy as np
 
 from hybridrec.contracts import Blend, Blender, BlendExamples, ScoreBatch, TrainingData
 from hybridrec.objectives import BUCKETS, activity_bucket
+from hybridrec.ranking import group_standardise
 
 OFFLINE = "offline"
 TOWARD = "toward:"
@@ -77,12 +80,11 @@ def arms_for(keys: list[str]) -> list[str]:
     return [OFFLINE, *(TOWARD + k for k in keys)] if len(keys) >= 2 else [OFFLINE]
 
 
-def multipliers(arm: str, keys: list[str], tilt: float) -> dict[str, float]:
-    """What ``arm`` multiplies each scorer output's term by."""
+def mix(arm: str, tilt: float) -> dict[str, float]:
+    """What ``arm`` blends: the share of the offline score, and of the output it tilts to."""
     if arm == OFFLINE:
-        return {k: 1.0 for k in keys}
-    toward = arm.removeprefix(TOWARD)
-    return {k: 1.0 + tilt if k == toward else 1.0 - tilt for k in keys}
+        return {OFFLINE: 1.0}
+    return {OFFLINE: 1.0 - tilt, arm.removeprefix(TOWARD): tilt}
 
 
 def arm_probabilities(pulls: np.ndarray, rewards: np.ndarray, exploration: float,
@@ -220,7 +222,9 @@ class AdaptiveBlender(Blender):
         table = self.probabilities(arms)
         drawn = np.array([self._rng.choice(len(arms), p=table[b] / table[b].sum())
                           for b in bucket])
-        terms = {arm: self._terms(parts, keys, arm) for arm in arms}
+        offline = sum(parts.values(), np.zeros(len(batch)))
+        spread = _group_std(offline, batch.request, batch.n_requests)[batch.request]
+        terms = {arm: self._terms(parts, scores, batch, arm, spread) for arm in arms}
         arm_scores = {arm: sum(t.values(), np.zeros(len(batch))) for arm, t in terms.items()}
         row_arm, rows = drawn[batch.request], np.arange(len(batch))
         final = np.stack([arm_scores[a] for a in arms])[row_arm, rows]
@@ -237,7 +241,6 @@ class AdaptiveBlender(Blender):
         per activity bucket each arm's probability now and its counts, the offline prior
         (the bundle's blender), the number of rewards credited and the latest of them."""
         arms = self.arms or arms_for(keys)
-        keys = [a.removeprefix(TOWARD) for a in arms if a != OFFLINE] or keys
         table = self.probabilities(arms, fresh=True)
         recent = self.store.policy_counts(self.version, self.scenario, self.settings.window)
         total = self.store.policy_counts(self.version, self.scenario)
@@ -257,8 +260,7 @@ class AdaptiveBlender(Blender):
         return {"scenario": self.scenario, "bundle_version": self.version,
                 "policy": self.policy_name, "exploration": self.settings.exploration,
                 "tilt": self.settings.tilt, "window": self.settings.window,
-                "arms": [{"arm": a, "multipliers": multipliers(a, keys, self.settings.tilt)}
-                         for a in arms],
+                "arms": [{"arm": a, "mix": mix(a, self.settings.tilt)} for a in arms],
                 "contexts": contexts, "offline_prior": {"blender": self.base.name,
                                                         **self.base.describe()},
                 "updates": updates, "history": latest}
@@ -267,12 +269,29 @@ class AdaptiveBlender(Blender):
     def policy_name(self) -> str:
         return ADAPTIVE if self.settings.adapt else FROZEN
 
-    def _terms(self, parts: Mapping[str, np.ndarray], keys: list[str], arm: str
-               ) -> dict[str, np.ndarray]:
-        factor = multipliers(arm, keys, self.settings.tilt)
-        return {k: v * factor.get(k, 1.0) for k, v in parts.items()}
+    def _terms(self, parts: Mapping[str, np.ndarray],
+               scores: Mapping[str, Mapping[str, np.ndarray]], batch: ScoreBatch, arm: str,
+               spread: np.ndarray) -> dict[str, np.ndarray]:
+        if arm == OFFLINE:
+            return dict(parts)
+        key, tilt = arm.removeprefix(TOWARD), self.settings.tilt
+        scorer, _, task = key.partition(".")
+        z = np.nan_to_num(group_standardise(scores[scorer][task], batch.request,
+                                            batch.n_requests))
+        out = {k: v * (1.0 - tilt) for k, v in parts.items()}
+        out[key] = out.get(key, 0.0) + tilt * spread * z
+        return out
 
 
 def _counts(label: str, counts: tuple[float, float] | None) -> dict[str, dict[str, float]]:
     pulls, reward = counts or (0.0, 0.0)
     return {label: {"pulls": pulls, "reward": reward}}
+
+
+def _group_std(values: np.ndarray, group: np.ndarray, n_groups: int) -> np.ndarray:
+    """Each group's standard deviation of ``values`` (1 where it is 0: a flat request)."""
+    count = np.maximum(np.bincount(group, minlength=n_groups), 1)
+    mean = np.bincount(group, weights=values, minlength=n_groups) / count
+    centred = values - mean[group]
+    std = np.sqrt(np.bincount(group, weights=centred * centred, minlength=n_groups) / count)
+    return np.where(std > 0, std, 1.0)

@@ -155,8 +155,9 @@ def test_a_frozen_scenario_serves_one_arm_and_learns_nothing(exploring):
 def test_the_policy_endpoint_and_its_gauges(server):
     status, policy = server.call("GET", "/v1/scenarios/video/policy")
     assert status == 200
-    assert policy["arms"][0] == {"arm": "offline", "multipliers": {
-        key: 1.0 for key in policy["arms"][0]["multipliers"]}}
+    assert policy["arms"][0] == {"arm": "offline", "mix": {"offline": 1.0}}
+    assert all(arm["mix"] == {"offline": 0.5, arm["arm"].removeprefix("toward:"): 0.5}
+               for arm in policy["arms"][1:])
     assert {c["activity"] for c in policy["contexts"]} == {"cold", "light", "heavy"}
     for context in policy["contexts"]:
         assert sum(a["probability"] for a in context["arms"]) == pytest.approx(1.0)

@@ -1,0 +1,53 @@
+"""The adaptive blend follows a change in what works: simulated users against a real server
+first like what ALS ranks high, then what popularity does; the policy moves toward the
+popularity arm and, after the switch, serves better lists than the fixed offline weights."""
+
+import pytest
+
+from hybridrec.plugins import reset_registry
+from hybridrec.simulation import Replay, Truth, active_users, drift
+from hybridrec.workspace import Workspace
+
+from conftest import Server
+
+BEFORE, AFTER = "als.click", "popularity.click"
+
+
+@pytest.fixture
+def with_hello(hello_site, monkeypatch):
+    """The session workspace's bundle uses the hello plugin: make it loadable here too."""
+    monkeypatch.syspath_prepend(str(hello_site))
+    reset_registry()
+    yield
+    reset_registry()
+
+
+def test_the_policy_moves_toward_the_scorer_that_became_informative(workspace_copy,
+                                                                     with_hello):
+    ws = Workspace(feature_repo=workspace_copy.repo, bundles=workspace_copy.bundles)
+    activity, users = active_users(ws, "video", 80)
+    truth = Truth.from_workspace(ws, "video", users, [BEFORE, AFTER], top=5)
+    server = Server(workspace_copy, "--refresh-seconds", "0")
+    server.wait_ready()
+    try:
+        status, _ = server.call("POST", "/v1/admin/scenarios/video/policy",
+                                {"exploration": 0.3, "window": 300})
+        assert status == 200
+        replay = Replay("127.0.0.1", server.port, ws.feedback_db, truth, users, seed=3)
+        result = drift(replay, BEFORE, AFTER, (300, 700), activity, poll=50)
+        replay.close()
+    finally:
+        server.stop()
+    before, after = result["phases"]
+    toward = f"toward:{AFTER}"
+
+    def share(phase):
+        tail = phase["arms_last_quarter"]
+        return tail.get(toward, 0) / sum(tail.values())
+
+    assert after["arm_values"][toward] > after["arm_values"]["offline"], \
+        "the world changed in favour of the popularity arm"
+    assert share(after) > share(before) + 0.2, (before["arms_last_quarter"],
+                                                after["arms_last_quarter"])
+    assert after["served"] > after["fixed"]
+    assert after["regret_adaptive"] < after["regret_fixed"]
