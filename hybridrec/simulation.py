@@ -178,25 +178,27 @@ def drift(replay: Replay, before: str, after: str, steps: tuple[int, int], activ
     """``steps[0]`` requests while ``before`` is informative, then ``steps[1]`` while
     ``after`` is. Per phase: the mean value of the lists served, of the fixed (offline)
     weights' lists and of the oracle's, the cumulative regrets, and the share of lists each
-    arm served; after the switch, how many feedback events passed before the policy's
-    greedy arm for ``activity`` became ``toward:after`` (checked every ``poll`` requests;
-    None if it never did)."""
-    from hybridrec.adaptive import TOWARD
-
+    arm served; and the policy's greedy arm for ``activity`` every ``poll`` requests after
+    the switch, with the feedback events sent since, from which ``followed_after_events``:
+    how many events passed before the greedy arm was the best arm of the new phase (in
+    hindsight; None if it never was)."""
     phases: list[list[Step]] = [[], []]
-    followed, events = None, 0
+    greedy: list[tuple[int, str]] = []
+    events = 0
     for i in range(sum(steps)):
         phase = int(i >= steps[0])
         step = replay.step(after if phase else before)
         phases[phase].append(step)
         if phase:
             events += step.events
-            done = len(phases[1])
-            if followed is None and done % poll == 0 and \
-                    replay.greedy(activity) == TOWARD + after:
-                followed = events
-    return {"phases": [_summary(p) for p in phases], "followed_after_events": followed,
-            "events_after_switch": events, "greedy_at_end": replay.greedy(activity)}
+            if len(phases[1]) % poll == 0:
+                greedy.append((events, replay.greedy(activity)))
+    summaries = [_summary(p) for p in phases]
+    best = summaries[1]["best_arm"]
+    followed = next((n for n, arm in greedy if arm == best), None)
+    return {"phases": summaries, "greedy_after_switch": greedy,
+            "followed_after_events": followed, "events_after_switch": events,
+            "greedy_at_end": replay.greedy(activity)}
 
 
 def _summary(steps: Sequence[Step]) -> dict[str, Any]:

@@ -4,11 +4,10 @@ popularity arm and, after the switch, serves better lists than the fixed offline
 
 import pytest
 
+from conftest import Server
 from hybridrec.plugins import reset_registry
 from hybridrec.simulation import Replay, Truth, active_users, drift
 from hybridrec.workspace import Workspace
-
-from conftest import Server
 
 BEFORE, AFTER = "als.click", "popularity.click"
 
