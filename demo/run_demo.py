@@ -3,7 +3,8 @@
 generate data -> feast apply -> materialise -> train (every scorer, the learned blender, the
 evaluation report) -> serve -> HTTP requests per scenario -> a readable table per scenario
 with what moved each item -> why an ad was shown -> a new product embedded and ranked
-without retraining -> feedback -> stop the server.
+without retraining -> feedback -> the adaptive blend learning from ad clicks -> stop the
+server -> off-policy estimates of other blend policies from the server's logs.
 
 Run with ``make demo`` (which installs everything first). Uses ./feature_repo and ./bundles.
 """
@@ -131,6 +132,32 @@ def new_item(base: str, hybridrec: str, items: pd.DataFrame) -> None:
         print(f"   {item['item_id']:<18} {scores}")
 
 
+def adapt(base: str) -> None:
+    """Ad traffic with simulated clicks (each shown ad clicked with the ctr scorer's own
+    probability): the adaptive blend logs every decision and learns from the clicks."""
+    import random
+
+    rng, clicks = random.Random(0), 0
+    for n in range(1, 301):
+        status, answer = call(base, "/v1/recommend",
+                              {"user_id": f"u{n:05d}", "scenario": "ads", "k": 3})
+        if status != 200:
+            continue
+        events = [{"request_id": answer["request_id"], "item_id": item["item_id"],
+                   "event_type": "click"} for item in answer["items"]
+                  if rng.random() < (item["scores"].get("ctr.ctr") or 0.02)]
+        if events:
+            clicks += call(base, "/v1/feedback", {"events": events})[1]["accepted"]
+    status, policy = call(base, "/v1/scenarios/ads/policy")
+    print(f"\n-- 300 ad requests, {clicks} simulated clicks sent as feedback; "
+          f"GET /v1/scenarios/ads/policy: policy {policy['policy']}, exploration "
+          f"{policy.get('exploration')}, {policy['updates']} rewards credited")
+    for context in policy["contexts"]:
+        arms = "  ".join(f"{a['arm']} {a['probability']:.2f} ({a['window']['reward']:.0f}/"
+                         f"{a['window']['pulls']:.0f})" for a in context["arms"])
+        print(f"   {context['activity']:<6} {arms}")
+
+
 def main() -> None:
     hybridrec = str(BIN / "hybridrec")
     os.environ.setdefault("FEAST_USAGE", "False")
@@ -192,6 +219,11 @@ def main() -> None:
         print(f"\n-- POST /v1/feedback (a click on {event['item_id']}): {status} {ack}")
         print("   (feedback is part of the data from now on: the next 'hybridrec train' or "
               "'hybridrec evaluate' reads it)")
+        decision = last["decision"] or {}
+        if decision:
+            print(f"   (that ads list was arm {decision['arm']!r}, drawn with probability "
+                  f"{decision['propensity']:.3f} by the {decision['policy']} policy)")
+        adapt(base)
         if importlib.util.find_spec("hybridrec_llm") is not None:
             new_item(base, hybridrec, items)
         status, bad = call(base, "/v1/recommend", {"user_id": USER, "scenario": "news"})
@@ -200,6 +232,9 @@ def main() -> None:
         server.terminate()
         server.wait(timeout=30)
         print("\nserver stopped")
+    step("7. Estimate other blend policies from the server's own logs (off-policy)",
+         hybridrec, "evaluate", "--ope", "--policy", "logged", "--policy", "offline",
+         "--policy", "toward:ctr.ctr")
     print(f"\nthe evaluation report (each scorer alone and the learned blend, with intervals): "
           f"{(report / 'index.html').as_uri()}")
 
