@@ -72,7 +72,7 @@ class PolicyStore(Protocol):
     def policy_counts(self, bundle_version: str, scenario: str,
                       window: int | None = None) -> Counts: ...
 
-    def policy_control(self, scenario: str) -> dict[str, Any]: ...
+    def policy_control(self, scenario: str, bundle_version: str) -> dict[str, Any]: ...
 
 
 def arms_for(keys: list[str]) -> list[str]:
@@ -136,6 +136,18 @@ class Settings:
             raise ValueError(f"window must be at least 1 list, got {self.window}")
 
 
+@dataclass(frozen=True)
+class Snapshot:
+    """The settings and arm probabilities one decision is drawn and logged with."""
+
+    settings: Settings
+    table: np.ndarray
+
+    @property
+    def policy(self) -> str:
+        return ADAPTIVE if self.settings.adapt else FROZEN
+
+
 class AdaptiveBlender(Blender):
     """The bundle's blender for one scenario, with arms drawn by the bandit. Built by the
     server around the fitted blender; not a component a bundle stores."""
@@ -153,8 +165,9 @@ class AdaptiveBlender(Blender):
         self.store = store
         self._rng = np.random.default_rng(seed)
         self._lock = threading.Lock()
-        self._cache: dict[tuple[str, ...], tuple[float, np.ndarray]] = {}
-        #: The arms of the latest decision (they follow the scorer outputs scored).
+        self._refreshing = threading.Lock()
+        self._cache: dict[tuple[str, ...], tuple[float, Snapshot]] = {}
+        #: The arms of the latest adaptive decision (they follow the scorer outputs).
         self.arms: list[str] = []
 
     def fit(self, data: TrainingData, examples: BlendExamples | None = None) -> None:
@@ -181,27 +194,36 @@ class AdaptiveBlender(Blender):
         return {"base": self.base.name, "exploration": self.settings.exploration,
                 "tilt": self.settings.tilt, "adapt": self.settings.adapt}
 
-    def probabilities(self, arms: list[str], fresh: bool = False) -> np.ndarray:
-        """Per bucket (rows, as ``BUCKETS``), each arm's probability now; re-read from the
-        state at most every ``refresh_seconds`` unless ``fresh``."""
+    def probabilities(self, arms: list[str], fresh: bool = False) -> Snapshot:
+        """The settings and, per bucket (rows, as ``BUCKETS``), each arm's probability now,
+        as one snapshot; re-read from the state at most every ``refresh_seconds`` (by one
+        thread: the others keep serving the previous snapshot meanwhile) unless ``fresh``."""
         key = tuple(arms)
-        now = time.monotonic()
         with self._lock:
             cached = self._cache.get(key)
-            if cached is not None and not fresh and \
-                    now - cached[0] < self.settings.refresh_seconds:
-                return cached[1]
-        control = self.store.policy_control(self.scenario)
-        self.settings = replace(self.configured, **control)
-        counts = self.store.policy_counts(self.version, self.scenario, self.settings.window)
-        rate = self.settings.exploration if self.settings.adapt and self.explore else 0.0
-        table = np.stack([arm_probabilities(
-            np.array([counts.get((bucket, a), (0.0, 0.0))[0] for a in arms]),
-            np.array([counts.get((bucket, a), (0.0, 0.0))[1] for a in arms]), rate)
-            for bucket in BUCKETS])
-        with self._lock:
-            self._cache[key] = (now, table)
-        return table
+        if cached is not None and not fresh and \
+                time.monotonic() - cached[0] < cached[1].settings.refresh_seconds:
+            return cached[1]
+        if not self._refreshing.acquire(blocking=cached is None or fresh):
+            assert cached is not None
+            return cached[1]  # another thread is re-reading the state
+        try:
+            now = time.monotonic()
+            control = self.store.policy_control(self.scenario, self.version)
+            settings = replace(self.configured, **control)
+            counts = self.store.policy_counts(self.version, self.scenario, settings.window)
+            rate = settings.exploration if settings.adapt and self.explore else 0.0
+            table = np.stack([arm_probabilities(
+                np.array([counts.get((bucket, a), (0.0, 0.0))[0] for a in arms]),
+                np.array([counts.get((bucket, a), (0.0, 0.0))[1] for a in arms]), rate)
+                for bucket in BUCKETS])
+            snapshot = Snapshot(settings, table)
+            with self._lock:
+                self._cache[key] = (now, snapshot)
+                self.settings = settings
+            return snapshot
+        finally:
+            self._refreshing.release()
 
     def forget(self) -> None:
         """Drop the cached probabilities: the next request re-reads the state."""
@@ -213,27 +235,33 @@ class AdaptiveBlender(Blender):
         parts = self.base.contributions(scores, batch)
         outputs = {f"{s}.{t}" for s, tasks in scores.items() for t in tasks}
         keys = sorted(k for k in (parts or {}) if k in outputs)
-        arms = self.arms = arms_for(keys)
-        if parts is None or len(arms) == 1:  # one way to blend: the base's, nothing to learn
+        arms = arms_for(keys)
+        if parts is None or len(arms) == 1:  # one way to blend (a cold start's fallback)
             return self.base.decide(scores, batch)
+        self.arms = arms
         parts = {k: np.asarray(v, dtype=float) for k, v in parts.items()}
         bucket = activity_bucket(batch.history.lengths if batch.history is not None
                                  else np.zeros(batch.n_requests))
-        table = self.probabilities(arms)
-        drawn = np.array([self._rng.choice(len(arms), p=table[b] / table[b].sum())
-                          for b in bucket])
+        snapshot = self.probabilities(arms)
+        cdf = np.cumsum(snapshot.table[bucket], axis=1)
+        u = self._rng.random(batch.n_requests) * cdf[:, -1]
+        drawn = np.minimum((u[:, None] >= cdf).sum(axis=1), len(arms) - 1)
         offline = sum(parts.values(), np.zeros(len(batch)))
         spread = _group_std(offline, batch.request, batch.n_requests)[batch.request]
-        terms = {arm: self._terms(parts, scores, batch, arm, spread) for arm in arms}
+        tilt = snapshot.settings.tilt
+        terms = {arm: self._terms(parts, scores, batch, arm, spread, tilt) for arm in arms}
         arm_scores = {arm: sum(t.values(), np.zeros(len(batch))) for arm, t in terms.items()}
         row_arm, rows = drawn[batch.request], np.arange(len(batch))
         final = np.stack([arm_scores[a] for a in arms])[row_arm, rows]
         contributions = {k: np.stack([terms[a][k] for a in arms])[row_arm, rows]
                          for k in parts}
-        return Blend(final, contributions, self.policy_name, [arms[i] for i in drawn],
-                     [{a: float(p) for a, p in zip(arms, table[b], strict=True)}
-                      for b in bucket], arm_scores,
-                     [{"activity": BUCKETS[b]} for b in bucket])
+        return Blend(scores=final, contributions=contributions, policy=snapshot.policy,
+                     arms=[arms[i] for i in drawn],
+                     probabilities=[{a: float(p) for a, p in zip(arms, snapshot.table[b],
+                                                                 strict=True)}
+                                    for b in bucket],
+                     arm_scores=arm_scores,
+                     context=[{"activity": BUCKETS[b]} for b in bucket])
 
     def state(self, keys: list[str], history: tuple[int, list[dict[str, Any]]]
               ) -> dict[str, Any]:
@@ -241,8 +269,9 @@ class AdaptiveBlender(Blender):
         per activity bucket each arm's probability now and its counts, the offline prior
         (the bundle's blender), the number of rewards credited and the latest of them."""
         arms = self.arms or arms_for(keys)
-        table = self.probabilities(arms, fresh=True)
-        recent = self.store.policy_counts(self.version, self.scenario, self.settings.window)
+        snapshot = self.probabilities(arms, fresh=True)
+        settings, table = snapshot.settings, snapshot.table
+        recent = self.store.policy_counts(self.version, self.scenario, settings.window)
         total = self.store.policy_counts(self.version, self.scenario)
         contexts = []
         for b, bucket in enumerate(BUCKETS):
@@ -258,23 +287,20 @@ class AdaptiveBlender(Blender):
             contexts.append({"activity": bucket, "arms": rows})
         updates, latest = history
         return {"scenario": self.scenario, "bundle_version": self.version,
-                "policy": self.policy_name, "exploration": self.settings.exploration,
-                "tilt": self.settings.tilt, "window": self.settings.window,
-                "arms": [{"arm": a, "mix": mix(a, self.settings.tilt)} for a in arms],
+                "policy": snapshot.policy, "exploration": settings.exploration,
+                "tilt": settings.tilt, "window": settings.window,
+                "arms": [{"arm": a, "mix": mix(a, settings.tilt)} for a in arms],
                 "contexts": contexts, "offline_prior": {"blender": self.base.name,
                                                         **self.base.describe()},
                 "updates": updates, "history": latest}
 
-    @property
-    def policy_name(self) -> str:
-        return ADAPTIVE if self.settings.adapt else FROZEN
-
-    def _terms(self, parts: Mapping[str, np.ndarray],
+    @staticmethod
+    def _terms(parts: Mapping[str, np.ndarray],
                scores: Mapping[str, Mapping[str, np.ndarray]], batch: ScoreBatch, arm: str,
-               spread: np.ndarray) -> dict[str, np.ndarray]:
+               spread: np.ndarray, tilt: float) -> dict[str, np.ndarray]:
         if arm == OFFLINE:
             return dict(parts)
-        key, tilt = arm.removeprefix(TOWARD), self.settings.tilt
+        key = arm.removeprefix(TOWARD)
         scorer, _, task = key.partition(".")
         z = np.nan_to_num(group_standardise(scores[scorer][task], batch.request,
                                             batch.n_requests))

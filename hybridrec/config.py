@@ -94,8 +94,11 @@ def scenario_choices(config: Config, scenarios: Collection[str]) -> dict[str, di
                 if not isinstance(value, bool):
                     raise ConfigError(f"{where} must be true or false")
             elif key in ("n_candidates", "adaptation_window"):
-                if not isinstance(value, int) or isinstance(value, bool) or value < 1:
-                    raise ConfigError(f"{where} must be an integer >= 1")
+                top = 100_000 if key == "adaptation_window" else None
+                if not isinstance(value, int) or isinstance(value, bool) or value < 1 or \
+                        (top is not None and value > top):
+                    raise ConfigError(f"{where} must be an integer >= 1"
+                                      + (f" and <= {top}" if top else ""))
             elif not isinstance(value, str):
                 raise ConfigError(f"{where} must be a name" + (
                     " or false" if key in ("fallback", "objective_value") else ""))

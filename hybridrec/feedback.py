@@ -41,7 +41,12 @@ CREATE TABLE IF NOT EXISTS served (
     bundle_version TEXT NOT NULL,
     cold_start INTEGER NOT NULL,
     items TEXT NOT NULL,
-    scores TEXT NOT NULL
+    scores TEXT NOT NULL,
+    decision TEXT,
+    learns INTEGER NOT NULL DEFAULT 0,
+    reward REAL NOT NULL DEFAULT 0,
+    bucket TEXT,
+    arm TEXT
 );
 CREATE TABLE IF NOT EXISTS feedback (
     id INTEGER PRIMARY KEY AUTOINCREMENT,
@@ -76,8 +81,11 @@ CREATE TABLE IF NOT EXISTS policy_updates (
     arm TEXT NOT NULL,
     reward REAL NOT NULL
 );
+CREATE INDEX IF NOT EXISTS policy_updates_scenario
+    ON policy_updates (bundle_version, scenario);
 CREATE TABLE IF NOT EXISTS policy_control (
     scenario TEXT PRIMARY KEY,
+    bundle_version TEXT NOT NULL,
     control TEXT NOT NULL,
     updated_at TEXT NOT NULL
 );
@@ -90,7 +98,7 @@ CREATE TABLE IF NOT EXISTS unmatched (
 """
 #: Columns added to ``served`` since the first release (added to older logs on open).
 SERVED_COLUMNS = {"decision": "TEXT", "learns": "INTEGER NOT NULL DEFAULT 0",
-                  "reward": "REAL NOT NULL DEFAULT 0"}
+                  "reward": "REAL NOT NULL DEFAULT 0", "bucket": "TEXT", "arm": "TEXT"}
 
 
 class FeedbackLog:
@@ -101,15 +109,18 @@ class FeedbackLog:
         self.path.parent.mkdir(parents=True, exist_ok=True)
         self._lock = threading.Lock()
         self._conn = sqlite3.connect(self.path, check_same_thread=False, isolation_level=None)
-        self._conn.execute("PRAGMA journal_mode=WAL")
         self._conn.execute("PRAGMA busy_timeout=5000")
-        self._conn.executescript(SCHEMA)
-        have = {row[1] for row in self._conn.execute("PRAGMA table_info(served)")}
-        for column, kind in SERVED_COLUMNS.items():
-            if column not in have:
-                self._conn.execute(f"ALTER TABLE served ADD COLUMN {column} {kind}")
-        self._conn.execute("CREATE INDEX IF NOT EXISTS served_policy ON served "
-                           "(scenario, bundle_version, learns)")
+        self._conn.execute("PRAGMA journal_mode=WAL")
+        with self._transaction("FULL"):  # one process at a time creates or upgrades it
+            for statement in SCHEMA.split(";"):
+                if statement.strip():
+                    self._conn.execute(statement)
+            have = {row[1] for row in self._conn.execute("PRAGMA table_info(served)")}
+            for column, kind in SERVED_COLUMNS.items():
+                if column not in have:  # a log written before decisions were logged
+                    self._conn.execute(f"ALTER TABLE served ADD COLUMN {column} {kind}")
+            self._conn.execute("CREATE INDEX IF NOT EXISTS served_policy ON served "
+                               "(scenario, bundle_version, learns)")
 
     def close(self) -> None:
         with self._lock:
@@ -127,12 +138,13 @@ class FeedbackLog:
                None if decision is None else json.dumps({
                    **decision.as_dict(), "lists": decision.lists,
                    "estimates": decision.estimates}),
-               int(learns))
+               int(learns), None if decision is None else _bucket(decision.context),
+               None if decision is None else decision.arm)
         with self._lock, self._transaction("NORMAL"):
             self._conn.execute(
                 "INSERT INTO served (request_id, served_at, user_id, scenario, bundle_version, "
-                "cold_start, items, scores, decision, learns) "
-                "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)", row)
+                "cold_start, items, scores, decision, learns, bucket, arm) "
+                "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)", row)
             if learns:
                 assert decision is not None
                 self._conn.execute(
@@ -146,10 +158,11 @@ class FeedbackLog:
         self._conn.execute("BEGIN IMMEDIATE")
         try:
             yield
+            self._conn.execute("COMMIT")
         except BaseException:
-            self._conn.execute("ROLLBACK")
+            if self._conn.in_transaction:
+                self._conn.execute("ROLLBACK")
             raise
-        self._conn.execute("COMMIT")
 
     def served(self, request_ids: Iterable[str]) -> dict[str, dict[str, Any]]:
         """``{request_id: {user_id, scenario, items}}`` for the ids that were served."""
@@ -184,13 +197,11 @@ class FeedbackLog:
     def _credit(self, request_id: str, reward: float, received_at: str) -> int:
         """Raise an adaptive decision's reward to ``reward`` (inside a transaction)."""
         found = self._conn.execute(
-            "SELECT reward, bundle_version, scenario, decision FROM served "
+            "SELECT reward, bundle_version, scenario, bucket, arm FROM served "
             "WHERE request_id = ? AND learns = 1", (request_id,)).fetchone()
         if found is None or reward <= found[0]:
             return 0
-        old, version, scenario, decision = found
-        decision = json.loads(decision)
-        key = (version, scenario, _bucket(decision["context"]), decision["arm"])
+        old, *key = found
         self._conn.execute("UPDATE served SET reward = ? WHERE request_id = ?",
                            (reward, request_id))
         self._conn.execute("UPDATE policy_state SET reward = reward + ?, updates = updates + 1 "
@@ -224,32 +235,35 @@ class FeedbackLog:
                 ).fetchall()
             else:
                 rows = self._conn.execute(
-                    "SELECT json_extract(decision, '$.context.activity'), "
-                    "json_extract(decision, '$.arm'), COUNT(*), SUM(reward) FROM ("
-                    "SELECT decision, reward FROM served WHERE scenario = ? AND "
-                    "bundle_version = ? AND learns = 1 ORDER BY rowid DESC LIMIT ?) "
-                    "GROUP BY 1, 2", (scenario, bundle_version, window)).fetchall()
+                    "SELECT bucket, arm, COUNT(*), SUM(reward) FROM (SELECT bucket, arm, "
+                    "reward FROM served WHERE scenario = ? AND bundle_version = ? AND "
+                    "learns = 1 ORDER BY rowid DESC LIMIT ?) GROUP BY 1, 2",
+                    (scenario, bundle_version, window)).fetchall()
         return {(b, a): (float(p), float(r)) for b, a, p, r in rows}
 
-    def policy_control(self, scenario: str) -> dict[str, Any]:
-        """What an operator changed of a scenario's adaptation (``exploration``, ``adapt``)
-        while serving; ``{}`` when nothing."""
+    def policy_control(self, scenario: str, bundle_version: str) -> dict[str, Any]:
+        """What an operator changed of a scenario's adaptation (``exploration``, ``adapt``,
+        ``window``) while serving ``bundle_version``; ``{}`` when nothing (a new bundle
+        starts from its training config)."""
         with self._lock:
-            row = self._conn.execute("SELECT control FROM policy_control WHERE scenario = ?",
-                                     (scenario,)).fetchone()
+            row = self._conn.execute(
+                "SELECT control FROM policy_control WHERE scenario = ? AND "
+                "bundle_version = ?", (scenario, bundle_version)).fetchone()
         return {} if row is None else dict(json.loads(row[0]))
 
-    def set_policy_control(self, scenario: str, control: Mapping[str, Any], at: str
-                           ) -> dict[str, Any]:
-        """Merge ``control`` into the scenario's; returns the result."""
+    def set_policy_control(self, scenario: str, bundle_version: str,
+                           control: Mapping[str, Any], at: str) -> dict[str, Any]:
+        """Merge ``control`` into the scenario's for ``bundle_version``; returns it."""
         with self._lock, self._transaction("FULL"):
-            row = self._conn.execute("SELECT control FROM policy_control WHERE scenario = ?",
-                                     (scenario,)).fetchone()
+            row = self._conn.execute(
+                "SELECT control FROM policy_control WHERE scenario = ? AND "
+                "bundle_version = ?", (scenario, bundle_version)).fetchone()
             merged = {**(json.loads(row[0]) if row else {}), **control}
             self._conn.execute(
-                "INSERT INTO policy_control VALUES (?, ?, ?) ON CONFLICT DO UPDATE SET "
-                "control = excluded.control, updated_at = excluded.updated_at",
-                (scenario, json.dumps(merged), at))
+                "INSERT INTO policy_control VALUES (?, ?, ?, ?) ON CONFLICT DO UPDATE SET "
+                "bundle_version = excluded.bundle_version, control = excluded.control, "
+                "updated_at = excluded.updated_at",
+                (scenario, bundle_version, json.dumps(merged), at))
         return merged
 
     def policy_history(self, bundle_version: str, scenario: str, limit: int = 20
@@ -257,7 +271,8 @@ class FeedbackLog:
         """How many rewards were credited to a bundle's scenario, and the latest ``limit``."""
         with self._lock:
             total = self._conn.execute(
-                "SELECT COUNT(*) FROM policy_updates WHERE bundle_version = ? AND scenario = ?",
+                "SELECT COALESCE(SUM(updates), 0) FROM policy_state "
+                "WHERE bundle_version = ? AND scenario = ?",
                 (bundle_version, scenario)).fetchone()[0]
             rows = self._conn.execute(
                 "SELECT received_at, request_id, bucket, arm, reward FROM policy_updates "

@@ -28,7 +28,7 @@ from typing import Any
 
 import numpy as np
 
-from hybridrec.contracts import Scenario
+from hybridrec.contracts import FIXED_ARM, Scenario
 from hybridrec.ope import ESTIMATORS, NEEDS_MODEL, Estimate, LoggedFeedback, estimate
 from hybridrec.ope import effective_sample_size as ess
 
@@ -69,7 +69,9 @@ def _arm_probabilities(mixture: Mapping[str, float], decision: Mapping[str, Any]
     """The candidate's probability of each arm of ``decision``; None where the decision
     does not have every arm the candidate names."""
     logged = decision["probabilities"]
-    if set(mixture) == {LOGGED}:
+    if set(mixture) == {LOGGED} or set(logged) == {FIXED_ARM}:
+        # the logging policy; or a list nothing chose among ways of blending (a cold
+        # start's fallback), which a candidate over the blend's arms serves alike
         return dict(logged)
     if set(mixture) == {GREEDY}:
         return {max(logged, key=logged.get): 1.0}
@@ -90,6 +92,9 @@ class Rows:
     dm_target: list[float] = field(default_factory=list)
     requests: int = 0
     skipped: int = 0
+    #: The candidate's probability of showing, at a position, an item the logging policy
+    #: could not have shown there: the part of its value no estimator here sees.
+    unsupported: float = 0.0
 
     def add(self, entry: Mapping[str, Any], arms: Mapping[str, float],
             gains: Mapping[str, float]) -> None:
@@ -107,6 +112,9 @@ class Rows:
             here = {a: lst[j] for a, lst in decision["lists"].items() if j < len(lst)}
             self.target.append(min(1.0, sum(p for a, p in arms.items()
                                             if here.get(a) == item)))
+            logging = decision["probabilities"]
+            self.unsupported += sum(p for a, p in arms.items() if sum(
+                q for b, q in logging.items() if q > 0 and here.get(b) == here.get(a)) == 0)
             self.groups.append(group)
             if modelled:
                 self.dm_logged.append(estimates[item])
@@ -121,17 +129,21 @@ class Rows:
 
 
 def evaluate_logs(decisions: Sequence[Mapping[str, Any]], scenarios: Mapping[str, Scenario],
-                  policies: Sequence[str], n_boot: int = 1000, seed: int = 0
-                  ) -> dict[str, dict[str, Any]]:
+                  policies: Sequence[str], n_boot: int = 1000, seed: int = 0,
+                  bundle_version: str | None = None) -> dict[str, dict[str, Any]]:
     """``{scenario: {policy: result}}`` over the logged ``decisions`` (``FeedbackLog.
-    decisions``); a result has ``requests``, ``slots``, ``skipped`` (requests whose
-    decision lacks an arm the policy names), ``logged_value`` (mean reward per shown
-    position), ``estimates`` (``{estimator: Estimate}``) and ``ess``."""
+    decisions``; those of ``bundle_version`` only, when given: an arm such as ``offline``
+    means another ranking in each bundle); a result has ``requests``, ``slots``,
+    ``skipped`` (requests whose decision lacks an arm the policy names), ``unsupported``
+    (the share of the policy's probability on items the logging policy could not have
+    shown where they would be: a value no estimator here sees), ``logged_value`` (mean
+    reward per shown position), ``estimates`` (``{estimator: Estimate}``) and ``ess``."""
     mixtures = {spec: parse_policy(spec) for spec in policies}
     out: dict[str, dict[str, Any]] = {}
     for name, scenario in scenarios.items():
         entries = [e for e in decisions if e["scenario"] == name and e["decision"]
-                   and e["decision"].get("lists") and e["items"]]
+                   and e["decision"].get("lists") and e["items"]
+                   and (bundle_version is None or e["bundle_version"] == bundle_version)]
         if not entries:
             continue
         gains = scenario.gains
@@ -150,7 +162,8 @@ def evaluate_logs(decisions: Sequence[Mapping[str, Any]], scenarios: Mapping[str
 
 def _result(rows: Rows, n_boot: int, seed: int) -> dict[str, Any]:
     result: dict[str, Any] = {"requests": rows.requests, "slots": len(rows.reward),
-                              "skipped": rows.skipped}
+                              "skipped": rows.skipped,
+                              "unsupported": rows.unsupported / max(len(rows.reward), 1)}
     if not rows.reward:
         return {**result, "logged_value": None, "estimates": {}, "ess": 0.0}
     data = rows.feedback()
@@ -163,16 +176,16 @@ def _result(rows: Rows, n_boot: int, seed: int) -> dict[str, Any]:
 def table(results: Mapping[str, Mapping[str, Mapping[str, Any]]]) -> str:
     """The results as a Markdown table."""
     lines = ["| scenario | policy | requests | logged value | estimator | value [95 % interval] "
-             "| ESS |", "|---|---|---|---|---|---|---|"]
+             "| ESS | unsupported |", "|---|---|---|---|---|---|---|---|"]
     for scenario, per in results.items():
         for spec, result in per.items():
             logged = result["logged_value"]
             shown = "-" if logged is None else f"{logged:.4f}"
             if not result["estimates"]:
                 lines.append(f"| {scenario} | {spec} | {result['requests']} | {shown} | - | "
-                             f"no request has this policy's arms | - |")
+                             f"no request has this policy's arms | - | - |")
             for name, e in result["estimates"].items():
                 lines.append(f"| {scenario} | {spec} | {result['requests']} | {shown} | "
                              f"{name.upper()} | {e.value:.4f} [{e.lo:.4f}, {e.hi:.4f}] | "
-                             f"{result['ess']:.0f} |")
+                             f"{result['ess']:.0f} | {result['unsupported']:.1%} |")
     return "\n".join(lines)

@@ -236,7 +236,7 @@ def decisions(scored: Scored, top: Ragged, k: int) -> list[Decision]:
                          if np.isfinite(probability[i])}
         out.append(Decision(blend.policy, drawn, dict(probs),
                             blend.context[r] if blend.context else {},
-                            [round(float(p), 6) for p in positions],
+                            [float(p) for p in positions],
                             {a: ids[rows].tolist() for a, rows in lists.items()}, estimates))
     return out
 

@@ -152,22 +152,28 @@ class Replay:
         self.db.close()
 
 
-def active_users(ws: Any, scenario: str, n: int, seed: int = 0) -> tuple[str, list[str]]:
+def active_users(ws: Any, scenario: str, n: int, seed: int = 0, room: int = 20
+                 ) -> tuple[str, list[str]]:
     """Up to ``n`` users of the scenario's most common activity bucket among users with a
-    history (so that the policy learns one context), and that bucket's name."""
+    history, and that bucket's name: users whose history (as serving counts it) is at least
+    ``room`` entries below the bucket's upper bound, so that the feedback they send during
+    a run keeps them in it (and the policy learns one context)."""
     from hybridrec import columns as C
     from hybridrec.bundle import Bundle
-    from hybridrec.objectives import BUCKETS, activity_bucket
+    from hybridrec.objectives import BOUNDS, BUCKETS, activity_bucket
 
     history = Bundle.load(ws.bundles).history()
-    history = history[history[C.SCENARIO] == scenario]
-    counts = history.groupby(C.USER_ID)[C.ITEM_ID].nunique()
+    counts = history[history[C.SCENARIO] == scenario].groupby(C.USER_ID).size()
     bucket = activity_bucket(counts.to_numpy())
     warm = bucket > 0
     if not warm.any():
         raise ValueError(f"scenario {scenario!r} has no user with a history")
     common = int(np.bincount(bucket[warm]).argmax())
-    users = np.asarray(counts.index[bucket == common], dtype=str)
+    upper = BOUNDS[common + 1] if common + 1 < len(BOUNDS) else np.inf
+    keep = (bucket == common) & (counts.to_numpy() <= upper - room)
+    if not keep.any():
+        keep = bucket == common
+    users = np.asarray(counts.index[keep], dtype=str)
     rng = np.random.default_rng(seed)
     picked = rng.choice(users, size=min(n, len(users)), replace=False)
     return BUCKETS[common], sorted(picked.tolist())

@@ -17,12 +17,13 @@ from hybridrec.adaptive import (
     Settings,
     arm_probabilities,
     arms_for,
+    posterior,
 )
 from hybridrec.builtin.blenders import WeightedBlender
 from hybridrec.builtin.scenarios import SHOP
 from hybridrec.contracts import FIXED_ARM, Ragged, ScoreBatch
 from hybridrec.feedback import FeedbackLog
-from hybridrec.pipeline import Decision
+from hybridrec.pipeline import Decision, Scored, decisions
 from hybridrec.testing import BlenderContract, tiny_training_data
 
 NOW = datetime(2025, 3, 1, tzinfo=UTC).isoformat()
@@ -70,7 +71,10 @@ def test_leaving_the_greedy_arm_never_exceeds_the_exploration_rate(exploration):
         rewards = np.floor(pulls * rng.random(4))
         probs = arm_probabilities(pulls, rewards, exploration)
         assert probs.sum() == pytest.approx(1.0) and (probs >= 0).all()
-        assert 1.0 - probs.max() <= exploration + 1e-12
+        alpha, beta = posterior(pulls, rewards)
+        mean = np.where((pulls >= MIN_PULLS) | (np.arange(4) == 0), alpha / (alpha + beta),
+                        -1.0)
+        assert 1.0 - probs[mean.argmax()] <= exploration + 1e-12
 
 
 def test_an_arm_takes_over_once_it_has_served_enough_and_earns_more():
@@ -126,6 +130,37 @@ def test_decisions_are_drawn_from_the_probabilities_they_report(log):
     expected = np.stack([out.arm_scores[a] for a in out.arms])[rows, np.arange(len(batch))]
     np.testing.assert_allclose(out.scores, expected)
     np.testing.assert_allclose(sum(out.contributions.values()), out.scores, atol=1e-12)
+
+
+def test_logged_positions_match_how_often_each_item_lands_there(log):
+    """The same request drawn 4000 times: the share of draws that show an item at a
+    position is the probability the decision logs for it."""
+    n, k = 4000, 5
+    one = batch_of(1, n_items=30)
+    scores = two_scorers(one, seed=4)
+    batch = batch_of(n, n_items=30)
+    tiled = {s: {t: np.tile(v, n) for t, v in tasks.items()} for s, tasks in scores.items()}
+    blend = adaptive(log, exploration=0.6).decide(tiled, batch)
+    scored = Scored(batch, np.zeros(len(batch), dtype=np.int64), tiled, blend.scores,
+                    Ragged.empty(n), blend.contributions, blend)
+    top = scored.top(k)
+    chosen = decisions(scored, top, k)
+    shown = np.array([batch.item_ids[top[r]] for r in range(n)])
+    for j in range(k):
+        items, counts = np.unique(shown[:, j], return_counts=True)
+        share = dict(zip(items, counts / n, strict=True))
+        logged = {c.lists[c.arm][j]: c.positions[j] for c in chosen}
+        for item, p in logged.items():
+            assert abs(share[item] - p) < 4 * np.sqrt(p * (1 - p) / n) + 1e-3, (j, item)
+
+
+def test_a_cold_start_leaves_the_policys_arms_alone(log):
+    blender = adaptive(log)
+    batch = batch_of(2, history=7)
+    blender.decide(two_scorers(batch), batch)
+    arms = list(blender.arms)
+    blender.decide({"a": {"click": np.zeros(len(batch))}}, batch)  # the fallback alone
+    assert blender.arms == arms and len(arms) == 3
 
 
 def test_an_arm_tilts_toward_its_scorer(log):
@@ -209,11 +244,12 @@ def test_the_state_survives_a_restart(tmp_path):
     first = FeedbackLog(tmp_path / "f.db")
     serve(first, "r1")
     first.append([event("r1", 1.0)], NOW)
-    first.set_policy_control("shop", {"adapt": False}, NOW)
+    first.set_policy_control("shop", "v1", {"adapt": False}, NOW)
     first.close()
     again = FeedbackLog(tmp_path / "f.db")
     assert again.policy_counts("v1", "shop") == {("light", "toward:a.click"): (1.0, 1.0)}
-    assert again.policy_control("shop") == {"adapt": False}
+    assert again.policy_control("shop", "v1") == {"adapt": False}
+    assert again.policy_control("shop", "v2") == {}  # a new bundle starts from its config
     again.close()
 
 

@@ -1,6 +1,7 @@
 """The adaptive blend follows a change in what works: simulated users against a real server
-first like what ALS ranks high, then what popularity does; the policy moves toward the
-popularity arm and, after the switch, serves better lists than the fixed offline weights."""
+first like what ALS ranks high, then what popularity does; the policy moves toward the arm
+that serves them best after the switch, and serves better lists than the fixed offline
+weights."""
 
 import pytest
 
@@ -33,20 +34,21 @@ def test_the_policy_moves_toward_the_scorer_that_became_informative(workspace_co
                                 {"exploration": 0.3, "window": 300})
         assert status == 200
         replay = Replay("127.0.0.1", server.port, ws.feedback_db, truth, users, seed=3)
-        result = drift(replay, BEFORE, AFTER, (300, 700), activity, poll=50)
+        result = drift(replay, BEFORE, AFTER, (300, 800), activity, poll=50)
         replay.close()
     finally:
         server.stop()
     before, after = result["phases"]
-    toward = f"toward:{AFTER}"
+    values = after["arm_values"]  # each arm's mean list value over the second phase
+    better = {arm for arm, v in values.items() if v > values["offline"] + 0.03}
+    assert after["best_arm"] in better, ("the world changed against the offline weights",
+                                         values)
 
-    def share(phase):
+    def share(phase):  # of the lists served late in a phase, those by the better arms
         tail = phase["arms_last_quarter"]
-        return tail.get(toward, 0) / sum(tail.values())
+        return sum(tail.get(arm, 0) for arm in better) / sum(tail.values())
 
-    assert after["arm_values"][toward] > after["arm_values"]["offline"], \
-        "the world changed in favour of the popularity arm"
-    assert share(after) > share(before) + 0.2, (before["arms_last_quarter"],
+    assert share(after) > share(before) + 0.2, (values, before["arms_last_quarter"],
                                                 after["arms_last_quarter"])
     assert after["served"] > after["fixed"]
     assert after["regret_adaptive"] < after["regret_fixed"]

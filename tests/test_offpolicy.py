@@ -9,11 +9,14 @@ from hybridrec.offpolicy import PolicyError, evaluate_logs, parse_policy
 ITEMS = [f"i{j}" for j in range(8)]
 
 
+LISTS = {"offline": ["i0", "i1", "i2"], "toward:a.click": ["i0", "i3", "i4"]}
+
+
 def simulate(n, probs, click, seed=0, k=3, estimates=None):
-    """Logged requests: two arms with fixed lists; an arm drawn with ``probs``; each shown
-    item clicked with ``click[item]``."""
+    """Logged requests: two arms with fixed lists that share their first item; an arm drawn
+    with ``probs``; each shown item clicked with ``click[item]``."""
     rng = np.random.default_rng(seed)
-    lists = {"offline": ITEMS[:k], "toward:a.click": ITEMS[2:2 + k]}
+    lists = {arm: items[:k] for arm, items in LISTS.items()}
     out = []
     for r in range(n):
         arm = "offline" if rng.random() < probs["offline"] else "toward:a.click"
@@ -46,7 +49,7 @@ def test_the_logging_policy_is_estimated_at_its_observed_value():
 def test_an_arm_is_estimated_near_its_true_value():
     logs = simulate(6000, PROBS, CLICK, estimates=CLICK)
     results = evaluate_logs(logs, {"ads": ADS}, ["toward:a.click", "offline"], n_boot=200)
-    for arm, items in (("toward:a.click", ITEMS[2:5]), ("offline", ITEMS[:3])):
+    for arm, items in LISTS.items():
         truth = np.mean([CLICK[i] for i in items])
         for name in ("ips", "snips", "dm", "dr"):
             e = results["ads"][arm]["estimates"][name]
@@ -79,3 +82,26 @@ def test_policy_specifications():
     for bad in ("", "offline=x", "offline=-1", "offline=0"):
         with pytest.raises(PolicyError):
             parse_policy(bad)
+
+
+def test_positions_where_the_arms_agree_have_the_probability_of_both():
+    logs = simulate(20, PROBS, CLICK)
+    for entry in logs:
+        assert entry["decision"]["positions"][0] == pytest.approx(1.0)  # i0 either way
+        assert entry["decision"]["positions"][1] == PROBS[entry["decision"]["arm"]]
+
+
+def test_lists_nothing_chose_count_alike_and_unseen_arms_are_reported():
+    logs = simulate(200, PROBS, CLICK)
+    fixed = simulate(50, {"offline": 1.0, "toward:a.click": 0.0}, CLICK, seed=1)
+    for entry in fixed:  # cold starts: one fixed ranking
+        shown = entry["items"]
+        entry["decision"].update(probabilities={"fixed": 1.0}, arm="fixed",
+                                 lists={"fixed": shown}, positions=[1.0] * len(shown))
+    frozen = simulate(50, {"offline": 1.0, "toward:a.click": 0.0}, CLICK, seed=2)
+    results = evaluate_logs(logs + fixed, {"ads": ADS}, ["logged", "offline"], n_boot=20)
+    assert results["ads"]["logged"]["requests"] == results["ads"]["offline"]["requests"] == 250
+    assert results["ads"]["offline"]["unsupported"] == 0
+    frozen_only = evaluate_logs(frozen, {"ads": ADS}, ["toward:a.click"], n_boot=20)
+    # the frozen log never showed toward:a's i3 and i4: two of its three positions unseen
+    assert frozen_only["ads"]["toward:a.click"]["unsupported"] == pytest.approx(2 / 3)

@@ -123,10 +123,17 @@ def _off_policy(ws: Any, policies: tuple[str, ...], as_json: bool, seed: int) ->
         decisions = log.decisions()
     finally:
         log.close()
-    scenarios = _serving_scenarios(ws, get_registry())
-    results = evaluate_logs(decisions, scenarios, policies, seed=seed)
+    scenarios, version = _serving_scenarios(ws, get_registry())
+    if version is not None and not any(d["bundle_version"] == version for d in decisions):
+        version = None  # nothing served by the current bundle yet: every bundle's logs
+    results = evaluate_logs(decisions, scenarios, policies, seed=seed,
+                            bundle_version=version)
     if not results:
         fail("the feedback log holds no served decisions yet")
+    others = sum(d["bundle_version"] != version for d in decisions) if version else 0
+    if others:
+        click.echo(f"note: {others} decisions of other bundles than the current one "
+                   f"({version}) left out", err=True)
     if as_json:
         click.echo(json.dumps(json_safe({s: {p: {**r, "estimates": {
             e: est.as_dict() for e, est in r["estimates"].items()}} for p, r in per.items()}
@@ -135,17 +142,18 @@ def _off_policy(ws: Any, policies: tuple[str, ...], as_json: bool, seed: int) ->
         click.echo(table(results))
 
 
-def _serving_scenarios(ws: Any, registry: Any) -> dict[str, Any]:
-    """The registered scenarios, with the current bundle's settings (its objectives)."""
+def _serving_scenarios(ws: Any, registry: Any) -> tuple[dict[str, Any], str | None]:
+    """The registered scenarios with the current bundle's settings (its objectives), and
+    that bundle's version (None without one)."""
     from hybridrec.bundle import Bundle, BundleError
 
     scenarios = dict(registry.scenarios)
     try:
-        plans = Bundle.load(ws.bundles).plans
+        bundle = Bundle.load(ws.bundles)
     except (BundleError, FileNotFoundError):
-        return scenarios
-    return {**scenarios, **{n: p.scenario(scenarios[n]) for n, p in plans.items()
-                            if n in scenarios}}
+        return scenarios, None
+    return {**scenarios, **{n: p.scenario(scenarios[n]) for n, p in bundle.plans.items()
+                            if n in scenarios}}, bundle.version
 
 
 def add_to(cli: click.Group) -> None:

@@ -83,8 +83,8 @@ class RecommendResponse(BaseModel):
     items: list[RecommendedItem]
     unknown_candidates: list[str]
     decision: Decision | None = Field(default=None, description="How the blend was "
-                                      "decided, as logged for off-policy evaluation; null "
-                                      "for a cold start's fallback ranking.")
+                                      "decided, as logged for off-policy evaluation (a cold "
+                                      "start's fallback ranking: arm `fixed`, probability 1).")
 
 
 class SimilarItem(BaseModel):
@@ -139,5 +139,5 @@ class PolicyControl(BaseModel):
         "The most probability given to arms other than the best so far."))
     adapt: StrictBool | None = Field(default=None, description="false freezes the "
                                      "scenario's blend on its best arm; true resumes.")
-    window: int | None = Field(default=None, ge=1, le=10_000_000, description=(
+    window: int | None = Field(default=None, ge=1, le=100_000, description=(
         "How many of the latest lists the policy learns from."))

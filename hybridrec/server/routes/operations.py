@@ -87,6 +87,7 @@ def control_policy(name: str, body: PolicyControl, request: Request) -> Any:
         return not_found(f"scenario {scenario.name!r} does not adapt: the server has no "
                          "feedback log")
     change = body.model_dump(exclude_none=True)
-    state.feedback.set_policy_control(scenario.name, change, datetime.now(UTC).isoformat())
+    state.feedback.set_policy_control(scenario.name, rec.version, change,
+                                      datetime.now(UTC).isoformat())
     adaptive.forget()
     return rec.policy(scenario.name)
