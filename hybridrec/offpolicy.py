@@ -8,7 +8,9 @@ mixture of those arms, written as a specification:
 * ``logged``: the logging policy itself (a check: IPS and SNIPS give the observed value);
 * ``greedy``: per request, the arm the logging policy favoured most (no exploration);
 * an arm's name, ``offline`` (the bundle's offline weights) or ``toward:als.click``;
-* a mixture, ``offline=0.8,toward:als.click=0.2`` (weights are normalised).
+* a mixture, ``offline=0.8,toward:als.click=0.2`` (weights are normalised);
+* ``bundle:VERSION`` (or ``bundle:current``): a newly trained bundle's own blend, ranking
+  each logged request's items before it serves (``bundle_ranker``).
 
 For each logged request and shown position, the candidate's probability of showing that
 item there is the sum of its arms' probabilities over the arms whose list has it there; the
@@ -22,7 +24,7 @@ without one get IPS and SNIPS only.
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -32,7 +34,7 @@ from hybridrec.contracts import FIXED_ARM, Scenario
 from hybridrec.ope import ESTIMATORS, NEEDS_MODEL, Estimate, LoggedFeedback, estimate
 from hybridrec.ope import effective_sample_size as ess
 
-LOGGED, GREEDY = "logged", "greedy"
+LOGGED, GREEDY, BUNDLE = "logged", "greedy", "bundle:"
 
 
 class PolicyError(ValueError):
@@ -64,20 +66,25 @@ def parse_policy(spec: str) -> dict[str, float]:
     return {arm: w / total for arm, w in mixture.items()}
 
 
-def _arm_probabilities(mixture: Mapping[str, float], decision: Mapping[str, Any]
-                       ) -> dict[str, float] | None:
-    """The candidate's probability of each arm of ``decision``; None where the decision
-    does not have every arm the candidate names."""
-    logged = decision["probabilities"]
+#: What a candidate would show for one logged request: (probability, items) per list.
+Lists = list[tuple[float, list[str]]]
+#: A candidate that ranks a logged request itself (a bundle): its list, or None to skip.
+Ranker = Callable[[Mapping[str, Any]], "list[str] | None"]
+
+
+def _arm_lists(mixture: Mapping[str, float], decision: Mapping[str, Any]) -> Lists | None:
+    """The lists a mixture of arms would show for ``decision``'s request; None where the
+    decision does not have every arm the mixture names."""
+    logged, lists = decision["probabilities"], decision["lists"]
     if set(mixture) == {LOGGED} or set(logged) == {FIXED_ARM}:
         # the logging policy; or a list nothing chose among ways of blending (a cold
         # start's fallback), which a candidate over the blend's arms serves alike
-        return dict(logged)
+        return [(p, lists[a]) for a, p in logged.items() if p > 0]
     if set(mixture) == {GREEDY}:
-        return {max(logged, key=logged.get): 1.0}
-    if not set(mixture) <= set(decision["lists"]):
+        return [(1.0, lists[max(logged, key=logged.get)])]
+    if not set(mixture) <= set(lists):
         return None
-    return dict(mixture)
+    return [(p, lists[a]) for a, p in mixture.items()]
 
 
 @dataclass
@@ -96,7 +103,7 @@ class Rows:
     #: could not have shown there: the part of its value no estimator here sees.
     unsupported: float = 0.0
 
-    def add(self, entry: Mapping[str, Any], arms: Mapping[str, float],
+    def add(self, entry: Mapping[str, Any], candidate: Lists,
             gains: Mapping[str, float]) -> None:
         decision, shown = entry["decision"], entry["items"]
         best: dict[str, float] = {}
@@ -106,20 +113,20 @@ class Rows:
         modelled = bool(estimates) and all(i in estimates for i in shown)
         group = self.requests
         self.requests += 1
+        logging = [(q, lst) for a, lst in decision["lists"].items()
+                   if (q := decision["probabilities"].get(a, 0.0)) > 0]
         for j, item in enumerate(shown):
             self.reward.append(best.get(item, 0.0))
             self.pscore.append(min(1.0, max(float(decision["positions"][j]), 1e-6)))
-            here = {a: lst[j] for a, lst in decision["lists"].items() if j < len(lst)}
-            self.target.append(min(1.0, sum(p for a, p in arms.items()
-                                            if here.get(a) == item)))
-            logging = decision["probabilities"]
-            self.unsupported += sum(p for a, p in arms.items() if sum(
-                q for b, q in logging.items() if q > 0 and here.get(b) == here.get(a)) == 0)
+            there = [(p, lst[j] if j < len(lst) else None) for p, lst in candidate]
+            self.target.append(min(1.0, sum(p for p, other in there if other == item)))
+            could = {lst[j] for _, lst in logging if j < len(lst)}
+            self.unsupported += sum(p for p, other in there if other not in could)
             self.groups.append(group)
             if modelled:
                 self.dm_logged.append(estimates[item])
-                self.dm_target.append(sum(p * estimates.get(here.get(a, ""), 0.0)
-                                          for a, p in arms.items()))
+                self.dm_target.append(sum(p * estimates.get(other or "", 0.0)
+                                          for p, other in there))
 
     def feedback(self) -> LoggedFeedback:
         with_model = len(self.dm_logged) == len(self.reward)
@@ -130,15 +137,18 @@ class Rows:
 
 def evaluate_logs(decisions: Sequence[Mapping[str, Any]], scenarios: Mapping[str, Scenario],
                   policies: Sequence[str], n_boot: int = 1000, seed: int = 0,
-                  bundle_version: str | None = None) -> dict[str, dict[str, Any]]:
+                  bundle_version: str | None = None,
+                  rankers: Mapping[str, Ranker] | None = None) -> dict[str, dict[str, Any]]:
     """``{scenario: {policy: result}}`` over the logged ``decisions`` (``FeedbackLog.
     decisions``; those of ``bundle_version`` only, when given: an arm such as ``offline``
     means another ranking in each bundle); a result has ``requests``, ``slots``,
     ``skipped`` (requests whose decision lacks an arm the policy names), ``unsupported``
     (the share of the policy's probability on items the logging policy could not have
     shown where they would be: a value no estimator here sees), ``logged_value`` (mean
-    reward per shown position), ``estimates`` (``{estimator: Estimate}``) and ``ess``."""
-    mixtures = {spec: parse_policy(spec) for spec in policies}
+    reward per shown position), ``estimates`` (``{estimator: Estimate}``) and ``ess``.
+    ``rankers`` rank a logged request themselves (``bundle:VERSION``), deterministically."""
+    rankers = dict(rankers or {})
+    mixtures = {spec: parse_policy(spec) for spec in policies if spec not in rankers}
     out: dict[str, dict[str, Any]] = {}
     for name, scenario in scenarios.items():
         entries = [e for e in decisions if e["scenario"] == name and e["decision"]
@@ -148,16 +158,39 @@ def evaluate_logs(decisions: Sequence[Mapping[str, Any]], scenarios: Mapping[str
             continue
         gains = scenario.gains
         out[name] = {}
-        for spec, mixture in mixtures.items():
+        for spec in policies:
             rows = Rows()
             for entry in entries:
-                arms = _arm_probabilities(mixture, entry["decision"])
-                if arms is None:
+                candidate = (_ranked(rankers[spec], entry) if spec in rankers
+                             else _arm_lists(mixtures[spec], entry["decision"]))
+                if candidate is None:
                     rows.skipped += 1
                     continue
-                rows.add(entry, arms, gains)
+                rows.add(entry, candidate, gains)
             out[name][spec] = _result(rows, n_boot, seed)
     return out
+
+
+def _ranked(ranker: Ranker, entry: Mapping[str, Any]) -> Lists | None:
+    ranked = ranker(entry)
+    return None if ranked is None else [(1.0, ranked)]
+
+
+def bundle_ranker(recommender: Any) -> Ranker:
+    """A candidate bundle as a ranker: for each logged request, the bundle's own blend
+    (offline, no exploration) over the items any arm could have shown, as of now (its
+    training data; features read now). Items no arm could have shown are left out: no log
+    says anything of them. Requests of a scenario it does not serve are skipped."""
+    def rank(entry: Mapping[str, Any]) -> list[str] | None:
+        if entry["scenario"] not in recommender.scenarios:
+            return None
+        lists = entry["decision"]["lists"]
+        pool = list(dict.fromkeys(item for items in lists.values() for item in items))
+        answer = recommender.recommend(entry["user_id"], entry["scenario"],
+                                       k=max(1, len(entry["items"])), candidates=pool,
+                                       exclude_seen=False)
+        return [item.item_id for item in answer.items]
+    return rank
 
 
 def _result(rows: Rows, n_boot: int, seed: int) -> dict[str, Any]:

@@ -125,13 +125,16 @@ def test_two_processes_and_a_restart_apply_every_update_once(exploring):
             assert arm["window"] == arm["total"]  # fewer lists than the window
     # off-policy evaluation from these logs: the logging policy at its observed value
     ope = json.loads(ws.cli("evaluate", "--ope", "--json", "--policy", "logged",
-                            "--policy", "offline").stdout)
+                            "--policy", "offline", "--policy", "bundle:current").stdout)
     logged = ope["shop"]["logged"]
     assert logged["requests"] == len(USERS)
     assert logged["logged_value"] > 0
     for name in ("ips", "snips"):
         assert logged["estimates"][name]["value"] == pytest.approx(logged["logged_value"])
     assert set(ope["shop"]["offline"]["estimates"]) >= {"ips", "snips"}
+    candidate = ope["shop"]["bundle:current"]  # the bundle's own ranking of each request
+    assert candidate["requests"] == len(USERS) and candidate["skipped"] == 0
+    assert set(candidate["estimates"]) >= {"ips", "snips"}
 
 
 def test_a_frozen_scenario_serves_one_arm_and_learns_nothing(exploring):

@@ -105,3 +105,15 @@ def test_lists_nothing_chose_count_alike_and_unseen_arms_are_reported():
     frozen_only = evaluate_logs(frozen, {"ads": ADS}, ["toward:a.click"], n_boot=20)
     # the frozen log never showed toward:a's i3 and i4: two of its three positions unseen
     assert frozen_only["ads"]["toward:a.click"]["unsupported"] == pytest.approx(2 / 3)
+
+
+def test_a_ranker_candidate_is_estimated_like_the_arm_it_reproduces():
+    logs = simulate(500, PROBS, CLICK)
+    results = evaluate_logs(logs, {"ads": ADS}, ["offline", "bundle:new"], n_boot=50,
+                            rankers={"bundle:new": lambda entry: LISTS["offline"]})
+    arm, ranked = results["ads"]["offline"], results["ads"]["bundle:new"]
+    assert ranked["estimates"]["ips"].value == pytest.approx(arm["estimates"]["ips"].value)
+    assert ranked["unsupported"] == 0
+    skipping = evaluate_logs(logs, {"ads": ADS}, ["bundle:none"], n_boot=20,
+                             rankers={"bundle:none": lambda entry: None})
+    assert skipping["ads"]["bundle:none"]["skipped"] == 500

@@ -107,7 +107,7 @@ def _off_policy(ws: Any, policies: tuple[str, ...], as_json: bool, seed: int) ->
     """``evaluate --ope``: every candidate policy per scenario, from the feedback log."""
     from hybridrec.feedback import FeedbackLog
     from hybridrec.metrics import json_safe
-    from hybridrec.offpolicy import PolicyError, evaluate_logs, parse_policy, table
+    from hybridrec.offpolicy import BUNDLE, PolicyError, evaluate_logs, parse_policy, table
     from hybridrec.plugins import get_registry
 
     try:
@@ -115,6 +115,7 @@ def _off_policy(ws: Any, policies: tuple[str, ...], as_json: bool, seed: int) ->
             parse_policy(spec)
     except PolicyError as exc:
         fail(str(exc))
+    rankers = _bundle_rankers(ws, [p for p in policies if p.startswith(BUNDLE)])
     if not ws.feedback_db.exists():
         fail(f"no feedback log at {ws.feedback_db}: serve (hybridrec serve) and collect "
              "feedback first")
@@ -127,7 +128,7 @@ def _off_policy(ws: Any, policies: tuple[str, ...], as_json: bool, seed: int) ->
     if version is not None and not any(d["bundle_version"] == version for d in decisions):
         version = None  # nothing served by the current bundle yet: every bundle's logs
     results = evaluate_logs(decisions, scenarios, policies, seed=seed,
-                            bundle_version=version)
+                            bundle_version=version, rankers=rankers)
     if not results:
         fail("the feedback log holds no served decisions yet")
     others = sum(d["bundle_version"] != version for d in decisions) if version else 0
@@ -140,6 +141,24 @@ def _off_policy(ws: Any, policies: tuple[str, ...], as_json: bool, seed: int) ->
             for s, per in results.items()}), indent=2, allow_nan=False))
     else:
         click.echo(table(results))
+
+
+def _bundle_rankers(ws: Any, specs: list[str]) -> dict[str, Any]:
+    """``bundle:VERSION`` candidates as rankers over the logged requests."""
+    from hybridrec.bundle import Bundle, BundleError
+    from hybridrec.features import open_store
+    from hybridrec.offpolicy import BUNDLE, bundle_ranker
+    from hybridrec.recommender import Recommender
+
+    out = {}
+    for spec in specs:
+        version = spec.removeprefix(BUNDLE)
+        try:
+            bundle = Bundle.load(ws.bundles, None if version == "current" else version)
+        except (BundleError, FileNotFoundError) as exc:
+            fail(f"candidate {spec!r}: {exc}")
+        out[spec] = bundle_ranker(Recommender(bundle, lambda: open_store(ws.feature_repo)))
+    return out
 
 
 def _serving_scenarios(ws: Any, registry: Any) -> tuple[dict[str, Any], str | None]:
@@ -209,8 +228,9 @@ def _add_evaluate(cli: click.Group) -> None:
                        "logged decisions and feedback (IPS, SNIPS, DM and DR).")
     @click.option("--policy", "policies", multiple=True, metavar="SPEC",
                   help="With --ope, a candidate: 'logged', 'greedy', an arm ('offline', "
-                       "'toward:als.click') or a mixture 'offline=0.8,toward:als.click=0.2' "
-                       "(repeatable; default: logged, greedy and offline).")
+                       "'toward:als.click'), a mixture 'offline=0.8,toward:als.click=0.2', "
+                       "or a trained bundle 'bundle:VERSION' (repeatable; default: logged, "
+                       "greedy and offline).")
     @click.pass_context
     def evaluate(ctx: click.Context, quiet: bool, as_json: bool, k: int,
                  bundle_version: str | None, lists_path: Path | None,
