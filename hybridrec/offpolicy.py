@@ -159,7 +159,7 @@ def evaluate_logs(decisions: Sequence[Mapping[str, Any]], scenarios: Mapping[str
         gains = scenario.gains
         out[name] = {}
         for spec in policies:
-            rows = Rows()
+            rows, chosen = Rows(), 0
             for entry in entries:
                 candidate = (_ranked(rankers[spec], entry) if spec in rankers
                              else _arm_lists(mixtures[spec], entry["decision"]))
@@ -167,6 +167,9 @@ def evaluate_logs(decisions: Sequence[Mapping[str, Any]], scenarios: Mapping[str
                     rows.skipped += 1
                     continue
                 rows.add(entry, candidate, gains)
+                chosen += set(entry["decision"]["probabilities"]) != {FIXED_ARM}
+            if not chosen and spec not in rankers and spec != LOGGED:
+                rows = Rows(skipped=len(entries))  # only lists nothing chose: no evidence
             out[name][spec] = _result(rows, n_boot, seed)
     return out
 

@@ -117,3 +117,15 @@ def test_a_ranker_candidate_is_estimated_like_the_arm_it_reproduces():
     skipping = evaluate_logs(logs, {"ads": ADS}, ["bundle:none"], n_boot=20,
                              rankers={"bundle:none": lambda entry: None})
     assert skipping["ads"]["bundle:none"]["skipped"] == 500
+
+
+def test_a_scenario_whose_lists_nothing_chose_has_no_evidence_for_an_arm():
+    fixed = simulate(40, {"offline": 1.0, "toward:a.click": 0.0}, CLICK)
+    for entry in fixed:
+        shown = entry["items"]
+        entry["decision"].update(probabilities={"fixed": 1.0}, arm="fixed",
+                                 lists={"fixed": shown}, positions=[1.0] * len(shown))
+    result = evaluate_logs(fixed, {"ads": ADS}, ["toward:a.click", "logged"], n_boot=20)
+    assert result["ads"]["toward:a.click"]["skipped"] == 40
+    assert result["ads"]["toward:a.click"]["estimates"] == {}
+    assert result["ads"]["logged"]["requests"] == 40
