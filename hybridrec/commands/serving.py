@@ -52,20 +52,33 @@ def add_to(cli: click.Group) -> None:
                   help="Serve this bundle version instead of following 'current'.")
     @click.option("--refresh-seconds", default=300.0, show_default=True, type=float,
                   help="Item-feature refresh and bundle-switch interval; 0 disables.")
+    @click.option("--workers", default=1, show_default=True, type=click.IntRange(1, 64),
+                  help="Worker processes, each with its own copy of the bundle; they share "
+                       "the feedback log and the adaptive state.")
     @click.option("--log-level", default="info", show_default=True)
     @click.pass_context
     def serve(ctx: click.Context, host: str, port: int, bundle_version: str | None,
-              refresh_seconds: float, log_level: str) -> None:
+              refresh_seconds: float, workers: int, log_level: str) -> None:
         """Serve the HTTP API (POST /v1/recommend, /v1/feedback; docs at /docs)."""
         import logging
+        import os
 
         import uvicorn
 
-        from hybridrec.server.app import create_app
+        from hybridrec.server import app as server
+        from hybridrec.workspace import ENV_BUNDLES, ENV_REPO
 
         logging.getLogger("hybridrec").setLevel(log_level.upper())
-        app = create_app(workspace(ctx), bundle_version, refresh_seconds)
-        uvicorn.run(app, host=host, port=port, log_level=log_level)
+        ws = workspace(ctx)
+        if workers == 1:
+            uvicorn.run(server.create_app(ws, bundle_version, refresh_seconds), host=host,
+                        port=port, log_level=log_level)
+            return
+        os.environ.update({ENV_REPO: str(ws.feature_repo), ENV_BUNDLES: str(ws.bundles),
+                           server.ENV_SERVE_BUNDLE: bundle_version or "",
+                           server.ENV_REFRESH: str(refresh_seconds)})
+        uvicorn.run("hybridrec.server.app:create_app_from_env", factory=True,
+                    workers=workers, host=host, port=port, log_level=log_level)
 
 
 def _titles(ws: object) -> dict[str, str]:

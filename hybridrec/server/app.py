@@ -51,6 +51,20 @@ def create_app(ws: Workspace | None = None, bundle_version: str | None = None,
     return app
 
 
+#: How ``hybridrec serve --workers N`` hands its choices to each worker process.
+ENV_SERVE_BUNDLE, ENV_REFRESH = "HYBRIDREC_SERVE_BUNDLE", "HYBRIDREC_REFRESH_SECONDS"
+
+
+def create_app_from_env() -> FastAPI:
+    """The app of one worker of ``hybridrec serve --workers N`` (an app factory: each worker
+    process builds its own, with its own copy of the bundle and features; they share the
+    workspace's feedback log and adaptive state)."""
+    import os
+
+    return create_app(Workspace.from_env(), os.environ.get(ENV_SERVE_BUNDLE) or None,
+                      float(os.environ.get(ENV_REFRESH, "300")))
+
+
 async def _validation_error(request: Request, exc: RequestValidationError) -> JSONResponse:
     errors = [{"loc": list(e.get("loc", ())), "msg": e.get("msg", ""),
                "type": e.get("type", "")} for e in exc.errors()]

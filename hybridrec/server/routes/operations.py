@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 from datetime import UTC, datetime
 from typing import Any
 
@@ -24,7 +25,7 @@ def healthz() -> dict[str, str]:
 def readyz(request: Request) -> Any:
     rec = ready(request).recommender
     refreshed = datetime.fromtimestamp(rec.features.loaded_at, UTC).isoformat()
-    return {"status": "ready", "bundle_version": rec.version,
+    return {"status": "ready", "bundle_version": rec.version, "worker": os.getpid(),
             "scenarios": sorted(rec.scenarios), "items_cached": rec.features.items_cached,
             "items_refreshed_at": refreshed}
 
