@@ -27,6 +27,8 @@ from hybridrec.pipeline import Decision, Pipeline, Requests, ScenarioPlan, resol
 
 #: Context key: item ids the user just interacted with, not yet sent as feedback.
 RECENT_ITEMS = "recent_items"
+#: At most this many of them in one request.
+MAX_RECENT_ITEMS = 1000
 
 
 class UnknownScenario(LookupError):
@@ -286,6 +288,9 @@ def _recent_items(context: Mapping[str, Any]) -> list[str]:
     if not isinstance(recent, list) or not all(isinstance(i, str) for i in recent):
         raise InvalidRequest("context", f"context.{RECENT_ITEMS} must be a list of item id "
                                         "strings")
+    if len(recent) > MAX_RECENT_ITEMS:
+        raise InvalidRequest("context", f"context.{RECENT_ITEMS} holds {len(recent)} items; "
+                                        f"at most {MAX_RECENT_ITEMS}")
     return recent
 
 

@@ -364,3 +364,33 @@ def test_a_server_without_a_bundle_is_alive_but_not_ready(workspace, tmp_path):
         assert status == 503
     finally:
         srv.stop()
+
+
+def test_bodies_above_the_limit_are_413_naming_it(server):
+    import http.client
+
+    from hybridrec.server.models import MAX_BODY_BYTES
+
+    big = json.dumps({"user_id": USER, "scenario": "shop",
+                      "context": {"note": "x" * (MAX_BODY_BYTES + 10)}}).encode()
+    for path in ("/v1/recommend", "/v1/feedback"):
+        status, body = server.call("POST", path, raw=big)
+        assert status == 413 and f"limit of {MAX_BODY_BYTES} bytes" in body["detail"]
+    # a chunked body declares no length: it is counted as it arrives
+    connection = http.client.HTTPConnection("127.0.0.1", server.port, timeout=30)
+    chunks = (big[i:i + 65536] for i in range(0, len(big), 65536))
+    connection.request("POST", "/v1/recommend", body=chunks, encode_chunked=True,
+                       headers={"Content-Type": "application/json"})
+    response = connection.getresponse()
+    assert response.status == 413
+    connection.close()
+    status, body = server.call("POST", "/v1/recommend", {"user_id": USER, "scenario": "shop",
+                                                         "k": 2})
+    assert status == 200  # the server is fine
+
+
+def test_too_many_recent_items_is_422_naming_the_context(server):
+    status, body = recommend(server, context={"recent_items": ["s00001"] * 1001})
+    assert status == 422
+    assert body["detail"][0]["loc"] == ["body", "context"]
+    assert "at most 1000" in body["detail"][0]["msg"]

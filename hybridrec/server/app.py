@@ -16,7 +16,8 @@ from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 
-from hybridrec.server.middleware import JsonBodies, Observe
+from hybridrec.server.middleware import BodyLimit, JsonBodies, Observe
+from hybridrec.server.models import MAX_BODY_BYTES
 from hybridrec.server.routes import NotReady, feedback, not_ready, operations, serving
 from hybridrec.server.state import ServerState
 from hybridrec.workspace import Workspace
@@ -40,6 +41,7 @@ def create_app(ws: Workspace | None = None, bundle_version: str | None = None,
                               "features.")
     app.state.hybridrec = state
     app.add_middleware(JsonBodies)
+    app.add_middleware(BodyLimit, limit=MAX_BODY_BYTES)
     pages = {app.openapi_url, app.docs_url, app.redoc_url, app.swagger_ui_oauth2_redirect_url}
     app.add_middleware(Observe, requests=state.metrics.http_requests,
                        latency=state.metrics.latency,

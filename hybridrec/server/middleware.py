@@ -69,3 +69,44 @@ class JsonBodies:
                 scope["headers"] = [*(h for h in scope["headers"] if h[0] != b"content-type"),
                                     (b"content-type", b"application/json")]
         await self.app(scope, receive, send)
+
+
+class BodyLimit:
+    """Refuse request bodies above ``limit`` bytes with a 413 naming the limit, before any
+    handler reads them (by their declared length, or as they arrive)."""
+
+    def __init__(self, app: Any, limit: int) -> None:
+        self.app, self.limit = app, limit
+
+    async def __call__(self, scope: dict[str, Any], receive: Any, send: Any) -> None:
+        if scope["type"] != "http" or scope["method"] not in ("POST", "PUT", "PATCH"):
+            await self.app(scope, receive, send)
+            return
+        declared = dict(scope["headers"]).get(b"content-length", b"")
+        if declared.isdigit() and int(declared) > self.limit:
+            await self._too_large(int(declared), scope, receive, send)
+            return
+        chunks, size = [], 0
+        while True:
+            message = await receive()
+            if message["type"] != "http.request":
+                break  # the client went away; the handler sees an empty body
+            chunks.append(message.get("body", b""))
+            size += len(chunks[-1])
+            if size > self.limit:
+                await self._too_large(size, scope, receive, send)
+                return
+            if not message.get("more_body"):
+                break
+        replay = [{"type": "http.request", "body": b"".join(chunks), "more_body": False}]
+
+        async def replayed() -> Any:
+            return replay.pop() if replay else await receive()
+
+        await self.app(scope, replayed, send)
+
+    async def _too_large(self, size: int, scope: dict[str, Any], receive: Any,
+                         send: Any) -> None:
+        await JSONResponse(status_code=413, content={
+            "detail": f"request body of {size} bytes or more is larger than the limit of "
+                      f"{self.limit} bytes"})(scope, receive, send)

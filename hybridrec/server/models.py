@@ -9,6 +9,9 @@ from pydantic import BaseModel, ConfigDict, Field, StrictBool, StrictStr
 
 MAX_CANDIDATES = 2000
 MAX_FEEDBACK_BATCH = 1000
+#: Request bodies above this many bytes are refused with 413 (the largest valid bodies,
+#: 2,000 candidates or 1,000 feedback events of 256-character ids, fit well below it).
+MAX_BODY_BYTES = 2 * 1024 * 1024
 Id = Annotated[StrictStr, Field(min_length=1, max_length=256)]
 
 K_RULE = ("How many items: an integer between 1 and the scenario's `max_k` (listed by "

@@ -20,6 +20,7 @@ router = APIRouter()
 
 @router.post("/v1/feedback", response_model=FeedbackResponse,
              responses={422: {"description": "No event in the batch was valid"},
+                        413: {"description": "Request body too large"},
                         503: {"description": "Not ready"}})
 def feedback(body: FeedbackRequest, request: Request) -> Any:
     state = ready(request)

@@ -72,6 +72,7 @@ def policy(name: str, request: Request) -> Any:
 
 @router.post("/v1/admin/scenarios/{name}/policy",
              responses={404: {"description": "Unknown scenario or nothing adapts"},
+                        413: {"description": "Request body too large"},
                         422: {"description": "Invalid setting"},
                         503: {"description": "Not ready"}})
 def control_policy(name: str, body: PolicyControl, request: Request) -> Any:

@@ -16,6 +16,7 @@ router = APIRouter()
 
 @router.post("/v1/recommend", response_model=RecommendResponse,
              responses={404: {"description": "Unknown scenario"},
+                        413: {"description": "Request body too large"},
                         422: {"description": "Invalid request"},
                         503: {"description": "Not ready"}})
 def recommend(body: RecommendRequest, request: Request) -> Any:
