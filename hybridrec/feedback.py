@@ -21,6 +21,7 @@ from __future__ import annotations
 import json
 import sqlite3
 import threading
+import time
 from collections.abc import Iterable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from pathlib import Path
@@ -59,7 +60,7 @@ CREATE TABLE IF NOT EXISTS feedback (
     event_timestamp TEXT NOT NULL,
     received_at TEXT NOT NULL
 );
-CREATE INDEX IF NOT EXISTS feedback_user ON feedback (user_id, scenario);
+CREATE INDEX IF NOT EXISTS feedback_user ON feedback (user_id, scenario, id);
 CREATE INDEX IF NOT EXISTS feedback_request ON feedback (request_id);
 CREATE TABLE IF NOT EXISTS policy_state (
     bundle_version TEXT NOT NULL,
@@ -101,6 +102,24 @@ SERVED_COLUMNS = {"decision": "TEXT", "learns": "INTEGER NOT NULL DEFAULT 0",
                   "reward": "REAL NOT NULL DEFAULT 0", "bucket": "TEXT", "arm": "TEXT"}
 
 
+def _use_wal(conn: sqlite3.Connection, attempts: int = 50) -> None:
+    """Switch to write-ahead logging. SQLite answers "database is locked" at once, without
+    waiting out ``busy_timeout``, when another process holds the file while it switches (two
+    workers opening a new log together), so retry for a few seconds."""
+    for attempt in range(attempts):
+        try:
+            conn.execute("PRAGMA journal_mode=WAL")
+            return
+        except sqlite3.OperationalError as exc:
+            if "locked" not in str(exc) or attempt == attempts - 1:
+                raise
+            time.sleep(0.1)
+
+
+#: At most this many of a user's feedback events since training are read per request.
+MAX_USER_EVENTS = 200
+
+
 class FeedbackLog:
     """Thread-safe writer and reader over one SQLite file."""
 
@@ -110,7 +129,7 @@ class FeedbackLog:
         self._lock = threading.Lock()
         self._conn = sqlite3.connect(self.path, check_same_thread=False, isolation_level=None)
         self._conn.execute("PRAGMA busy_timeout=5000")
-        self._conn.execute("PRAGMA journal_mode=WAL")
+        _use_wal(self._conn)
         with self._transaction("FULL"):  # one process at a time creates or upgrades it
             for statement in SCHEMA.split(";"):
                 if statement.strip():
@@ -121,6 +140,12 @@ class FeedbackLog:
                     self._conn.execute(f"ALTER TABLE served ADD COLUMN {column} {kind}")
             self._conn.execute("CREATE INDEX IF NOT EXISTS served_policy ON served "
                                "(scenario, bundle_version, learns)")
+            index = [row[2] for row in self._conn.execute(
+                "PRAGMA index_info(feedback_user)")]
+            if index != ["user_id", "scenario", "id"]:  # a log from before bounded histories
+                self._conn.execute("DROP INDEX feedback_user")
+                self._conn.execute("CREATE INDEX feedback_user ON feedback "
+                                   "(user_id, scenario, id)")
 
     def close(self) -> None:
         with self._lock:
@@ -165,7 +190,8 @@ class FeedbackLog:
             raise
 
     def served(self, request_ids: Iterable[str]) -> dict[str, dict[str, Any]]:
-        """``{request_id: {user_id, scenario, items}}`` for the ids that were served."""
+        """``{request_id: {user_id, scenario, items, events}}`` for the ids that were served;
+        ``events`` lists the (item, event type) pairs already recorded for that response."""
         ids = list(dict.fromkeys(request_ids))
         out: dict[str, dict[str, Any]] = {}
         with self._lock:
@@ -177,7 +203,11 @@ class FeedbackLog:
                     f"WHERE request_id IN ({marks})", chunk).fetchall()
                 for request_id, user_id, scenario, items in rows:
                     out[request_id] = {"user_id": user_id, "scenario": scenario,
-                                       "items": json.loads(items)}
+                                       "items": json.loads(items), "events": []}
+                for request_id, item, kind in self._conn.execute(
+                        f"SELECT request_id, item_id, event_type FROM feedback "
+                        f"WHERE request_id IN ({marks}) ORDER BY id", chunk):
+                    out[request_id]["events"].append((item, kind))
         return out
 
     def append(self, events: Sequence[dict[str, Any]], received_at: str) -> int:
@@ -300,16 +330,18 @@ class FeedbackLog:
                  "feedback": by_request.get(q, [])}
                 for q, u, sc, v, items, d in served]
 
-    def events_of(self, user_id: str, scenario: str, after: int = 0
-                  ) -> list[tuple[str, str, str, float]]:
-        """The user's feedback in ``scenario`` logged after row ``after`` (what the last
-        training run read), as (item, event type, ISO time, value), in the order received."""
+    def events_of(self, user_id: str, scenario: str, after: int = 0,
+                  limit: int = MAX_USER_EVENTS) -> list[tuple[str, str, str, float]]:
+        """The user's latest ``limit`` feedback events in ``scenario`` logged after row
+        ``after`` (what the last training run read), as (item, event type, ISO time, value),
+        in the order received. Bounded and indexed: a request's cost does not grow with a
+        user's feedback."""
         with self._lock:
             rows = self._conn.execute(
                 "SELECT item_id, event_type, event_timestamp, value FROM feedback "
-                "WHERE user_id = ? AND scenario = ? AND id > ? ORDER BY id",
-                (user_id, scenario, after)).fetchall()
-        return [(r[0], r[1], r[2], float(r[3])) for r in rows]
+                "WHERE user_id = ? AND scenario = ? AND id > ? ORDER BY id DESC LIMIT ?",
+                (user_id, scenario, after, limit)).fetchall()
+        return [(r[0], r[1], r[2], float(r[3])) for r in reversed(rows)]
 
     def events(self) -> Any:
         """All feedback as an event frame in the schema of ``events.parquet``, plus each

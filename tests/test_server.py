@@ -340,7 +340,7 @@ def test_server_follows_a_newly_trained_bundle(workspace):
         srv.stop()
 
 
-def test_a_server_without_a_bundle_is_alive_but_not_ready(workspace, tmp_path):
+def test_a_server_without_a_bundle_is_alive_not_ready_and_keeps_trying(workspace, tmp_path):
     from dataclasses import replace
 
     empty = replace(workspace, env={**workspace.env, "HYBRIDREC_BUNDLES": str(tmp_path)})
@@ -362,6 +362,13 @@ def test_a_server_without_a_bundle_is_alive_but_not_ready(workspace, tmp_path):
         assert srv.call("GET", "/healthz")[0] == 200
         status, body = srv.call("POST", "/v1/recommend", {"user_id": USER, "scenario": "shop"})
         assert status == 503
+        # a bundle that appears later is picked up without a restart
+        (tmp_path / "current").symlink_to((workspace.bundles / "current").resolve())
+        deadline = time.monotonic() + 60
+        while srv.call("GET", "/readyz")[0] != 200 and time.monotonic() < deadline:
+            time.sleep(0.25)
+        status, body = srv.call("POST", "/v1/recommend", {"user_id": USER, "scenario": "shop"})
+        assert status == 200 and body["items"]
     finally:
         srv.stop()
 

@@ -99,10 +99,11 @@ class ServerState:
 
         try:
             start = time.monotonic()
-            feedback = FeedbackLog(self.ws.feedback_db)
+            if self.feedback is None:
+                self.feedback = FeedbackLog(self.ws.feedback_db)
             bundle = Bundle.load(self.ws.bundles, self.bundle_version)
-            recommender = Recommender(bundle, self.open_store, feedback, explore=True)
-            self.feedback, self.recommender = feedback, recommender
+            recommender = Recommender(bundle, self.open_store, self.feedback, explore=True)
+            self.recommender, self.error = recommender, None
             self.metrics.bundle_info.labels(recommender.version).set(1)
             log.info("loaded bundle %s from %s in %.1f s (%d scenarios, %d items)",
                      recommender.version, bundle.path, time.monotonic() - start,
@@ -111,6 +112,15 @@ class ServerState:
         except Exception as exc:
             self.error = f"{type(exc).__name__}: {exc}"
             log.exception("loading failed; /readyz answers 503 with the reason")
+
+    def load_until_ready(self) -> None:
+        """Load, and after a failure try again (after 1, 2, 4 ... at most 30 s) until it
+        succeeds or the server stops: a bundle trained or repaired later is picked up."""
+        delay = 1.0
+        self.load()
+        while self.recommender is None and not self.stop.wait(delay):
+            self.load()
+            delay = min(delay * 2, 30.0)
 
     def watch(self) -> None:
         """Refresh item features; follow ``current`` to a newly trained bundle."""
@@ -146,7 +156,8 @@ class ServerState:
 
     def start(self, in_background: bool) -> None:
         if in_background:
-            threading.Thread(target=self.load, name="hybridrec-load", daemon=True).start()
+            threading.Thread(target=self.load_until_ready, name="hybridrec-load",
+                             daemon=True).start()
         else:
             self.load()
         if self.refresh_seconds > 0:
