@@ -32,6 +32,7 @@ from hybridrec.adaptive import ADAPTIVE
 
 if TYPE_CHECKING:
     from hybridrec.pipeline import Decision
+    from hybridrec.workspace import Workspace
 
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS served (
@@ -114,6 +115,14 @@ def _use_wal(conn: sqlite3.Connection, attempts: int = 50) -> None:
             if "locked" not in str(exc) or attempt == attempts - 1:
                 raise
             time.sleep(0.1)
+
+
+def open_feedback(ws: Workspace, create: bool = True) -> FeedbackLog | None:
+    """The workspace's feedback log and adaptive state; with ``create=False``, None when
+    nothing has been logged yet."""
+    if not create and not ws.feedback_db.exists():
+        return None
+    return FeedbackLog(ws.feedback_db)
 
 
 #: At most this many of a user's feedback events since training are read per request.

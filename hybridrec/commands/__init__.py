@@ -4,7 +4,7 @@ commands that read features import Feast."""
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, NoReturn
 
 import click
 
@@ -15,7 +15,7 @@ def workspace(ctx: click.Context) -> Workspace:
     return ctx.find_object(Workspace) or Workspace.from_env()
 
 
-def fail(message: str) -> None:
+def fail(message: str) -> NoReturn:
     raise click.ClickException(message)
 
 

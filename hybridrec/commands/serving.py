@@ -22,12 +22,12 @@ def add_to(cli: click.Group) -> None:
         """Print a ranked list for USER_ID from the current bundle."""
         from hybridrec.bundle import Bundle, BundleError
         from hybridrec.features import FeatureError, open_store
-        from hybridrec.feedback import FeedbackLog
+        from hybridrec.feedback import open_feedback
         from hybridrec.recommender import InvalidRequest, Recommender, UnknownScenario
 
         ws = workspace(ctx)
         try:
-            feedback = FeedbackLog(ws.feedback_db) if ws.feedback_db.exists() else None
+            feedback = open_feedback(ws, create=False)
             rec = Recommender(Bundle.load(ws.bundles), lambda: open_store(ws.feature_repo),
                               feedback)
             result = rec.recommend(user_id, scenario, k)

@@ -94,13 +94,13 @@ class ServerState:
     def load(self) -> None:
         """Open the feedback log, load the bundle and the features; record a failure."""
         from hybridrec.bundle import Bundle
-        from hybridrec.feedback import FeedbackLog
+        from hybridrec.feedback import open_feedback
         from hybridrec.recommender import Recommender
 
         try:
             start = time.monotonic()
             if self.feedback is None:
-                self.feedback = FeedbackLog(self.ws.feedback_db)
+                self.feedback = open_feedback(self.ws)
             bundle = Bundle.load(self.ws.bundles, self.bundle_version)
             recommender = Recommender(bundle, self.open_store, self.feedback, explore=True)
             self.recommender, self.error = recommender, None

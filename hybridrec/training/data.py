@@ -34,12 +34,12 @@ class Inputs:
 
 def load_inputs(ws: Workspace) -> Inputs:
     """Event log (with feedback received since), catalogue and users from the feature repo."""
-    from hybridrec.feedback import FeedbackLog
+    from hybridrec.feedback import open_feedback
 
     events = read_table(ws.data_dir, C.EVENTS_FILE)
     until = 0
-    if ws.feedback_db.exists():
-        log = FeedbackLog(ws.feedback_db)
+    log = open_feedback(ws, create=False)
+    if log is not None:
         extra = log.events()
         log.close()
         if len(extra):
