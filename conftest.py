@@ -49,6 +49,9 @@ exploration = 0.0
 exploration = 0.0
 """
 
+#: The admin token every test server is started with (``Server.admin`` sends it).
+ADMIN_TOKEN = "test-admin-token"
+
 SMALL_WORLD = ["--users", "300", "--items", "120", "--ads", "30", "--events", "20000",
                "--weeks", "4", "--seed", "7", "--end", "2025-03-31T00:00:00Z"]
 
@@ -74,6 +77,7 @@ def base_env(**extra: str) -> dict[str, str]:
     env = {k: v for k, v in os.environ.items()
            if not k.startswith("HYBRIDREC_") and k != "PYTHONPATH"}
     env["FEAST_USAGE"] = "False"
+    env["HYBRIDREC_ADMIN_TOKEN"] = ADMIN_TOKEN
     env["PATH"] = f"{BIN}{os.pathsep}{env.get('PATH', '')}"
     env.update(extra)
     return env
@@ -194,6 +198,11 @@ class Server:
 
     def call(self, method: str, path: str, body: object = None, **kw: object) -> tuple[int, object]:
         return http(self.base, method, path, body, **kw)
+
+    def admin(self, method: str, path: str, body: object = None) -> tuple[int, object]:
+        """Call an admin endpoint with the admin token."""
+        return http(self.base, method, path, body,
+                    headers={"Authorization": f"Bearer {ADMIN_TOKEN}"})
 
     def stop(self, sig: int = signal.SIGTERM) -> None:
         if self.proc.poll() is None:

@@ -302,8 +302,10 @@ class AdaptiveBlender(Blender):
             return dict(parts)
         key = arm.removeprefix(TOWARD)
         scorer, _, task = key.partition(".")
-        z = np.nan_to_num(group_standardise(scores[scorer][task], batch.request,
-                                            batch.n_requests))
+        values = scores.get(scorer, {}).get(task)
+        if values is None:  # the scorer was left out of this batch: no tilt toward it
+            return dict(parts)
+        z = np.nan_to_num(group_standardise(values, batch.request, batch.n_requests))
         out = {k: v * (1.0 - tilt) for k, v in parts.items()}
         out[key] = out.get(key, 0.0) + tilt * spread * z
         return out

@@ -6,9 +6,10 @@ from it, and per-scenario choices.
 for none), ``blender``, ``scorers``, ``candidate_sources``, the objective
 (``objective_events = {purchase = 1.0, cart = 0.2}``, ``objective_value = "ad_profile:bid"``),
 ``n_candidates``, and online adaptation (``exploration = 0.1``, ``adaptation_window =
-5000`` lists; ``adapt = false`` freezes it). A table naming no installed component or
-scenario, a parameter the component does not take, or a value it refuses is a
-``ConfigError`` that names it.
+5000`` lists; ``adapt = false`` freezes it), and the isolation of scorers when serving
+(``scorer_budget_ms = 100``, ``breaker_failures = 5``, ``breaker_cooldown = 30`` s). A
+table naming no installed component or scenario, a parameter the component does not take,
+or a value it refuses is a ``ConfigError`` that names it.
 """
 
 from __future__ import annotations
@@ -23,7 +24,11 @@ Config = Mapping[str, Mapping[str, Any]]
 SCENARIOS = "scenarios"
 #: The scenario fields that change what serving and evaluation do (recorded in the bundle).
 SCENARIO_SETTINGS = ("objective_events", "objective_value", "n_candidates", "exploration",
-                     "adapt", "adaptation_window")
+                     "adapt", "adaptation_window", "scorer_budget_ms", "breaker_failures",
+                     "breaker_cooldown")
+#: Numeric scenario settings: (lowest, highest) accepted.
+NUMBERS = {"exploration": (0.0, 1.0), "scorer_budget_ms": (0.0, 60_000.0),
+           "breaker_cooldown": (0.1, 86_400.0)}
 SCENARIO_FIELDS = ("fallback", "blender", "scorers", "candidate_sources", *SCENARIO_SETTINGS)
 
 
@@ -85,15 +90,17 @@ def scenario_choices(config: Config, scenarios: Collection[str]) -> dict[str, di
                     raise ConfigError(f"{where} must be a table of event type = gain >= 0 "
                                       "(purchase = 1.0, click = 0.2)")
                 value = {str(e): float(g) for e, g in value.items()}
-            elif key == "exploration":
+            elif key in NUMBERS:
+                low, high = NUMBERS[key]
                 if not isinstance(value, int | float) or isinstance(value, bool) or \
-                        not 0 <= value <= 1:
-                    raise ConfigError(f"{where} must be a number between 0 and 1")
+                        not low <= value <= high:
+                    raise ConfigError(f"{where} must be a number between {low:g} and "
+                                      f"{high:g}")
                 value = float(value)
             elif key == "adapt":
                 if not isinstance(value, bool):
                     raise ConfigError(f"{where} must be true or false")
-            elif key in ("n_candidates", "adaptation_window"):
+            elif key in ("n_candidates", "adaptation_window", "breaker_failures"):
                 top = 100_000 if key == "adaptation_window" else None
                 if not isinstance(value, int) or isinstance(value, bool) or value < 1 or \
                         (top is not None and value > top):

@@ -110,6 +110,13 @@ class Scenario:
     adapt: bool = True
     #: How many of the latest lists the adaptive policy learns from.
     adaptation_window: int = 5000
+    #: Serving isolates each scorer (``hybridrec.isolation``): a scorer that raises, returns
+    #: the wrong shape or gives no answer within ``scorer_budget_ms`` (0: no time limit) is
+    #: left out of the request's blend; after ``breaker_failures`` failures in a row it is not
+    #: called for ``breaker_cooldown`` seconds, then tried again.
+    scorer_budget_ms: float = 100.0
+    breaker_failures: int = 5
+    breaker_cooldown: float = 30.0
 
     @property
     def event_types(self) -> tuple[str, ...]:

@@ -25,7 +25,7 @@ import os
 import sys
 import threading
 import time
-from collections.abc import Iterable, Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
@@ -362,6 +362,11 @@ class FeatureSource:
         self.item_tables = dict(items or {})
         self.user_table = users
 
+    def missing_users(self, scenario: str, n: int) -> dict[str, np.ndarray]:
+        """Every user feature of ``scenario`` missing for ``n`` requests (what serving reads
+        while the online store is unavailable)."""
+        return {r.column: missing(n, r.numeric) for r in self.sets[scenario].user}
+
     def users(self, scenario: str, user_ids: np.ndarray) -> dict[str, np.ndarray]:
         refs = self.sets[scenario].user
         if not refs:
@@ -388,23 +393,39 @@ class OnlineFeatures(FeatureSource):
     ``refresh`` rebuilds and swaps in whole, so readers never see a half-built state."""
 
     def __init__(self, store: FeatureStore | None, sets: Mapping[str, FeatureSet],
-                 catalogue: Mapping[str, np.ndarray]) -> None:
+                 catalogue: Mapping[str, np.ndarray],
+                 reopen: Callable[[], FeatureStore] | None = None) -> None:
         self.store = store
         self.catalogue = dict(catalogue)
         self.loaded_at = 0.0
+        #: Opens the store afresh; called before the first read after a failed one, so a
+        #: store file replaced or repaired is read again without a restart.
+        self.reopen = reopen
+        self.failed = False
         super().__init__(sets)
         self.refresh()
 
     def refresh(self) -> None:
         def fetch(refs: Sequence[FeatureRef], key: str, ids: Sequence[str]) -> Any:
-            return _online_columns(self.store, refs, key, ids)
+            return self._read(refs, key, ids)
 
         tables = _item_tables(fetch, self.sets, self.catalogue)
         self.item_tables, self.loaded_at = tables, time.time()  # one assignment: atomic swap
 
     def users(self, scenario: str, user_ids: np.ndarray) -> dict[str, np.ndarray]:
-        refs = self.sets[scenario].user
-        return _online_columns(self.store, refs, C.USER_ID, [str(u) for u in user_ids])
+        return self._read(self.sets[scenario].user, C.USER_ID, [str(u) for u in user_ids])
+
+    def _read(self, refs: Sequence[FeatureRef], key: str, ids: Sequence[str]
+              ) -> dict[str, np.ndarray]:
+        if self.reopen is not None and self.failed and refs:
+            self.store = self.reopen()  # after a failure, a fresh connection to the store
+        try:
+            out = _online_columns(self.store, refs, key, ids)
+        except Exception:
+            self.failed = True
+            raise
+        self.failed = False
+        return out
 
 
 def as_of(store: FeatureStore, sets: Mapping[str, FeatureSet],

@@ -33,7 +33,11 @@ from hybridrec.contracts import (
 )
 from hybridrec.features import FeatureError, FeatureSet, FeatureSource, resolve_features
 from hybridrec.ids import IdIndex
-from hybridrec.ranking import top_k_groups
+from hybridrec.isolation import FEATURES, Degraded, Guard
+from hybridrec.ranking import group_standardise, top_k_groups
+
+#: The policy of a blend that serving fell back to when the blender failed.
+MEAN_BLEND = "mean"
 
 
 class ScoringError(RuntimeError):
@@ -157,6 +161,8 @@ class Scored:
     contributions: dict[str, np.ndarray] | None = None
     #: The blender's decision per request (None before the blender is fit).
     blend: Blend | None = None
+    #: What serving left out of this batch's answers, and why (``hybridrec.isolation``).
+    degraded: list[Degraded] = field(default_factory=list)
 
     def top(self, k: int, values: np.ndarray | None = None) -> Ragged:
         """Per request, the row positions of its ``k`` best candidates by ``values``
@@ -179,6 +185,8 @@ class Ranked:
     contributions: list[dict[str, float | None]] | None = None
     #: How the blend was decided (``Blend``): what a log needs for off-policy evaluation.
     decision: Decision | None = None
+    #: What was left out of this answer (a failed scorer, unread features), and why.
+    degraded: list[Degraded] = field(default_factory=list)
 
 
 @dataclass
@@ -263,6 +271,9 @@ class Pipeline:
         # Evidence about a user: the user features the scorers (not the blender) read.
         self.evidence = {ref.replace(":", "__") for s in self.scorers.values()
                          for ref in s.feature_refs}
+        #: Set when serving: each component isolated (``hybridrec.isolation``). Without it
+        #: (training, evaluation) a broken component is an error.
+        self.guard: Guard | None = None
 
     @classmethod
     def from_plan(cls, scenario: Scenario, plan: ScenarioPlan, components: Mapping[str, Any],
@@ -276,7 +287,7 @@ class Pipeline:
     def recommend(self, requests: Requests, k: int, explain: bool = False) -> list[Ranked]:
         """Top ``k`` per request, cold starts through the fallback; with ``explain``, what
         each scorer that can explain (``Explainer``) says about every returned item."""
-        user_features = self.features.users(self.scenario.name, requests.user_ids)
+        user_features, unread = self._user_features(requests)
         cold = self.cold_mask(requests, user_features)
         answers: list[Ranked | None] = [None] * len(requests)
         for is_cold in (False, True):
@@ -286,10 +297,24 @@ class Pipeline:
             part = requests if len(rows) == len(requests) else requests.take(rows)
             feats = {c: v[rows] for c, v in user_features.items()}
             scored = self.score(part, feats, cold=is_cold)
+            if unread is not None:
+                scored.degraded.insert(0, unread)
             for i, ranked in zip(rows, self._answers(scored, k, is_cold, explain),
                                  strict=True):
                 answers[i] = ranked
         return [a for a in answers if a is not None]
+
+    def _user_features(self, requests: Requests
+                       ) -> tuple[dict[str, np.ndarray], Degraded | None]:
+        """The requests' user features; when serving and the online store fails or is slow,
+        every one of them missing, and why."""
+        def read() -> dict[str, np.ndarray]:
+            return self.features.users(self.scenario.name, requests.user_ids)
+
+        if self.guard is None:
+            return read(), None
+        return self.guard.fetch(FEATURES, read, lambda: self.features.missing_users(
+            self.scenario.name, len(requests)))
 
     def cold_mask(self, requests: Requests, user_features: Mapping[str, np.ndarray]
                   ) -> np.ndarray:
@@ -324,7 +349,8 @@ class Pipeline:
                 notes[top.offsets[r]:top.offsets[r + 1]],
                 contributions=None if shares is None else
                 shares[top.offsets[r]:top.offsets[r + 1]],
-                decision=None if choices is None else choices[r]))
+                decision=None if choices is None else choices[r],
+                degraded=list(scored.degraded)))
         return answers
 
     def _explain(self, scored: Scored, rows: np.ndarray) -> list[dict[str, Any] | None]:
@@ -366,15 +392,41 @@ class Pipeline:
             item_features=self.features.items(self.scenario.name, candidates.values),
             history=requests.history, sequences=requests.sequences, context=requests.context,
             as_of=requests.as_of)
-        outputs = {name: self._checked(name, scorer.score(batch), len(batch))
-                   for name, scorer in scorers.items()}
+        left: list[Degraded] = []
+        if self.guard is None:
+            outputs = {name: self._checked(name, scorer.score(batch), len(batch))
+                       for name, scorer in scorers.items()}
+        else:
+            outputs, left = self.guard.score(scorers, batch, self._checked)
         if not blend:
-            return Scored(batch, codes, outputs, np.zeros(len(batch)), unknown)
-        out = self._blend(outputs, batch)
-        return Scored(batch, codes, outputs, out.scores, unknown, out.contributions, out)
+            return Scored(batch, codes, outputs, np.zeros(len(batch)), unknown, degraded=left)
+        out = self._blend(outputs, batch, left)
+        return Scored(batch, codes, outputs, out.scores, unknown, out.contributions, out, left)
 
-    def _blend(self, outputs: Mapping[str, Mapping[str, np.ndarray]], batch: ScoreBatch
-               ) -> Blend:
+    def _blend(self, outputs: Mapping[str, Mapping[str, np.ndarray]], batch: ScoreBatch,
+               left: list[Degraded] | None = None) -> Blend:
+        """The blender's decision, checked; when serving and the blender fails, the mean of
+        the scores standardised per request (and why, in ``left``)."""
+        if self.guard is None or left is None:
+            return self._decide(outputs, batch)
+        try:
+            return self._decide(outputs, batch)
+        except Exception as exc:  # a plugin's own error: named, never the request's
+            reason = str(exc) if isinstance(exc, ScoringError) else \
+                f"raised {type(exc).__name__}"
+            left.append(Degraded(f"blender {self.blender.name!r}",
+                                 f"{reason}; ranked by the mean standardised score"))
+            self.guard.observer.failure(self.scenario.name, f"blender {self.blender.name}",
+                                        "raised")
+            scores = np.zeros(len(batch))
+            for tasks in outputs.values():
+                for values in tasks.values():
+                    scores += np.nan_to_num(group_standardise(values, batch.request,
+                                                              batch.n_requests))
+            return Blend.fixed(MEAN_BLEND, scores, None, batch.n_requests)
+
+    def _decide(self, outputs: Mapping[str, Mapping[str, np.ndarray]], batch: ScoreBatch
+                ) -> Blend:
         """The blender's scores, terms and decision (``Blender.decide``), checked: every
         array aligned with the rows, one arm per request drawn from probabilities that sum
         to 1."""

@@ -23,6 +23,7 @@ from hybridrec.bundle import Bundle, BundleError
 from hybridrec.contracts import EventSequences, Ragged, Scenario, SimilarItems, utc64, utc_now
 from hybridrec.features import FeatureSet, OnlineFeatures
 from hybridrec.feedback import FeedbackLog
+from hybridrec.isolation import Degraded, Guard, Observer
 from hybridrec.pipeline import Decision, Pipeline, Requests, ScenarioPlan, resolve_plans
 
 #: Context key: item ids the user just interacted with, not yet sent as feedback.
@@ -75,6 +76,9 @@ class Recommendation:
     unknown_candidates: list[str] = field(default_factory=list)
     #: How the blend was decided; what the feedback log records for off-policy evaluation.
     decision: Decision | None = None
+    #: What serving left out of this answer (a scorer that failed, features it could not
+    #: read) and why; empty when nothing was.
+    degraded: list[Degraded] = field(default_factory=list)
 
     def as_dict(self) -> dict[str, Any]:
         out = asdict(self)
@@ -87,7 +91,12 @@ class Recommender:
     bundle declares features: a deployment whose components read none never imports Feast."""
 
     def __init__(self, bundle: Bundle, open_store: Callable[[], Any],
-                 feedback: FeedbackLog | None = None, explore: bool = False) -> None:
+                 feedback: FeedbackLog | None = None, explore: bool = False,
+                 isolate: bool = False, observer: Observer | None = None,
+                 reopen_store: Callable[[], Any] | None = None) -> None:
+        """``isolate`` (the server): every scorer within its scenario's time budget and
+        behind a breaker, features read with the same care (``hybridrec.isolation``);
+        ``reopen_store`` opens the feature store afresh after a failed read."""
         from hybridrec.plugins import get_registry
 
         self.bundle, self.feedback, self.explore = bundle, feedback, explore
@@ -106,7 +115,11 @@ class Recommender:
         declared = [refs for p in plans.values() for refs in p.declarations(
             bundle.components, bundle.blenders[p.blender]).values()]
         self.store = open_store() if any(declared) else None
-        self.features = OnlineFeatures(self.store, self._resolve(plans), self.catalogue)
+        self.features = OnlineFeatures(self.store, self._resolve(plans), self.catalogue,
+                                       reopen_store if isolate else None)
+        self.guards = {n: Guard(n, sc.scorer_budget_ms, sc.breaker_failures,
+                                sc.breaker_cooldown, observer)
+                       for n, sc in self.scenarios.items()} if isolate else {}
         self.plans = {n: p.as_dict() for n, p in plans.items()}
         self.adaptive = self._adaptive()
         self.pipelines = self._pipelines(self.features)
@@ -119,7 +132,42 @@ class Recommender:
                      for n, p in self.plan_objects.items()}
         for name, pipeline in pipelines.items():
             pipeline.blender = self.adaptive.get(name, pipeline.blender)
+            pipeline.guard = self.guards.get(name)
         return pipelines
+
+    def probe(self) -> None:
+        """Rank for a known user and for a stranger in every scenario, with no isolation:
+        a bundle that cannot (shapes that disagree, a model that does not load) raises here,
+        before it serves."""
+        known = {scenario: user for scenario, user in self.history}
+        for name, pipeline in self.pipelines.items():
+            guard, pipeline.guard = pipeline.guard, None
+            try:
+                for user in (known.get(name), "(probe)"):
+                    if user is not None:
+                        self.recommend(user, name)
+            except Exception as exc:
+                raise BundleError(f"bundle {self.version} cannot rank scenario {name!r}: "
+                                  f"{type(exc).__name__}: {exc}") from exc
+            finally:
+                pipeline.guard = guard
+
+    def problems(self) -> list[dict[str, Any]]:
+        """What is failing now: per scenario, each component whose latest calls failed
+        (its breaker's state), and the online store when its latest read failed."""
+        out = [{"scenario": name, "component": component, **state}
+               for name, guard in sorted(self.guards.items())
+               for component, state in sorted(guard.state().items())
+               if state["failures_in_a_row"]]
+        if self.features.failed:
+            out.append({"scenario": None, "component": "online features",
+                        "state": "failing"})
+        return out
+
+    def close(self) -> None:
+        """Stop the isolation threads (when the server stops)."""
+        for guard in self.guards.values():
+            guard.close()
 
     def _adaptive(self) -> dict[str, AdaptiveBlender]:
         """Per scenario, the bundle's blender under the online bandit: only where there is a
@@ -149,7 +197,8 @@ class Recommender:
                 catalogue[name] = np.concatenate([known, new]) if len(new) else known
                 added += len(new)
             if added:  # built aside; requests read self.pipelines, swapped in last
-                features = OnlineFeatures(self.store, self.features.sets, catalogue)
+                features = OnlineFeatures(self.store, self.features.sets, catalogue,
+                                          self.features.reopen)
                 pipelines = self._pipelines(features, catalogue)
                 self.catalogue, self.features = catalogue, features
                 self.pipelines = pipelines
@@ -211,7 +260,8 @@ class Recommender:
                 ranked.item_ids, ranked.scores, ranked.scorer_scores,
                 ranked.explanations or [None] * len(ranked.item_ids),
                 _or_nothing(ranked.contributions, len(ranked.item_ids)), strict=True)],
-            unknown_candidates=ranked.unknown_candidates, decision=ranked.decision)
+            unknown_candidates=ranked.unknown_candidates, decision=ranked.decision,
+            degraded=ranked.degraded)
 
     def user_history(self, user_id: str, scenario: Scenario,
                      feedback: Sequence[tuple[str, str, str, float]], recent: Sequence[str]

@@ -20,7 +20,7 @@ def exploring(workspace_copy):
     for srv in servers:
         srv.wait_ready()
     for scenario in ("shop", "video"):
-        status, body = servers[0].call("POST", f"/v1/admin/scenarios/{scenario}/policy",
+        status, body = servers[0].admin("POST", f"/v1/admin/scenarios/{scenario}/policy",
                                        {"exploration": 0.5})
         assert status == 200 and body["exploration"] == 0.5
     yield workspace_copy, servers
@@ -139,7 +139,7 @@ def test_two_processes_and_a_restart_apply_every_update_once(exploring):
 
 def test_a_frozen_scenario_serves_one_arm_and_learns_nothing(exploring):
     ws, (first, second) = exploring
-    status, policy = first.call("POST", "/v1/admin/scenarios/shop/policy", {"adapt": False})
+    status, policy = first.admin("POST", "/v1/admin/scenarios/shop/policy", {"adapt": False})
     assert status == 200 and policy["policy"] == "adaptive-frozen"
     answers = [recommend(second, user) for user in USERS[:20]]
     decisions = [a["decision"] for a in answers if a["decision"] is not None]
@@ -151,8 +151,8 @@ def test_a_frozen_scenario_serves_one_arm_and_learns_nothing(exploring):
     assert status == 200
     after = first.call("GET", "/v1/scenarios/shop/policy")[1]
     assert after["updates"] == policy["updates"]
-    assert second.call("POST", "/v1/admin/scenarios/shop/policy", {"exploration": 2})[0] == 422
-    assert second.call("POST", "/v1/admin/scenarios/nope/policy", {"adapt": True})[0] == 404
+    assert second.admin("POST", "/v1/admin/scenarios/shop/policy", {"exploration": 2})[0] == 422
+    assert second.admin("POST", "/v1/admin/scenarios/nope/policy", {"adapt": True})[0] == 404
 
 
 def test_the_policy_endpoint_and_its_gauges(server):

@@ -30,7 +30,7 @@ def test_the_policy_moves_toward_the_scorer_that_became_informative(workspace_co
     server = Server(workspace_copy, "--refresh-seconds", "0")
     server.wait_ready()
     try:
-        status, _ = server.call("POST", "/v1/admin/scenarios/video/policy",
+        status, _ = server.admin("POST", "/v1/admin/scenarios/video/policy",
                                 {"exploration": 0.3, "window": 300})
         assert status == 200
         replay = Replay("127.0.0.1", server.port, ws.feedback_db, truth, users, seed=3)

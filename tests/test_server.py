@@ -286,7 +286,7 @@ def test_operational_endpoints(server, workspace):
     sizes = {"shop": 120, "video": 120, "ads": 30}
     assert status == 200 and ready["items_cached"] == sum(sizes[n] for n in reading)
     log = server.log.read_text()
-    assert f"loaded bundle {ready['bundle_version']}" in log and " s after start" in log
+    assert f"serving bundle {ready['bundle_version']}" in log and " s after start" in log
     from datetime import UTC, datetime, timedelta
 
     refreshed = datetime.fromisoformat(ready["items_refreshed_at"])

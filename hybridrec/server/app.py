@@ -18,7 +18,15 @@ from fastapi.responses import JSONResponse
 
 from hybridrec.server.middleware import BodyLimit, JsonBodies, Observe
 from hybridrec.server.models import MAX_BODY_BYTES
-from hybridrec.server.routes import NotReady, feedback, not_ready, operations, serving
+from hybridrec.server.routes import (
+    NotReady,
+    Unauthorised,
+    feedback,
+    not_ready,
+    operations,
+    serving,
+    unauthorised,
+)
 from hybridrec.server.state import ServerState
 from hybridrec.workspace import Workspace
 
@@ -48,6 +56,7 @@ def create_app(ws: Workspace | None = None, bundle_version: str | None = None,
                        fixed_paths=frozenset(p for p in pages if p))
     app.add_exception_handler(RequestValidationError, _validation_error)  # type: ignore[arg-type]
     app.add_exception_handler(NotReady, not_ready)
+    app.add_exception_handler(Unauthorised, unauthorised)
     for module in (serving, feedback, operations):
         app.include_router(module.router)
     return app

@@ -75,6 +75,13 @@ class Decision(BaseModel):
                                    "have been shown at its position.")
 
 
+class DegradedPart(BaseModel):
+    component: str = Field(description="What is missing from the answer: `scorer 'NAME'`, "
+                           "`blender 'NAME'`, `online features` or `feedback log`.")
+    reason: str = Field(description="Why: raised, wrong shape, past its time budget, left "
+                        "out by its circuit breaker, unreachable...")
+
+
 class RecommendResponse(BaseModel):
     request_id: str = Field(description="Refer to it in feedback.")
     user_id: str
@@ -88,6 +95,9 @@ class RecommendResponse(BaseModel):
     decision: Decision | None = Field(default=None, description="How the blend was "
                                       "decided, as logged for off-policy evaluation (a cold "
                                       "start's fallback ranking: arm `fixed`, probability 1).")
+    degraded: list[DegradedPart] = Field(default_factory=list, description="What was left "
+                                         "out of this answer and why; empty when nothing "
+                                         "was. The answer is still ranked by the rest.")
 
 
 class SimilarItem(BaseModel):

@@ -14,6 +14,7 @@ import time
 from dataclasses import dataclass, field
 from typing import Any
 
+from hybridrec.isolation import Observer
 from hybridrec.workspace import Workspace
 
 log = logging.getLogger("hybridrec.server")
@@ -31,12 +32,21 @@ class Metrics:
     bundle_info: Any
     policy_probability: Any
     policy_updates: Any
+    recommend_latency: Any
+    scorer_latency: Any
+    plugin_failures: Any
+    breaker_trips: Any
+    degraded: Any
+    fallbacks: Any
+    bundle_refusals: Any
+    bundle_refused: Any
 
     @classmethod
     def create(cls) -> Metrics:
         from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
 
         registry = CollectorRegistry()
+        fine = (.0005, .001, .0025, .005, .01, .025, .05, .1, .25, 1)
         return cls(
             registry=registry,
             http_requests=Counter("hybridrec_http_requests", "HTTP requests",
@@ -55,6 +65,28 @@ class Metrics:
                                      ["scenario", "activity", "arm"], registry=registry),
             policy_updates=Gauge("hybridrec_policy_updates",
                                  "Rewards credited to the adaptive blend", ["scenario"],
+                                 registry=registry),
+            recommend_latency=Histogram("hybridrec_recommend_duration_seconds",
+                                        "Ranking time of a recommendation", ["scenario"],
+                                        registry=registry, buckets=fine),
+            scorer_latency=Histogram("hybridrec_scorer_duration_seconds",
+                                     "Time of one scorer's call", ["scenario", "scorer"],
+                                     registry=registry, buckets=fine),
+            plugin_failures=Counter("hybridrec_plugin_failures",
+                                    "Components left out of an answer, by kind (raised, "
+                                    "shape, timeout, busy, open)",
+                                    ["scenario", "component", "kind"], registry=registry),
+            breaker_trips=Counter("hybridrec_breaker_trips", "Circuit breakers opened",
+                                  ["scenario", "component"], registry=registry),
+            degraded=Counter("hybridrec_degraded_answers",
+                             "Answers with something left out", ["scenario"],
+                             registry=registry),
+            fallbacks=Counter("hybridrec_fallbacks", "Answers ranked by a fallback",
+                              ["scenario", "kind"], registry=registry),
+            bundle_refusals=Counter("hybridrec_bundle_refusals", "Bundles refused at load",
+                                    registry=registry),
+            bundle_refused=Gauge("hybridrec_bundle_refused", "1 while the latest bundle "
+                                 "tried was refused (the previous one serving)",
                                  registry=registry))
 
     def observe_policies(self, recommender: Any) -> None:
@@ -69,6 +101,22 @@ class Metrics:
                         arm["probability"])
 
 
+class MetricsObserver(Observer):
+    """Isolation's reports, as Prometheus metrics."""
+
+    def __init__(self, metrics: Metrics) -> None:
+        self.metrics = metrics
+
+    def scorer_seconds(self, scenario: str, scorer: str, seconds: float) -> None:
+        self.metrics.scorer_latency.labels(scenario, scorer).observe(seconds)
+
+    def failure(self, scenario: str, component: str, kind: str) -> None:
+        self.metrics.plugin_failures.labels(scenario, component, kind).inc()
+
+    def trip(self, scenario: str, component: str) -> None:
+        self.metrics.breaker_trips.labels(scenario, component).inc()
+
+
 @dataclass
 class ServerState:
     ws: Workspace
@@ -81,37 +129,47 @@ class ServerState:
     stop: threading.Event = field(default_factory=threading.Event)
     created: float = field(default_factory=time.monotonic)
 
+    #: The latest bundle refused, and why (cleared when one is served).
+    refused: dict[str, Any] | None = None
+    #: Why the bundle serving failed its probe (served anyway: there was no other).
+    unchecked: str | None = None
     _store: Any = None
+    _reloading: threading.Lock = field(default_factory=threading.Lock)
 
     def open_store(self) -> Any:
         """The Feast store, opened once, when a bundle first needs features."""
         if self._store is None:
-            from hybridrec.features import open_store
-
-            self._store = open_store(self.ws.feature_repo)
+            self.reopen_store()
         return self._store
 
-    def load(self) -> None:
-        """Open the feedback log, load the bundle and the features; record a failure."""
-        from hybridrec.bundle import Bundle
-        from hybridrec.feedback import open_feedback
+    def reopen_store(self) -> Any:
+        """The Feast store, opened afresh (after a failed read: the file may be new)."""
+        from hybridrec.features import open_store
+
+        self._store = open_store(self.ws.feature_repo)
+        return self._store
+
+    def recommender_for(self, bundle: Any) -> Any:
+        """A serving Recommender of ``bundle``: exploring, isolating every component."""
         from hybridrec.recommender import Recommender
 
+        return Recommender(bundle, self.open_store, self.feedback, explore=True, isolate=True,
+                           observer=MetricsObserver(self.metrics),
+                           reopen_store=self.reopen_store)
+
+    def load(self, retry: bool = False) -> None:
+        """Open the feedback log, load the bundle and its features; record a failure."""
+        from hybridrec.feedback import open_feedback
+
         try:
-            start = time.monotonic()
             if self.feedback is None:
                 self.feedback = open_feedback(self.ws)
-            bundle = Bundle.load(self.ws.bundles, self.bundle_version)
-            recommender = Recommender(bundle, self.open_store, self.feedback, explore=True)
-            self.recommender, self.error = recommender, None
-            self.metrics.bundle_info.labels(recommender.version).set(1)
-            log.info("loaded bundle %s from %s in %.1f s (%d scenarios, %d items)",
-                     recommender.version, bundle.path, time.monotonic() - start,
-                     len(recommender.scenarios), recommender.features.items_cached)
+            self.reload(retry=retry)
+            self.error = None
             log.info("ready %.1f s after start", time.monotonic() - self.created)
         except Exception as exc:
             self.error = f"{type(exc).__name__}: {exc}"
-            log.exception("loading failed; /readyz answers 503 with the reason")
+            log.error("loading failed; /readyz answers 503 with the reason: %s", self.error)
 
     def load_until_ready(self) -> None:
         """Load, and after a failure try again (after 1, 2, 4 ... at most 30 s) until it
@@ -119,30 +177,79 @@ class ServerState:
         delay = 1.0
         self.load()
         while self.recommender is None and not self.stop.wait(delay):
-            self.load()
+            self.load(retry=True)
             delay = min(delay * 2, 30.0)
+
+    def reload(self, retry: bool = False) -> dict[str, Any]:
+        """Serve the pinned bundle or ``current`` if it is not the one serving: load it, rank
+        a probe request per scenario, then switch in one assignment (requests in flight
+        finish on the old one). A bundle that fails is refused, with the reason in
+        ``refused``, and the old one keeps serving; the same files are not tried again
+        unless ``retry``. Raises ``BundleError`` when refused."""
+        from hybridrec.bundle import Bundle, BundleError, resolve
+
+        with self._reloading:
+            old = self.recommender
+            path = resolve(self.ws.bundles, self.bundle_version)
+            if old is not None and path == old.bundle.path:
+                return {"switched": False, "bundle_version": old.version}
+            key = _identity(path)
+            if self.refused is not None and self.refused["key"] == key and not retry:
+                raise BundleError(self.refused["reason"])
+            start = time.monotonic()
+            try:
+                new = self.recommender_for(Bundle.load(self.ws.bundles, self.bundle_version))
+            except Exception as exc:
+                raise self._refuse(key, path.name, exc, old) from exc
+            try:
+                new.probe()
+                self.unchecked = None
+            except Exception as exc:
+                if old is not None:
+                    raise self._refuse(key, path.name, exc, old) from exc
+                # Nothing else to serve: it serves, each request isolated from what failed
+                # the probe, and /readyz says so.
+                self.unchecked = (f"bundle {path.name} failed its probe and serves isolated: "
+                                  f"{type(exc).__name__}: {exc}")
+                log.error("%s", self.unchecked)
+            self.recommender, self.refused = new, None
+            self.metrics.bundle_refused.set(0)
+            self.metrics.bundle_info.clear()
+            self.metrics.bundle_info.labels(new.version).set(1)
+            log.info("serving bundle %s (%d scenarios, %d items), loaded and checked in "
+                     "%.1f s", new.version, len(new.scenarios), new.features.items_cached,
+                     time.monotonic() - start)
+            return {"switched": True, "bundle_version": new.version,
+                    "previous": None if old is None else old.version}
+
+    def _refuse(self, key: tuple[str, float], name: str, exc: Exception, old: Any
+                ) -> Exception:
+        """Record a refused bundle; the error to raise."""
+        from hybridrec.bundle import BundleError
+
+        reason = f"bundle {name} refused: {type(exc).__name__}: {exc}"
+        self.refused = {"key": key, "bundle": name, "reason": reason}
+        self.metrics.bundle_refusals.inc()
+        self.metrics.bundle_refused.set(1)
+        log.error("%s%s", reason, "" if old is None else f"; still serving bundle {old.version}")
+        return BundleError(reason)
 
     def watch(self) -> None:
         """Refresh item features; follow ``current`` to a newly trained bundle."""
-        from hybridrec.bundle import Bundle, resolve
-        from hybridrec.recommender import Recommender
+        from hybridrec.bundle import BundleError
 
         while not self.stop.wait(self.refresh_seconds):
             rec = self.recommender
             if rec is None:
                 continue
             try:
-                if self.bundle_version is None and resolve(self.ws.bundles) != rec.bundle.path:
-                    new = Recommender(Bundle.load(self.ws.bundles), self.open_store,
-                                      self.feedback, explore=True)
-                    self.metrics.bundle_info.clear()
-                    self.metrics.bundle_info.labels(new.version).set(1)
-                    self.recommender = new
-                    log.info("switched to bundle %s", new.version)
-                else:
-                    added = rec.refresh(self._items())
-                    if added:
-                        log.info("%d new items added to the catalogue", added)
+                if self.reload()["switched"]:
+                    continue
+                added = rec.refresh(self._items())
+                if added:
+                    log.info("%d new items added to the catalogue", added)
+            except BundleError:
+                pass  # refused and logged once; still serving the old one
             except Exception:
                 log.exception("refresh failed; still serving bundle %s", rec.version)
 
@@ -165,5 +272,16 @@ class ServerState:
 
     def close(self) -> None:
         self.stop.set()
+        if self.recommender is not None:
+            self.recommender.close()
         if self.feedback is not None:
             self.feedback.close()
+
+
+def _identity(path: Any) -> tuple[str, float]:
+    """A bundle's directory and its manifest's modification time: files repaired in place
+    are a new candidate."""
+    from hybridrec.bundle import MANIFEST
+
+    manifest = path / MANIFEST
+    return str(path), manifest.stat().st_mtime if manifest.exists() else 0.0

@@ -6,12 +6,12 @@ import os
 from datetime import UTC, datetime
 from typing import Any
 
-from fastapi import APIRouter, Request
-from fastapi.responses import PlainTextResponse
+from fastapi import APIRouter, Depends, Request
+from fastapi.responses import JSONResponse, PlainTextResponse
 
 from hybridrec.recommender import UnknownScenario
 from hybridrec.server.models import PolicyControl
-from hybridrec.server.routes import not_found, ready, state_of
+from hybridrec.server.routes import UNAUTHORISED, admin, not_found, ready, redact, state_of
 
 router = APIRouter()
 
@@ -23,11 +23,23 @@ def healthz() -> dict[str, str]:
 
 @router.get("/readyz")
 def readyz(request: Request) -> Any:
+    """200 while a bundle serves: ``status`` is ``degraded`` (with the ``problems``: a
+    scorer failing or left out by its breaker, the online store failing) when answers come
+    without some part, ``ready`` otherwise. 503 before a bundle loads."""
     rec = ready(request).recommender
     refreshed = datetime.fromtimestamp(rec.features.loaded_at, UTC).isoformat()
-    return {"status": "ready", "bundle_version": rec.version, "worker": os.getpid(),
-            "scenarios": sorted(rec.scenarios), "items_cached": rec.features.items_cached,
-            "items_refreshed_at": refreshed}
+    problems = rec.problems()
+    state = state_of(request)
+    if state.refused is not None:
+        problems.append({"scenario": None, "component": "bundle", "state": "refused",
+                         "reason": redact(state.refused["reason"])})
+    if state.unchecked is not None:
+        problems.append({"scenario": None, "component": "bundle", "state": "unchecked",
+                         "reason": redact(state.unchecked)})
+    return {"status": "degraded" if problems else "ready", "bundle_version": rec.version,
+            "worker": os.getpid(), "scenarios": sorted(rec.scenarios),
+            "items_cached": rec.features.items_cached, "items_refreshed_at": refreshed,
+            "problems": problems}
 
 
 @router.get("/metrics")
@@ -70,8 +82,27 @@ def policy(name: str, request: Request) -> Any:
         return not_found(str(exc), known_scenarios=exc.known)
 
 
-@router.post("/v1/admin/scenarios/{name}/policy",
-             responses={404: {"description": "Unknown scenario or nothing adapts"},
+@router.post("/v1/admin/reload", dependencies=[Depends(admin)],
+             responses={**UNAUTHORISED, 409: {"description": "The bundle was refused; the "
+                                                             "previous one keeps serving"},
+                        503: {"description": "Not ready"}})
+def reload(request: Request) -> Any:
+    """Serve the current bundle (or the pinned version) now, if it is not the one serving:
+    it is loaded and checked on a probe request per scenario first, and refused (409, with
+    the reason) if it fails, while the previous one keeps serving."""
+    from hybridrec.bundle import BundleError
+
+    state = ready(request)
+    try:
+        return state.reload(retry=True)
+    except BundleError as exc:
+        return JSONResponse(status_code=409, content={"detail": redact(str(exc)),
+                                                      "bundle_version": state.recommender.version})
+
+
+@router.post("/v1/admin/scenarios/{name}/policy", dependencies=[Depends(admin)],
+             responses={**UNAUTHORISED,
+                        404: {"description": "Unknown scenario or nothing adapts"},
                         413: {"description": "Request body too large"},
                         422: {"description": "Invalid setting"},
                         503: {"description": "Not ready"}})

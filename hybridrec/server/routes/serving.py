@@ -2,16 +2,21 @@
 
 from __future__ import annotations
 
+import logging
+import time
 from datetime import UTC, datetime
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Query, Request
 
+from hybridrec.isolation import Degraded
+from hybridrec.pipeline import MEAN_BLEND
 from hybridrec.recommender import InvalidRequest, UnknownItem, UnknownScenario
 from hybridrec.server.models import K_RULE, RecommendRequest, RecommendResponse, SimilarResponse
 from hybridrec.server.routes import field_error, not_found, ready
 
 router = APIRouter()
+log = logging.getLogger("hybridrec.server")
 
 
 @router.post("/v1/recommend", response_model=RecommendResponse,
@@ -22,6 +27,7 @@ router = APIRouter()
 def recommend(body: RecommendRequest, request: Request) -> Any:
     state = ready(request)
     rec = state.recommender
+    start = time.perf_counter()
     try:
         result = rec.recommend(body.user_id, body.scenario, body.k, body.context,
                                body.candidates, body.exclude_seen, explain=body.explain)
@@ -29,11 +35,25 @@ def recommend(body: RecommendRequest, request: Request) -> Any:
         return not_found(str(exc), known_scenarios=exc.known)
     except InvalidRequest as exc:
         return field_error("body", exc.field, str(exc))
-    state.feedback.log_served(result.request_id, datetime.now(UTC).isoformat(),
-                              result.user_id, result.scenario, result.bundle_version,
-                              result.cold_start, [i.item_id for i in result.items],
-                              [i.score for i in result.items], result.decision)
-    state.metrics.served.labels(result.scenario, str(result.cold_start).lower()).inc()
+    metrics = state.metrics
+    metrics.recommend_latency.labels(result.scenario).observe(time.perf_counter() - start)
+    try:
+        state.feedback.log_served(result.request_id, datetime.now(UTC).isoformat(),
+                                  result.user_id, result.scenario, result.bundle_version,
+                                  result.cold_start, [i.item_id for i in result.items],
+                                  [i.score for i in result.items], result.decision)
+    except Exception as exc:  # a full disk costs the log row, not the answer
+        log.warning("could not log request %s: %s", result.request_id, exc)
+        metrics.plugin_failures.labels(result.scenario, "feedback log", "write").inc()
+        result.degraded.append(Degraded("feedback log", "this answer was not logged: "
+                                        "feedback on it will be refused"))
+    metrics.served.labels(result.scenario, str(result.cold_start).lower()).inc()
+    if result.cold_start and result.fallback:
+        metrics.fallbacks.labels(result.scenario, "cold start").inc()
+    if result.degraded:
+        metrics.degraded.labels(result.scenario).inc()
+        if result.decision is not None and result.decision.policy == MEAN_BLEND:
+            metrics.fallbacks.labels(result.scenario, "blend").inc()
     return result.as_dict()
 
 
