@@ -37,6 +37,7 @@ def create_app(ws: Workspace | None = None, bundle_version: str | None = None,
     from hybridrec import __version__
 
     state = ServerState(ws or Workspace.from_env(), bundle_version, refresh_seconds)
+    state.limits = feedback.UserLimits()
 
     @contextlib.asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:

@@ -12,7 +12,13 @@ MAX_FEEDBACK_BATCH = 1000
 #: Request bodies above this many bytes are refused with 413 (the largest valid bodies,
 #: 2,000 candidates or 1,000 feedback events of 256-character ids, fit well below it).
 MAX_BODY_BYTES = 2 * 1024 * 1024
-Id = Annotated[StrictStr, Field(min_length=1, max_length=256)]
+#: An id: 1 to 256 characters, not blank, no control characters (NUL, CR, LF...).
+Id = Annotated[StrictStr, Field(min_length=1, max_length=256,
+                                pattern=r"^[^\x00-\x1f\x7f]*[^\s\x00-\x1f\x7f][^\x00-\x1f\x7f]*$",
+                                description="1 to 256 characters, not blank, without "
+                                "control characters.")]
+#: The largest event value accepted (in absolute value).
+MAX_EVENT_VALUE = 1000.0
 
 K_RULE = ("How many items: an integer between 1 and the scenario's `max_k` (listed by "
           "`GET /v1/scenarios`; 100 for the built-in scenarios). Defaults to the scenario's "
@@ -120,19 +126,24 @@ class FeedbackEvent(BaseModel):
     item_id: Id
     event_type: Id
     user_id: Id | None = Field(default=None, description="Must match the request's user.")
-    value: float = Field(default=1.0, description="Event strength (a rating, a watch "
-                         "fraction); 1.0 when omitted.")
+    value: float = Field(default=1.0, ge=-MAX_EVENT_VALUE, le=MAX_EVENT_VALUE,
+                         allow_inf_nan=False, description="Event strength (a rating, a "
+                         "watch fraction); 1.0 when omitted.")
     timestamp: datetime | None = Field(
         default=None, strict=False,
-        description="When it happened (ISO 8601 with a zone); the receive time when omitted.")
+        description="When it happened (ISO 8601 with a zone); the receive time when omitted. "
+        "Not before the data the serving bundle was trained on, nor more than 5 minutes "
+        "ahead of the server's clock.")
 
 
 class FeedbackRequest(BaseModel):
     model_config = ConfigDict(extra="forbid", strict=True)
 
     events: list[Any] = Field(min_length=1, max_length=MAX_FEEDBACK_BATCH,
-                              description="Events; each is validated on its own (see "
-                              "FeedbackEvent), and invalid ones are rejected by index.")
+                              description="Events, each a FeedbackEvent, validated on its "
+                              "own: invalid ones are rejected by index. An event must name "
+                              "an item of that response, once per event type.",
+                              json_schema_extra={"items": FeedbackEvent.model_json_schema()})
 
 
 class Rejected(BaseModel):

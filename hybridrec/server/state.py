@@ -133,6 +133,8 @@ class ServerState:
     refused: dict[str, Any] | None = None
     #: Why the bundle serving failed its probe (served anyway: there was no other).
     unchecked: str | None = None
+    #: Per-user feedback rate limits (``routes.feedback.UserLimits``).
+    limits: Any = None
     _store: Any = None
     _reloading: threading.Lock = field(default_factory=threading.Lock)
 

@@ -4,7 +4,9 @@ answer, invalid ones returned by index with their reasons."""
 from __future__ import annotations
 
 import math
-from datetime import UTC, datetime
+import threading
+import time
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from fastapi import APIRouter, Request
@@ -16,6 +18,10 @@ from hybridrec.server.models import FeedbackEvent, FeedbackRequest, FeedbackResp
 from hybridrec.server.routes import ready
 
 router = APIRouter()
+#: How far ahead of the server's clock an event's timestamp may be.
+CLOCK_SKEW = timedelta(minutes=5)
+#: Feedback events one user may send per minute, per server process.
+USER_EVENTS_PER_MINUTE = 600
 
 
 @router.post("/v1/feedback", response_model=FeedbackResponse,
@@ -29,8 +35,11 @@ def feedback(body: FeedbackRequest, request: Request) -> Any:
     parsed, rejected = _parse(body.events)
     served = log_.served(e.request_id for _, e in parsed)
     rows, unmatched = [], []
+    bounds = _time_bounds(rec, received)
     for index, event in parsed:
-        problems = _check_event(event, served.get(event.request_id), rec)
+        problems = _check_event(event, served.get(event.request_id), rec, bounds)
+        if not problems:
+            problems = _check_limits(event, served[event.request_id], state.limits)
         if problems:
             rejected.append(Rejected(index=index, errors=problems))
             if event.request_id not in served:
@@ -73,11 +82,38 @@ def _reward(event: FeedbackEvent, shown: dict[str, Any], rec: Any) -> float:
     return min(1.0, rec.scenarios[shown["scenario"]].gains.get(event.event_type, 0.0))
 
 
-def _check_event(event: FeedbackEvent, request: dict[str, Any] | None, rec: Any) -> list[str]:
+def _time_bounds(rec: Any, received: str) -> tuple[datetime, datetime]:
+    """The earliest and latest event time accepted: the start of the serving bundle's data,
+    and ``CLOCK_SKEW`` past the receive time."""
+    start = rec.bundle.manifest.get("data_window", {}).get("start")
+    now = datetime.fromisoformat(received)
+    earliest = datetime.fromisoformat(start) if start else now - timedelta(days=3650)
+    return earliest, now + CLOCK_SKEW
+
+
+def _check_limits(event: FeedbackEvent, request: dict[str, Any], limits: Any) -> list[str]:
+    """Once per (item, event type) of a response, and at most ``USER_EVENTS_PER_MINUTE``
+    of a user's events a minute (per server process)."""
+    pair = (event.item_id, event.event_type)
+    if pair in request["events"]:
+        return [f"duplicate: request {event.request_id!r} already has a {event.event_type!r} "
+                f"event for item {event.item_id!r}"]
+    if not limits.take(request["user_id"]):
+        return [f"rate limit: user {request['user_id']!r} sent more than "
+                f"{USER_EVENTS_PER_MINUTE} events in the last minute; send it later"]
+    request["events"].append(pair)  # a repeat later in the same batch is a duplicate too
+    return []
+
+
+def _check_event(event: FeedbackEvent, request: dict[str, Any] | None, rec: Any,
+                 bounds: tuple[datetime, datetime]) -> list[str]:
     if request is None:
         return [f"request_id: unknown request id {event.request_id!r} (kept for audit; "
                 "it trains and adapts nothing)"]
     problems = []
+    if event.item_id not in request["items"]:
+        problems.append(f"item_id: {event.item_id!r} was not in the response to request "
+                        f"{event.request_id!r}")
     scenario = rec.scenarios.get(request["scenario"])
     if scenario is not None and event.event_type not in scenario.event_weights:
         problems.append(f"event_type: {event.event_type!r} is not an event of scenario "
@@ -91,4 +127,28 @@ def _check_event(event: FeedbackEvent, request: dict[str, Any] | None, rec: Any)
         problems.append("value: must be a finite number")
     if event.timestamp is not None and event.timestamp.tzinfo is None:
         problems.append("timestamp: needs a time zone (for example 2025-01-31T12:00:00Z)")
+    elif event.timestamp is not None and not bounds[0] <= event.timestamp <= bounds[1]:
+        problems.append(f"timestamp: {event.timestamp.isoformat()} is outside "
+                        f"{bounds[0].isoformat()} (the serving bundle's data) to "
+                        f"{bounds[1].isoformat()} (5 minutes from now)")
     return problems
+
+
+class UserLimits:
+    """Per user, how many feedback events this process took in the current minute."""
+
+    def __init__(self, per_minute: int = USER_EVENTS_PER_MINUTE) -> None:
+        self.per_minute = per_minute
+        self.minute = 0
+        self.counts: dict[str, int] = {}
+        self._lock = threading.Lock()
+
+    def take(self, user: str) -> bool:
+        minute = int(time.time() // 60)
+        with self._lock:
+            if minute != self.minute:
+                self.minute, self.counts = minute, {}
+            if self.counts.get(user, 0) >= self.per_minute:
+                return False
+            self.counts[user] = self.counts.get(user, 0) + 1
+            return True
