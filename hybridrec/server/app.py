@@ -15,6 +15,7 @@ from collections.abc import AsyncIterator
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
+from starlette.exceptions import HTTPException
 
 from hybridrec.server.middleware import BodyLimit, JsonBodies, Observe
 from hybridrec.server.models import MAX_BODY_BYTES
@@ -56,6 +57,7 @@ def create_app(ws: Workspace | None = None, bundle_version: str | None = None,
                        latency=state.metrics.latency,
                        fixed_paths=frozenset(p for p in pages if p))
     app.add_exception_handler(RequestValidationError, _validation_error)  # type: ignore[arg-type]
+    app.add_exception_handler(HTTPException, _http_error)  # type: ignore[arg-type]
     app.add_exception_handler(NotReady, not_ready)
     app.add_exception_handler(Unauthorised, unauthorised)
     for module in (serving, feedback, operations):
@@ -75,6 +77,17 @@ def create_app_from_env() -> FastAPI:
 
     return create_app(Workspace.from_env(), os.environ.get(ENV_SERVE_BUNDLE) or None,
                       float(os.environ.get(ENV_REFRESH, "300")))
+
+
+async def _http_error(request: Request, exc: HTTPException) -> JSONResponse:
+    """Starlette's errors as they are, except FastAPI's 400 for a body it cannot decode (not
+    UTF-8): that is malformed JSON, a 422 like any other."""
+    if exc.status_code == 400:
+        return JSONResponse(status_code=422, content={"detail": [
+            {"loc": ["body"], "msg": "the body is not JSON (not even UTF-8 text)",
+             "type": "json_invalid"}]})
+    return JSONResponse(status_code=exc.status_code, content={"detail": exc.detail},
+                        headers=exc.headers)
 
 
 async def _validation_error(request: Request, exc: RequestValidationError) -> JSONResponse:

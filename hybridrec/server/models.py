@@ -5,7 +5,7 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Annotated, Any
 
-from pydantic import BaseModel, ConfigDict, Field, StrictBool, StrictStr
+from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, StrictBool, StrictStr
 
 MAX_CANDIDATES = 2000
 MAX_FEEDBACK_BATCH = 1000
@@ -29,11 +29,13 @@ class RecommendRequest(BaseModel):
     model_config = ConfigDict(extra="forbid", strict=True)
 
     user_id: Id
-    scenario: Id
+    scenario: Annotated[Id, Field(description="A scenario the bundle serves (`GET "
+                                  "/v1/scenarios`); the built-in ones are `shop`, `video` "
+                                  "and `ads`.", examples=["shop", "video", "ads"])]
     # Checked by the server against the scenario (one rule, one message for every bad value),
     # so the model takes anything here and the schema says what is expected.
-    k: Any = Field(default=None, description=K_RULE,
-                   json_schema_extra={"type": "integer", "minimum": 1})
+    k: Any = Field(default=None, description=K_RULE, json_schema_extra={
+        "anyOf": [{"type": "integer", "minimum": 1}, {"type": "null"}]})
     context: dict[str, Any] | None = Field(
         default=None, description="Free-form request context (device, page, ...). "
         "`recent_items`: item ids the user just interacted with, used like history.")
@@ -156,6 +158,11 @@ class FeedbackResponse(BaseModel):
     rejected: list[Rejected]
 
 
+def _whole(value: Any) -> Any:
+    """A JSON number with nothing after the point (``5000.0``) is an integer."""
+    return int(value) if isinstance(value, float) and value.is_integer() else value
+
+
 class PolicyControl(BaseModel):
     model_config = ConfigDict(extra="forbid", strict=True)
 
@@ -163,5 +170,6 @@ class PolicyControl(BaseModel):
         "The most probability given to arms other than the best so far."))
     adapt: StrictBool | None = Field(default=None, description="false freezes the "
                                      "scenario's blend on its best arm; true resumes.")
-    window: int | None = Field(default=None, ge=1, le=100_000, description=(
+    window: Annotated[int | None, BeforeValidator(_whole)] = Field(
+        default=None, ge=1, le=100_000, description=(
         "How many of the latest lists the policy learns from."))

@@ -42,7 +42,9 @@ def readyz(request: Request) -> Any:
             "problems": problems}
 
 
-@router.get("/metrics")
+@router.get("/metrics", response_class=PlainTextResponse, responses={200: {
+    "description": "Prometheus text exposition format",
+    "content": {"text/plain": {"schema": {"type": "string"}}}}})
 def metrics(request: Request) -> PlainTextResponse:
     from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
