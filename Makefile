@@ -1,5 +1,6 @@
 # The documented commands: `make demo` and `make test`. Both build .venv from scratch when
-# needed (core, every plugin under plugins/, test tools) with the versions in constraints.txt.
+# needed (core with its Redis extra, every plugin under plugins/, test tools) with the versions
+# in constraints.txt.
 
 PYTHON ?= python3
 VENV ?= .venv
@@ -17,7 +18,7 @@ install: $(STAMP)
 
 $(STAMP): pyproject.toml constraints.txt $(wildcard plugins/*/pyproject.toml)
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
-	$(BIN)/pip install --quiet -c constraints.txt -e '.[test]' $(addprefix -e ,$(PLUGINS))
+	$(BIN)/pip install --quiet -c constraints.txt -e '.[test,redis]' $(addprefix -e ,$(PLUGINS))
 	touch $@
 
 demo: install

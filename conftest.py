@@ -75,7 +75,7 @@ def pip_install_target(package: Path, target: Path) -> None:
 
 def base_env(**extra: str) -> dict[str, str]:
     env = {k: v for k, v in os.environ.items()
-           if not k.startswith("HYBRIDREC_") and k != "PYTHONPATH"}
+           if not k.startswith("HYBRIDREC_") and k not in ("PYTHONPATH", "FEAST_FS_YAML_FILE_PATH")}
     env["FEAST_USAGE"] = "False"
     env["HYBRIDREC_ADMIN_TOKEN"] = ADMIN_TOKEN
     env["PATH"] = f"{BIN}{os.pathsep}{env.get('PATH', '')}"

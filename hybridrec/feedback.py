@@ -1,19 +1,22 @@
-"""The durable log of what was served and what users did with it (SQLite, WAL mode), and
-the adaptive blend state that both drive.
+"""The durable log of what was served and what users did with it, and the adaptive blend
+state that both drive, behind one interface (``FeedbackLog``) with two backends: one SQLite
+file in the workspace (the default, WAL mode, ``SqliteFeedbackLog``) and Redis
+(``hybridrec.redislog``, chosen by ``HYBRIDREC_STATE_URL``), so that several server replicas
+on several machines share one truth. ``open_feedback`` opens the workspace's.
 
-Tables: ``served`` (one row per recommendation response: request id, user, scenario, bundle
+What is kept: one row per recommendation response (request id, user, scenario, bundle
 version, the items and their scores, and the blend ``decision``: policy, arm drawn, every
 arm's probability, context, each position's propensity and every arm's list, which is what
-off-policy evaluation reads); ``feedback`` (one row per event); ``policy_state`` (per bundle,
-scenario, activity bucket and arm: lists served and reward earned, ``hybridrec.adaptive``);
-``policy_updates`` (each reward credited, for the policy's history); ``unmatched`` (feedback
-naming a request id that was never served: kept for audit, applied to nothing).
+off-policy evaluation reads); one row per feedback event; per bundle, scenario, activity
+bucket and arm the lists served and the reward earned (``hybridrec.adaptive``); each reward
+credited (the policy's history); what operators changed of a scenario's adaptation; and
+feedback naming a request id that was never served (kept for audit, applied to nothing).
 
-A served row and its arm's pull, or a feedback batch and the rewards it credits, are one
-transaction: an update is applied exactly once, whichever of several server processes on
-the workspace took it, and a feedback batch is committed with ``synchronous=FULL`` before
-the server acknowledges it, so an acknowledged event survives a crash of the process or the
-machine.
+A served row and its arm's pull, or a feedback batch and the rewards it credits, are applied
+together or not at all: an update is applied exactly once, whichever of several server
+processes took it, and a feedback batch is durable before the server acknowledges it, so an
+acknowledged event survives a crash of the process (SQLite: committed with
+``synchronous=FULL``, so also of the machine; Redis: see ``hybridrec.redislog``).
 """
 
 from __future__ import annotations
@@ -22,6 +25,7 @@ import json
 import sqlite3
 import threading
 import time
+from abc import ABC, abstractmethod
 from collections.abc import Iterable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from pathlib import Path
@@ -117,20 +121,134 @@ def _use_wal(conn: sqlite3.Connection, attempts: int = 50) -> None:
             time.sleep(0.1)
 
 
+class FeedbackStoreError(RuntimeError):
+    """The configured feedback store cannot be opened (unreachable, misconfigured)."""
+
+
 def open_feedback(ws: Workspace, create: bool = True) -> FeedbackLog | None:
-    """The workspace's feedback log and adaptive state; with ``create=False``, None when
-    nothing has been logged yet."""
+    """The workspace's feedback log and adaptive state: in Redis when the workspace names a
+    state URL (``HYBRIDREC_STATE_URL``), in its SQLite file otherwise. With ``create=False``,
+    None when nothing has been logged there yet (no server has opened it)."""
+    if ws.state_url:
+        from hybridrec.redislog import RedisFeedbackLog
+
+        log = RedisFeedbackLog(ws.state_url, ws.state_prefix, create=create)
+        if not create and not log.created:
+            log.close()
+            return None
+        return log
     if not create and not ws.feedback_db.exists():
         return None
-    return FeedbackLog(ws.feedback_db)
+    return SqliteFeedbackLog(ws.feedback_db)
 
 
 #: At most this many of a user's feedback events since training are read per request.
 MAX_USER_EVENTS = 200
 
 
-class FeedbackLog:
-    """Thread-safe writer and reader over one SQLite file."""
+class FeedbackLog(ABC):
+    """The feedback log and the adaptive state, wherever they are kept; thread-safe. Every
+    backend keeps these semantics (``tests/test_feedback_backends.py`` runs the same tests
+    against each). ``FeedbackLog(path)`` opens the SQLite file (``SqliteFeedbackLog``), as
+    ``pathlib.Path(...)`` gives the platform's path class."""
+
+    def __new__(cls, *args: Any, **kwargs: Any) -> FeedbackLog:
+        return super().__new__(SqliteFeedbackLog if cls is FeedbackLog else cls)
+
+    @abstractmethod
+    def close(self) -> None: ...
+
+    @abstractmethod
+    def log_served(self, request_id: str, served_at: str, user_id: str, scenario: str,
+                   bundle_version: str, cold_start: bool, items: Sequence[str],
+                   scores: Sequence[float | None], decision: Decision | None = None) -> None:
+        """Record a response and, for an adaptive decision, its arm's pull, together."""
+
+    @abstractmethod
+    def served(self, request_ids: Iterable[str]) -> dict[str, dict[str, Any]]:
+        """``{request_id: {user_id, scenario, items, events}}`` for the ids that were served;
+        ``events`` lists the (item, event type) pairs already recorded for that response, in
+        the order received."""
+
+    @abstractmethod
+    def append(self, events: Sequence[dict[str, Any]], received_at: str) -> int:
+        """Write a batch durably, together with the rewards it credits to adaptive
+        decisions: an event's ``reward`` (its objective gain, 0 to 1, set by the caller for
+        items the request showed) raises its list's reward to it, once. Returns how many
+        decisions' rewards rose."""
+
+    @abstractmethod
+    def record_unmatched(self, events: Sequence[dict[str, Any]], received_at: str) -> None:
+        """Keep feedback for request ids never served, for audit; it trains nothing."""
+
+    @abstractmethod
+    def unmatched(self) -> list[dict[str, Any]]:
+        """The feedback kept for audit: ``{received_at, request_id, event}``, oldest first."""
+
+    @abstractmethod
+    def policy_counts(self, bundle_version: str, scenario: str, window: int | None = None
+                      ) -> dict[tuple[str, str], tuple[float, float]]:
+        """``{(bucket, arm): (pulls, reward)}`` of a bundle's scenario: in total, or over
+        its latest ``window`` adaptive lists (what the policy follows, so that it can
+        follow a change)."""
+
+    @abstractmethod
+    def policy_control(self, scenario: str, bundle_version: str) -> dict[str, Any]:
+        """What an operator changed of a scenario's adaptation (``exploration``, ``adapt``,
+        ``window``) while serving ``bundle_version``; ``{}`` when nothing (a new bundle
+        starts from its training config)."""
+
+    @abstractmethod
+    def set_policy_control(self, scenario: str, bundle_version: str,
+                           control: Mapping[str, Any], at: str) -> dict[str, Any]:
+        """Merge ``control`` into the scenario's for ``bundle_version`` (a control set for
+        another bundle is dropped); returns it."""
+
+    @abstractmethod
+    def policy_history(self, bundle_version: str, scenario: str, limit: int = 20
+                       ) -> tuple[int, list[dict[str, Any]]]:
+        """How many rewards were credited to a bundle's scenario, and the latest ``limit``
+        (newest first)."""
+
+    @abstractmethod
+    def decisions(self, scenario: str | None = None) -> list[dict[str, Any]]:
+        """Every served response with its decision, its items and the feedback on them:
+        ``{request_id, user_id, scenario, bundle_version, items, decision, feedback: [(item,
+        event type)]}``, in the order served (what off-policy evaluation reads)."""
+
+    @abstractmethod
+    def events_of(self, user_id: str, scenario: str, after: int = 0,
+                  limit: int = MAX_USER_EVENTS) -> list[tuple[str, str, str, float]]:
+        """The user's latest ``limit`` feedback events in ``scenario`` logged after row
+        ``after`` (what the last training run read), as (item, event type, ISO time, value),
+        in the order received. Bounded: a request's cost does not grow with a user's
+        feedback."""
+
+    @abstractmethod
+    def events(self) -> Any:
+        """All feedback as an event frame in the schema of ``events.parquet``, plus each
+        row's ``feedback_id`` (ascending, never reused)."""
+
+
+def encode_served(items: Sequence[str], scores: Sequence[float | None],
+                  decision: Decision | None) -> dict[str, Any]:
+    """The parts of a served row every backend stores alike: the items and their scores,
+    the decision (with every arm's list and the estimates, for off-policy evaluation),
+    whether it updates the adaptive state, and its context bucket and arm."""
+    return {
+        "items": json.dumps(list(items)),
+        "scores": json.dumps([None if s is None else round(float(s), 6) for s in scores]),
+        "decision": None if decision is None else json.dumps({
+            **decision.as_dict(), "lists": decision.lists, "estimates": decision.estimates}),
+        "learns": decision is not None and decision.policy == ADAPTIVE,
+        "bucket": None if decision is None else _bucket(decision.context),
+        "arm": None if decision is None else decision.arm,
+    }
+
+
+class SqliteFeedbackLog(FeedbackLog):
+    """The log and the state in one SQLite file (WAL mode), shared by the server processes
+    of one machine."""
 
     def __init__(self, path: Path) -> None:
         self.path = Path(path)
@@ -163,22 +281,17 @@ class FeedbackLog:
     def log_served(self, request_id: str, served_at: str, user_id: str, scenario: str,
                    bundle_version: str, cold_start: bool, items: Sequence[str],
                    scores: Sequence[float | None], decision: Decision | None = None) -> None:
-        """Record a response and, for an adaptive decision, its arm's pull, in one
-        transaction (``synchronous=NORMAL``: durable across a process crash)."""
-        learns = decision is not None and decision.policy == ADAPTIVE
-        row = (request_id, served_at, user_id, scenario, bundle_version, int(cold_start),
-               json.dumps(list(items)),
-               json.dumps([None if s is None else round(float(s), 6) for s in scores]),
-               None if decision is None else json.dumps({
-                   **decision.as_dict(), "lists": decision.lists,
-                   "estimates": decision.estimates}),
-               int(learns), None if decision is None else _bucket(decision.context),
-               None if decision is None else decision.arm)
+        """One transaction (``synchronous=NORMAL``: durable across a process crash)."""
+        row = encode_served(items, scores, decision)
+        learns = row["learns"]
+        values = (request_id, served_at, user_id, scenario, bundle_version, int(cold_start),
+                  row["items"], row["scores"], row["decision"], int(learns), row["bucket"],
+                  row["arm"])
         with self._lock, self._transaction("NORMAL"):
             self._conn.execute(
                 "INSERT INTO served (request_id, served_at, user_id, scenario, bundle_version, "
                 "cold_start, items, scores, decision, learns, bucket, arm) "
-                "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)", row)
+                "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)", values)
             if learns:
                 assert decision is not None
                 self._conn.execute(
@@ -199,8 +312,6 @@ class FeedbackLog:
             raise
 
     def served(self, request_ids: Iterable[str]) -> dict[str, dict[str, Any]]:
-        """``{request_id: {user_id, scenario, items, events}}`` for the ids that were served;
-        ``events`` lists the (item, event type) pairs already recorded for that response."""
         ids = list(dict.fromkeys(request_ids))
         out: dict[str, dict[str, Any]] = {}
         with self._lock:
@@ -220,10 +331,7 @@ class FeedbackLog:
         return out
 
     def append(self, events: Sequence[dict[str, Any]], received_at: str) -> int:
-        """Write a batch in one transaction, flushed to disk (``synchronous=FULL``), with the
-        rewards it credits to adaptive decisions: an event's ``reward`` (its objective gain,
-        0 to 1, set by the caller for items the request showed) raises its list's reward to
-        it, once. Returns how many decisions' rewards rose."""
+        """One transaction, flushed to disk (``synchronous=FULL``)."""
         rows = [(e["request_id"], e[C.USER_ID], e[C.ITEM_ID], e[C.SCENARIO], e[C.EVENT_TYPE],
                  float(e[C.VALUE]), e[C.EVENT_TIMESTAMP], received_at) for e in events]
         with self._lock, self._transaction("FULL"):
@@ -253,19 +361,22 @@ class FeedbackLog:
         return 1
 
     def record_unmatched(self, events: Sequence[dict[str, Any]], received_at: str) -> None:
-        """Keep feedback for request ids never served, for audit; it trains nothing."""
         with self._lock, self._transaction("FULL"):
             self._conn.executemany(
                 "INSERT INTO unmatched (received_at, request_id, event) VALUES (?, ?, ?)",
                 [(received_at, str(e.get("request_id")), json.dumps(e, default=str))
                  for e in events])
 
+    def unmatched(self) -> list[dict[str, Any]]:
+        with self._lock:
+            rows = self._conn.execute(
+                "SELECT received_at, request_id, event FROM unmatched ORDER BY id").fetchall()
+        return [{"received_at": at, "request_id": q, "event": json.loads(e)}
+                for at, q, e in rows]
+
     # The adaptive state ---------------------------------------------------------------
     def policy_counts(self, bundle_version: str, scenario: str, window: int | None = None
                       ) -> dict[tuple[str, str], tuple[float, float]]:
-        """``{(bucket, arm): (pulls, reward)}`` of a bundle's scenario: in total, or over
-        its latest ``window`` adaptive lists (what the policy follows, so that it can
-        follow a change)."""
         with self._lock:
             if window is None:
                 rows = self._conn.execute(
@@ -281,9 +392,6 @@ class FeedbackLog:
         return {(b, a): (float(p), float(r)) for b, a, p, r in rows}
 
     def policy_control(self, scenario: str, bundle_version: str) -> dict[str, Any]:
-        """What an operator changed of a scenario's adaptation (``exploration``, ``adapt``,
-        ``window``) while serving ``bundle_version``; ``{}`` when nothing (a new bundle
-        starts from its training config)."""
         with self._lock:
             row = self._conn.execute(
                 "SELECT control FROM policy_control WHERE scenario = ? AND "
@@ -292,7 +400,6 @@ class FeedbackLog:
 
     def set_policy_control(self, scenario: str, bundle_version: str,
                            control: Mapping[str, Any], at: str) -> dict[str, Any]:
-        """Merge ``control`` into the scenario's for ``bundle_version``; returns it."""
         with self._lock, self._transaction("FULL"):
             row = self._conn.execute(
                 "SELECT control FROM policy_control WHERE scenario = ? AND "
@@ -307,7 +414,6 @@ class FeedbackLog:
 
     def policy_history(self, bundle_version: str, scenario: str, limit: int = 20
                        ) -> tuple[int, list[dict[str, Any]]]:
-        """How many rewards were credited to a bundle's scenario, and the latest ``limit``."""
         with self._lock:
             total = self._conn.execute(
                 "SELECT COALESCE(SUM(updates), 0) FROM policy_state "
@@ -321,9 +427,6 @@ class FeedbackLog:
                              "reward": r} for t, q, b, a, r in rows]
 
     def decisions(self, scenario: str | None = None) -> list[dict[str, Any]]:
-        """Every served response with its decision, its items and the feedback on them:
-        ``{request_id, user_id, scenario, bundle_version, items, decision, feedback: [(item,
-        event type)]}``, in the order served (what off-policy evaluation reads)."""
         where, args = ("WHERE s.scenario = ?", (scenario,)) if scenario else ("", ())
         with self._lock:
             served = self._conn.execute(
@@ -341,10 +444,7 @@ class FeedbackLog:
 
     def events_of(self, user_id: str, scenario: str, after: int = 0,
                   limit: int = MAX_USER_EVENTS) -> list[tuple[str, str, str, float]]:
-        """The user's latest ``limit`` feedback events in ``scenario`` logged after row
-        ``after`` (what the last training run read), as (item, event type, ISO time, value),
-        in the order received. Bounded and indexed: a request's cost does not grow with a
-        user's feedback."""
+        """Indexed on (user, scenario, row)."""
         with self._lock:
             rows = self._conn.execute(
                 "SELECT item_id, event_type, event_timestamp, value FROM feedback "
@@ -353,17 +453,23 @@ class FeedbackLog:
         return [(r[0], r[1], r[2], float(r[3])) for r in reversed(rows)]
 
     def events(self) -> Any:
-        """All feedback as an event frame in the schema of ``events.parquet``, plus each
-        row's ``feedback_id`` (ascending)."""
+        """``feedback_id`` is the row id."""
         import pandas as pd
 
         with self._lock:
             frame = pd.read_sql_query(
                 "SELECT id AS feedback_id, user_id, item_id, scenario, event_type, value, "
                 "event_timestamp FROM feedback ORDER BY id", self._conn)
-        frame[C.EVENT_TIMESTAMP] = pd.to_datetime(frame[C.EVENT_TIMESTAMP], utc=True,
-                                                  format="ISO8601")
+        frame[C.EVENT_TIMESTAMP] = event_times(frame[C.EVENT_TIMESTAMP])
         return frame
+
+
+def event_times(values: Any) -> Any:
+    """Logged ISO times as UTC timestamps; a time pandas cannot hold (year 68, say, written
+    before times were bounded) becomes NaT, which training drops, instead of an error."""
+    import pandas as pd
+
+    return pd.to_datetime(values, utc=True, format="ISO8601", errors="coerce")
 
 
 def _bucket(context: Mapping[str, str]) -> str:

@@ -33,6 +33,8 @@ log = logging.getLogger("hybridrec.isolation")
 POOL_SIZE = 16
 #: Calls of one component still running past their budget at which it is left out at once.
 STUCK_LIMIT = 4
+#: The longest pause before the online store is tried again after it failed (seconds).
+STORE_COOLDOWN = 5.0
 
 
 @dataclass(frozen=True)
@@ -114,12 +116,14 @@ class Guard:
     """Runs one scenario's scorers for a batch within its time budget (see the module)."""
 
     def __init__(self, scenario: str, budget_ms: float, threshold: int, cooldown: float,
-                 observer: Observer | None = None) -> None:
+                 observer: Observer | None = None,
+                 shared: Mapping[str, Breaker] | None = None) -> None:
+        """``shared``: breakers of components several scenarios use (the online store)."""
         self.scenario = scenario
         self.budget = budget_ms / 1000.0
         self.threshold, self.cooldown = threshold, cooldown
         self.observer = observer or Observer()
-        self.breakers: dict[str, Breaker] = {}
+        self.breakers: dict[str, Breaker] = dict(shared or {})
         self._pools: dict[str, ThreadPoolExecutor] = {}
         self._past_budget: dict[str, int] = {}
         self._lock = threading.Lock()
@@ -207,10 +211,11 @@ class Guard:
                 exc: BaseException | None = None) -> None:
         left.append(Degraded(_label(name), reason))
         self.observer.failure(self.scenario, name, kind)
-        if self._breaker(name).failed(time.monotonic()):
+        breaker = self._breaker(name)
+        if breaker.failed(time.monotonic()):
             self.observer.trip(self.scenario, name)
             log.warning("scenario %r: %s left out for %g s after %d failures in a row "
-                        "(latest: %s)", self.scenario, _label(name), self.cooldown,
+                        "(latest: %s)", self.scenario, _label(name), breaker.cooldown,
                         self.threshold, reason, exc_info=exc)
         elif exc is not None:
             log.debug("scenario %r: %s failed", self.scenario, _label(name), exc_info=exc)
@@ -253,13 +258,20 @@ class Guard:
             self._past_budget[name] -= 1
 
     def state(self) -> dict[str, dict[str, Any]]:
-        """Each scorer's breaker (for ``/readyz``)."""
+        """Each of the scenario's own components' breaker (for ``/readyz``)."""
         now = time.monotonic()
-        return {name: breaker.state(now) for name, breaker in self.breakers.items()}
+        return {name: breaker.state(now) for name, breaker in self.breakers.items()
+                if name != FEATURES}
 
     def close(self) -> None:
         for pool in self._pools.values():
             pool.shutdown(wait=False, cancel_futures=True)
+
+
+def store_breaker(threshold: int) -> Breaker:
+    """The online store's breaker, shared by every scenario: one store, one state; tried
+    again ``STORE_COOLDOWN`` seconds after it opened."""
+    return Breaker(threshold, STORE_COOLDOWN)
 
 
 def _timed(fn: Callable[[Any], Mapping[str, Any]], batch: Any

@@ -9,6 +9,7 @@ feedback logged after that row and ``context.recent_items`` join the history.
 
 from __future__ import annotations
 
+import time
 import uuid
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import asdict, dataclass, field
@@ -23,7 +24,7 @@ from hybridrec.bundle import Bundle, BundleError
 from hybridrec.contracts import EventSequences, Ragged, Scenario, SimilarItems, utc64, utc_now
 from hybridrec.features import FeatureSet, OnlineFeatures
 from hybridrec.feedback import FeedbackLog
-from hybridrec.isolation import Degraded, Guard, Observer
+from hybridrec.isolation import FEATURES, Degraded, Guard, Observer, store_breaker
 from hybridrec.pipeline import Decision, Pipeline, Requests, ScenarioPlan, resolve_plans
 
 #: Context key: item ids the user just interacted with, not yet sent as feedback.
@@ -117,8 +118,11 @@ class Recommender:
         self.store = open_store() if any(declared) else None
         self.features = OnlineFeatures(self.store, self._resolve(plans), self.catalogue,
                                        reopen_store if isolate else None)
+        self.store_breaker = store_breaker(min(
+            (sc.breaker_failures for sc in self.scenarios.values()), default=5))
         self.guards = {n: Guard(n, sc.scorer_budget_ms, sc.breaker_failures,
-                                sc.breaker_cooldown, observer)
+                                sc.breaker_cooldown, observer,
+                                shared={FEATURES: self.store_breaker})
                        for n, sc in self.scenarios.items()} if isolate else {}
         self.plans = {n: p.as_dict() for n, p in plans.items()}
         self.adaptive = self._adaptive()
@@ -159,9 +163,9 @@ class Recommender:
                for name, guard in sorted(self.guards.items())
                for component, state in sorted(guard.state().items())
                if state["failures_in_a_row"]]
-        if self.features.failed:
+        if self.features.failed or self.store_breaker.failures:
             out.append({"scenario": None, "component": "online features",
-                        "state": "failing"})
+                        **self.store_breaker.state(time.monotonic())})
         return out
 
     def close(self) -> None:

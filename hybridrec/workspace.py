@@ -1,8 +1,13 @@
-"""Where things live: the feature repository, its data, the bundles and the feedback log.
+"""Where things live: the feature repository, its data, the bundles, and the feedback log with
+the adaptive state.
 
 Defaults are relative to the working directory (``./feature_repo``, ``./bundles``);
 ``HYBRIDREC_FEATURE_REPO`` and ``HYBRIDREC_BUNDLES`` (or the CLI's ``--repo`` and
-``--bundles``) override them.
+``--bundles``) override them. The feedback log and the adaptive state live in the feature
+repository's ``data/feedback.db`` (SQLite) unless ``HYBRIDREC_STATE_URL`` names a Redis server
+(``redis://HOST:PORT/DB``, ``rediss://`` or ``unix://``), which several server replicas then
+share; ``HYBRIDREC_STATE_PREFIX`` (default ``hybridrec``) prefixes every key there, so that one
+Redis can hold several deployments.
 """
 
 from __future__ import annotations
@@ -10,22 +15,31 @@ from __future__ import annotations
 import os
 from dataclasses import dataclass
 from pathlib import Path
+from urllib.parse import urlsplit, urlunsplit
 
 ENV_REPO = "HYBRIDREC_FEATURE_REPO"
 ENV_BUNDLES = "HYBRIDREC_BUNDLES"
+ENV_STATE_URL = "HYBRIDREC_STATE_URL"
+ENV_STATE_PREFIX = "HYBRIDREC_STATE_PREFIX"
+DEFAULT_STATE_PREFIX = "hybridrec"
 
 
 @dataclass(frozen=True)
 class Workspace:
     feature_repo: Path
     bundles: Path
+    #: A Redis URL for the feedback log and the adaptive state; None: the SQLite file.
+    state_url: str | None = None
+    state_prefix: str = DEFAULT_STATE_PREFIX
 
     @classmethod
     def from_env(cls, repo: Path | str | None = None,
                  bundles: Path | str | None = None) -> Workspace:
         repo = Path(repo or os.environ.get(ENV_REPO) or "feature_repo")
         bundles = Path(bundles or os.environ.get(ENV_BUNDLES) or "bundles")
-        return cls(feature_repo=repo.resolve(), bundles=bundles.resolve())
+        return cls(feature_repo=repo.resolve(), bundles=bundles.resolve(),
+                   state_url=os.environ.get(ENV_STATE_URL) or None,
+                   state_prefix=os.environ.get(ENV_STATE_PREFIX) or DEFAULT_STATE_PREFIX)
 
     @property
     def data_dir(self) -> Path:
@@ -33,4 +47,23 @@ class Workspace:
 
     @property
     def feedback_db(self) -> Path:
+        """The SQLite feedback log (used when no state URL is set)."""
         return self.data_dir / "feedback.db"
+
+    @property
+    def feedback_location(self) -> str:
+        """Where the feedback log is, for messages: the SQLite file, or the Redis server
+        (without its password) and the key prefix."""
+        if self.state_url:
+            return f"{redact_url(self.state_url)} (keys {self.state_prefix}:*)"
+        return str(self.feedback_db)
+
+
+def redact_url(url: str) -> str:
+    """``url`` without its password, to name it in messages and logs."""
+    parts = urlsplit(url)
+    if parts.password is None:
+        return url
+    host = parts.netloc.rpartition("@")[2]
+    user = parts.username or ""
+    return urlunsplit(parts._replace(netloc=f"{user}:***@{host}"))

@@ -4,6 +4,7 @@ policy endpoint and its gauges. Real ``hybridrec serve`` processes on 127.0.0.1.
 
 import json
 import signal
+import time
 
 import pytest
 
@@ -73,9 +74,12 @@ def test_feedback_moves_the_right_scenario_once(exploring):
     item = answer["items"][0]["item_id"]
     events = [{"request_id": answer["request_id"], "item_id": item, "event_type": "purchase"}]
     assert second.call("POST", "/v1/feedback", {"events": events})[1]["accepted"] == 1
-    assert first.call("POST", "/v1/feedback", {"events": events})[1]["accepted"] == 1
+    status, body = first.call("POST", "/v1/feedback", {"events": events})  # the same again
+    assert status == 422 and "duplicate" in body["rejected"][0]["errors"][0]
+    cart = [{**events[0], "event_type": "cart"}]  # accepted; gains less than the purchase
+    assert first.call("POST", "/v1/feedback", {"events": cart})[1]["accepted"] == 1
     after = {s: first.call("GET", f"/v1/scenarios/{s}/policy")[1] for s in ("shop", "video")}
-    assert after["shop"]["updates"] == before["shop"]["updates"] + 1  # the repeat adds nothing
+    assert after["shop"]["updates"] == before["shop"]["updates"] + 1  # credited once
     [latest] = after["shop"]["history"][:1]
     assert latest["request_id"] == answer["request_id"]
     assert latest["arm"] == answer["decision"]["arm"]
@@ -141,6 +145,7 @@ def test_a_frozen_scenario_serves_one_arm_and_learns_nothing(exploring):
     ws, (first, second) = exploring
     status, policy = first.admin("POST", "/v1/admin/scenarios/shop/policy", {"adapt": False})
     assert status == 200 and policy["policy"] == "adaptive-frozen"
+    time.sleep(1.2)  # other processes read the shared state at most a second old
     answers = [recommend(second, user) for user in USERS[:20]]
     decisions = [a["decision"] for a in answers if a["decision"] is not None]
     assert decisions and all(d["policy"] == "adaptive-frozen" and d["propensity"] == 1.0

@@ -78,3 +78,31 @@ def test_a_request_reads_only_the_latest_feedback_of_a_user(tmp_path):
         "AND id > ? ORDER BY id DESC LIMIT ?", ("heavy", "shop", 0, 10)))
     assert "feedback_user" in plan and "TEMP B-TREE" not in plan  # indexed, no sort
     log.close()
+
+
+def test_training_survives_any_acknowledged_row(tmp_path):
+    """Rows logged before times and values were bounded: read, and left out of training."""
+    import pandas as pd
+    import pytest
+
+    from hybridrec import columns as C
+    from hybridrec.feedback import FeedbackLog
+    from hybridrec.training.data import usable_feedback
+
+    log = FeedbackLog(tmp_path / "feedback.db")
+    stamps = ["0068-01-01T00:00:00+00:00", "2200-01-01T00:00:00+00:00",
+              "2025-03-30T10:00:00+00:00", "2025-03-30T11:00:00+00:00",
+              "2019-01-01T00:00:00+00:00"]
+    values = [1.0, 1.0, 1.0, float("inf"), 1.0]
+    log.append([{"request_id": f"r{i}", "user_id": "u", "item_id": f"i{i}", "scenario": "shop",
+                 "event_type": "purchase", "value": v, "event_timestamp": t}
+                for i, (t, v) in enumerate(zip(stamps, values, strict=True))],
+               "2025-03-30T12:00:00+00:00")
+    extra = log.events()
+    log.close()
+    assert extra[C.EVENT_TIMESTAMP].isna().sum() == 1  # year 68: unreadable, not an error
+    logged = pd.DataFrame({C.EVENT_TIMESTAMP: pd.to_datetime(
+        ["2025-03-01T00:00:00Z", "2025-03-31T00:00:00Z"], utc=True)})
+    with pytest.warns(UserWarning, match="4 feedback events left out of training"):
+        kept = usable_feedback(extra, logged)
+    assert kept[C.ITEM_ID].tolist() == ["i2"]

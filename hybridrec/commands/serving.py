@@ -22,7 +22,7 @@ def add_to(cli: click.Group) -> None:
         """Print a ranked list for USER_ID from the current bundle."""
         from hybridrec.bundle import Bundle, BundleError
         from hybridrec.features import FeatureError, open_store
-        from hybridrec.feedback import open_feedback
+        from hybridrec.feedback import FeedbackStoreError, open_feedback
         from hybridrec.recommender import InvalidRequest, Recommender, UnknownScenario
 
         ws = workspace(ctx)
@@ -31,7 +31,7 @@ def add_to(cli: click.Group) -> None:
             rec = Recommender(Bundle.load(ws.bundles), lambda: open_store(ws.feature_repo),
                               feedback)
             result = rec.recommend(user_id, scenario, k)
-        except (BundleError, FeatureError, UnknownScenario, InvalidRequest,
+        except (BundleError, FeatureError, FeedbackStoreError, UnknownScenario, InvalidRequest,
                 FileNotFoundError) as exc:
             fail(str(exc))
         if as_json:

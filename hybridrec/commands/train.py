@@ -105,7 +105,7 @@ def _write_lists(path: Path, lists: dict[str, Any]) -> None:
 
 def _off_policy(ws: Any, policies: tuple[str, ...], as_json: bool, seed: int) -> None:
     """``evaluate --ope``: every candidate policy per scenario, from the feedback log."""
-    from hybridrec.feedback import open_feedback
+    from hybridrec.feedback import FeedbackStoreError, open_feedback
     from hybridrec.metrics import json_safe
     from hybridrec.offpolicy import BUNDLE, PolicyError, evaluate_logs, parse_policy, table
     from hybridrec.plugins import get_registry
@@ -116,10 +116,13 @@ def _off_policy(ws: Any, policies: tuple[str, ...], as_json: bool, seed: int) ->
     except PolicyError as exc:
         fail(str(exc))
     rankers = _bundle_rankers(ws, [p for p in policies if p.startswith(BUNDLE)])
-    log = open_feedback(ws, create=False)
+    try:
+        log = open_feedback(ws, create=False)
+    except FeedbackStoreError as exc:
+        fail(str(exc))
     if log is None:
-        fail(f"no feedback log at {ws.feedback_db}: serve (hybridrec serve) and collect "
-             "feedback first")
+        fail(f"no feedback log at {ws.feedback_location}: serve (hybridrec serve) and "
+             "collect feedback first")
     try:
         decisions = log.decisions()
     finally:

@@ -44,6 +44,7 @@ def load_inputs(ws: Workspace) -> Inputs:
         log.close()
         if len(extra):
             until = int(extra["feedback_id"].max())
+            extra = usable_feedback(extra, events)
             # feedback carries no context columns (slot, policy...): concat leaves them missing
             shared = [c for c in events.columns if c in extra.columns]
             events = pd.concat([events, extra[shared]], ignore_index=True)
@@ -54,6 +55,30 @@ def load_inputs(ws: Workspace) -> Inputs:
     return Inputs(events=events, items=items, users=read_table(ws.data_dir, C.USERS_FILE),
                   feedback_until=until,
                   ads=read_table(ws.data_dir, C.ADS_FILE) if ads_path.exists() else None)
+
+
+#: How far past the training run's clock a feedback event may be dated and still be used.
+FUTURE_SKEW = pd.Timedelta(days=1)
+
+
+def usable_feedback(extra: pd.DataFrame, events: pd.DataFrame) -> pd.DataFrame:
+    """The feedback training can use: dated (a time that could not be read is NaT), not
+    before the event log starts and not in the future, with a finite value. Others are left
+    out with a warning, so no acknowledged row can stop or skew training (a purchase dated
+    2200 would look like the newest, most popular event forever)."""
+    import warnings
+
+    times = extra[C.EVENT_TIMESTAMP]
+    start = as_utc_us(events[C.EVENT_TIMESTAMP]).min() if len(events) else None
+    ok = times.notna() & (times <= pd.Timestamp.now(tz="UTC") + FUTURE_SKEW)
+    if start is not None:
+        ok &= times >= start
+    ok &= np.isfinite(pd.to_numeric(extra[C.VALUE], errors="coerce").to_numpy(float))
+    if not ok.all():
+        warnings.warn(f"{int((~ok).sum())} feedback events left out of training: dated "
+                      "before the event log, in the future or unreadable, or without a "
+                      "finite value", stacklevel=2)
+    return extra[ok]
 
 
 def scenario_names(inputs: Inputs, requested: Iterable[str] | None) -> list[str]:
