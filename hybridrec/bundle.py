@@ -201,12 +201,21 @@ def write_bundle(bundles: Path, version: str, contents: BundleContents) -> Path:
 
 
 def prune(bundles: Path, keep: int) -> list[str]:
-    """Delete all but the newest ``keep`` bundles (never the current one)."""
+    """Delete all but the ``keep`` most recently created bundles (by their manifests'
+    ``created_at``, not their names, which a copy or a rename can change), never the current
+    one. A manifest that cannot be read counts as oldest."""
     import shutil
 
+    def created(path: Path) -> str:
+        try:
+            return str(json.loads((path / MANIFEST).read_text()).get("created_at") or "")
+        except (OSError, ValueError):
+            return ""
+
     current = (bundles / CURRENT).resolve().name if (bundles / CURRENT).exists() else None
-    versions = sorted(p.name for p in bundles.iterdir()
-                      if p.is_dir() and not p.is_symlink() and (p / MANIFEST).exists())
+    dirs = [p for p in bundles.iterdir()
+            if p.is_dir() and not p.is_symlink() and (p / MANIFEST).exists()]
+    versions = [p.name for p in sorted(dirs, key=lambda p: (created(p), p.name))]
     removed = []
     for version in versions[:-keep] if keep else versions:
         if version != current:

@@ -169,3 +169,20 @@ def test_without_a_token_admin_endpoints_are_off(workspace):
         assert status == 401 and "admin endpoints are off" in body["detail"]
     finally:
         server.stop()
+
+
+def test_pruning_keeps_the_newest_bundles_by_creation_not_by_name(tmp_path):
+    from hybridrec.bundle import prune
+
+    made = {"zz-oldest": "2025-01-01T00:00:00+00:00", "aa-newest": "2025-03-01T00:00:00+00:00",
+            "mm-rollback": "2025-02-01T00:00:00+00:00", "broken": None}
+    for name, created in made.items():
+        (tmp_path / name).mkdir()
+        (tmp_path / name / "manifest.json").write_text(
+            "{not json" if created is None else json.dumps({"created_at": created}))
+    switch_current(tmp_path, "aa-newest")
+    assert sorted(prune(tmp_path, 2)) == ["broken", "zz-oldest"]
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["aa-newest", "current", "mm-rollback"]
+    switch_current(tmp_path, "mm-rollback")  # rolled back: the current one always stays
+    assert prune(tmp_path, 1) == []
+    assert (tmp_path / "mm-rollback").is_dir() and (tmp_path / "aa-newest").is_dir()

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from typing import Any
 
 import click
 
@@ -56,9 +57,15 @@ def add_to(cli: click.Group) -> None:
                   help="Worker processes, each with its own copy of the bundle; they share "
                        "the feedback log and the adaptive state.")
     @click.option("--log-level", default="info", show_default=True)
+    @click.option("--access-log", type=click.Choice(["plain", "json", "off"]), default="plain",
+                  show_default=True, help="Per request: uvicorn's line, one JSON line with "
+                  "the request id, route, status and milliseconds, or nothing (fastest).")
+    @click.option("--shutdown-seconds", default=30.0, show_default=True, type=float,
+                  help="On SIGTERM, how long requests in flight may take to finish.")
     @click.pass_context
     def serve(ctx: click.Context, host: str, port: int, bundle_version: str | None,
-              refresh_seconds: float, workers: int, log_level: str) -> None:
+              refresh_seconds: float, workers: int, log_level: str, access_log: str,
+              shutdown_seconds: float) -> None:
         """Serve the HTTP API (POST /v1/recommend, /v1/feedback; docs at /docs)."""
         import logging
         import os
@@ -69,16 +76,19 @@ def add_to(cli: click.Group) -> None:
         from hybridrec.workspace import ENV_BUNDLES, ENV_REPO
 
         logging.getLogger("hybridrec").setLevel(log_level.upper())
+        os.environ[server.ENV_ACCESS_LOG] = access_log
         ws = workspace(ctx)
+        options: dict[str, Any] = {"host": host, "port": port, "log_level": log_level,
+                   "access_log": access_log == "plain", "timeout_keep_alive": 5,
+                   "timeout_graceful_shutdown": shutdown_seconds}
         if workers == 1:
-            uvicorn.run(server.create_app(ws, bundle_version, refresh_seconds), host=host,
-                        port=port, log_level=log_level)
+            uvicorn.run(server.create_app(ws, bundle_version, refresh_seconds), **options)
             return
         os.environ.update({ENV_REPO: str(ws.feature_repo), ENV_BUNDLES: str(ws.bundles),
                            server.ENV_SERVE_BUNDLE: bundle_version or "",
                            server.ENV_REFRESH: str(refresh_seconds)})
         uvicorn.run("hybridrec.server.app:create_app_from_env", factory=True,
-                    workers=workers, host=host, port=port, log_level=log_level)
+                    workers=workers, **options)
 
 
 def _titles(ws: object) -> dict[str, str]:

@@ -10,6 +10,8 @@ a 500.
 from __future__ import annotations
 
 import contextlib
+import logging
+import os
 from collections.abc import AsyncIterator
 
 from fastapi import FastAPI, Request
@@ -53,9 +55,12 @@ def create_app(ws: Workspace | None = None, bundle_version: str | None = None,
     app.add_middleware(JsonBodies)
     app.add_middleware(BodyLimit, limit=MAX_BODY_BYTES)
     pages = {app.openapi_url, app.docs_url, app.redoc_url, app.swagger_ui_oauth2_redirect_url}
+    json_log = os.environ.get(ENV_ACCESS_LOG, "") == "json"
+    if json_log:
+        _bare_lines(logging.getLogger("hybridrec.access"))
     app.add_middleware(Observe, requests=state.metrics.http_requests,
                        latency=state.metrics.latency,
-                       fixed_paths=frozenset(p for p in pages if p))
+                       fixed_paths=frozenset(p for p in pages if p), json_log=json_log)
     app.add_exception_handler(RequestValidationError, _validation_error)  # type: ignore[arg-type]
     app.add_exception_handler(HTTPException, _http_error)  # type: ignore[arg-type]
     app.add_exception_handler(NotReady, not_ready)
@@ -67,16 +72,24 @@ def create_app(ws: Workspace | None = None, bundle_version: str | None = None,
 
 #: How ``hybridrec serve --workers N`` hands its choices to each worker process.
 ENV_SERVE_BUNDLE, ENV_REFRESH = "HYBRIDREC_SERVE_BUNDLE", "HYBRIDREC_REFRESH_SECONDS"
+#: ``json``: one JSON line per request on the ``hybridrec.access`` logger.
+ENV_ACCESS_LOG = "HYBRIDREC_ACCESS_LOG"
 
 
 def create_app_from_env() -> FastAPI:
     """The app of one worker of ``hybridrec serve --workers N`` (an app factory: each worker
     process builds its own, with its own copy of the bundle and features; they share the
     workspace's feedback log and adaptive state)."""
-    import os
-
     return create_app(Workspace.from_env(), os.environ.get(ENV_SERVE_BUNDLE) or None,
                       float(os.environ.get(ENV_REFRESH, "300")))
+
+
+def _bare_lines(logger: logging.Logger) -> None:
+    """``logger`` writes its messages alone (JSON lines) to stderr, at INFO."""
+    logger.setLevel(logging.INFO)
+    logger.propagate = False
+    if not logger.handlers:
+        logger.addHandler(logging.StreamHandler())
 
 
 async def _http_error(request: Request, exc: HTTPException) -> JSONResponse:

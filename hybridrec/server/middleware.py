@@ -3,13 +3,16 @@ request)."""
 
 from __future__ import annotations
 
+import json
 import logging
 import time
+from datetime import UTC, datetime
 from typing import Any
 
 from fastapi.responses import JSONResponse
 
 log = logging.getLogger("hybridrec.server")
+access = logging.getLogger("hybridrec.access")
 
 
 class Observe:
@@ -17,9 +20,11 @@ class Observe:
     still answers a JSON 500, so the failure is counted and the client gets a body."""
 
     def __init__(self, app: Any, requests: Any, latency: Any,
-                 fixed_paths: frozenset[str] = frozenset()) -> None:
+                 fixed_paths: frozenset[str] = frozenset(), json_log: bool = False) -> None:
         self.app, self.requests, self.latency = app, requests, latency
         self.fixed_paths = fixed_paths
+        #: One JSON line per request on the ``hybridrec.access`` logger (off by default).
+        self.json_log = json_log
 
     async def __call__(self, scope: dict[str, Any], receive: Any, send: Any) -> None:
         if scope["type"] != "http":
@@ -28,9 +33,15 @@ class Observe:
         start = time.perf_counter()
         status = {"code": 500, "started": False}
 
+        request_id = {"id": dict(scope["headers"]).get(b"x-request-id", b"").decode(
+            "latin-1")[:256]}
+
         async def observe(message: dict[str, Any]) -> None:
             if message["type"] == "http.response.start":
                 status["code"], status["started"] = message["status"], True
+                for name, value in message.get("headers", ()):
+                    if name == b"x-request-id":
+                        request_id["id"] = value.decode("latin-1")
             await send(message)
 
         try:
@@ -48,8 +59,15 @@ class Observe:
             route = getattr(scope.get("route"), "path", None)
             path = route or (scope["path"] if scope["path"] in self.fixed_paths
                              else "unmatched")
+            seconds = time.perf_counter() - start
             self.requests.labels(scope["method"], path, str(status["code"])).inc()
-            self.latency.labels(path).observe(time.perf_counter() - start)
+            self.latency.labels(path).observe(seconds)
+            if self.json_log:
+                access.info(json.dumps({
+                    "time": datetime.now(UTC).isoformat(timespec="milliseconds"),
+                    "method": scope["method"], "route": path, "status": status["code"],
+                    "ms": round(seconds * 1000, 2), "request_id": request_id["id"] or None,
+                    "client": (scope.get("client") or ("",))[0]}))
 
 
 class JsonBodies:

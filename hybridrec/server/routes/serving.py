@@ -7,7 +7,7 @@ import time
 from datetime import UTC, datetime
 from typing import Annotated, Any
 
-from fastapi import APIRouter, Query, Request
+from fastapi import APIRouter, Query, Request, Response
 
 from hybridrec.isolation import Degraded
 from hybridrec.pipeline import MEAN_BLEND
@@ -24,7 +24,7 @@ log = logging.getLogger("hybridrec.server")
                         413: {"description": "Request body too large"},
                         422: {"description": "Invalid request"},
                         503: {"description": "Not ready"}})
-def recommend(body: RecommendRequest, request: Request) -> Any:
+def recommend(body: RecommendRequest, request: Request, response: Response) -> Any:
     state = ready(request)
     rec = state.recommender
     start = time.perf_counter()
@@ -47,6 +47,7 @@ def recommend(body: RecommendRequest, request: Request) -> Any:
         metrics.plugin_failures.labels(result.scenario, "feedback log", "write").inc()
         result.degraded.append(Degraded("feedback log", "this answer was not logged: "
                                         "feedback on it will be refused"))
+    response.headers["x-request-id"] = result.request_id
     metrics.served.labels(result.scenario, str(result.cold_start).lower()).inc()
     if result.cold_start and result.fallback:
         metrics.fallbacks.labels(result.scenario, "cold start").inc()

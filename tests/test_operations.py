@@ -1,0 +1,83 @@
+"""Operating the server: one JSON line per request with its id, and a full disk that costs
+the served log's row, not the answer."""
+
+from __future__ import annotations
+
+import json
+import threading
+import time
+
+import pytest
+
+from conftest import Server, free_port, http
+from hybridrec.plugins import reset_registry
+
+
+def test_json_access_log_has_one_line_per_request_with_its_id(workspace):
+    server = Server(workspace, "--refresh-seconds", "0", "--access-log", "json")
+    server.wait_ready()
+    try:
+        status, body = server.call("POST", "/v1/recommend",
+                                   {"user_id": "u00007", "scenario": "shop"})
+        assert status == 200
+        assert server.call("POST", "/v1/recommend", {"user_id": "u7", "scenario": "x"})[0] == 404
+        time.sleep(0.2)
+    finally:
+        server.stop()
+    lines = [json.loads(line) for line in server.log.read_text().splitlines()
+             if line.startswith("{")]
+    recommend = [entry for entry in lines if entry["route"] == "/v1/recommend"]
+    assert [e["status"] for e in recommend] == [200, 404]
+    assert recommend[0]["request_id"] == body["request_id"]
+    assert recommend[0]["ms"] > 0 and recommend[0]["method"] == "POST"
+    assert not any("POST /v1/recommend HTTP/1.1" in line
+                   for line in server.log.read_text().splitlines())  # not twice
+
+
+@pytest.fixture
+def in_process(workspace_copy, hello_site, monkeypatch):
+    """The app served by uvicorn in a thread of this process, over loopback, so that the
+    test can reach its feedback log's connection."""
+    import uvicorn
+
+    from hybridrec.server.app import create_app
+    from hybridrec.workspace import Workspace
+
+    monkeypatch.syspath_prepend(str(hello_site))
+    reset_registry()
+    app = create_app(Workspace.from_env(workspace_copy.repo, workspace_copy.bundles),
+                     refresh_seconds=0, load_in_background=False)
+    port = free_port()
+    server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=port,
+                                           log_level="warning"))
+    thread = threading.Thread(target=server.run, daemon=True)
+    thread.start()
+    deadline = time.monotonic() + 60
+    while not server.started and time.monotonic() < deadline:
+        time.sleep(0.05)
+    yield f"http://127.0.0.1:{port}", app.state.hybridrec
+    server.should_exit = True
+    thread.join(timeout=30)
+    reset_registry()
+
+
+def test_a_full_disk_costs_the_log_row_not_the_answer(in_process):
+    base, state = in_process
+    conn = state.feedback._conn
+    pages = conn.execute("PRAGMA page_count").fetchone()[0]
+    conn.execute(f"PRAGMA max_page_count = {pages}")  # SQLite's own 'database or disk is full'
+    answers = [http(base, "POST", "/v1/recommend", {"user_id": f"u{i:05d}", "scenario": "shop"})
+               for i in range(40)]
+    assert [status for status, _ in answers] == [200] * 40
+    assert all(body["items"] for _, body in answers)
+    unlogged = {"component": "feedback log",
+                "reason": "this answer was not logged: feedback on it will be refused"}
+    lost = [body for _, body in answers if unlogged in body["degraded"]]
+    assert len(lost) > 20  # once the file's last free page is used
+    body = lost[-1]
+    status, ack = http(base, "POST", "/v1/feedback", {"events": [
+        {"request_id": body["request_id"], "item_id": body["items"][0]["item_id"],
+         "event_type": "purchase"}]})
+    assert status == 422 and "unknown request id" in ack["rejected"][0]["errors"][0]
+    metrics = http(base, "GET", "/metrics")[1]
+    assert f'component="feedback log",kind="write",scenario="shop"}} {len(lost)}.0' in metrics
