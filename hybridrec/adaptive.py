@@ -196,17 +196,25 @@ class AdaptiveBlender(Blender):
 
     def probabilities(self, arms: list[str], fresh: bool = False) -> Snapshot:
         """The settings and, per bucket (rows, as ``BUCKETS``), each arm's probability now,
-        as one snapshot; re-read from the state at most every ``refresh_seconds`` (by one
-        thread: the others keep serving the previous snapshot meanwhile) unless ``fresh``."""
+        as one snapshot; re-read from the state at most every ``refresh_seconds``, unless
+        ``fresh``. A stale snapshot is re-read by a background thread while requests keep
+        being drawn with it (the re-read, a query over the window and the Thompson draws,
+        takes milliseconds: inline, it was the slowest request of every second)."""
         key = tuple(arms)
         with self._lock:
             cached = self._cache.get(key)
-        if cached is not None and not fresh and \
-                time.monotonic() - cached[0] < cached[1].settings.refresh_seconds:
+        if cached is not None and not fresh:
+            stale = time.monotonic() - cached[0] >= cached[1].settings.refresh_seconds
+            if stale and self._refreshing.acquire(blocking=False):
+                threading.Thread(target=self._reread, args=(arms,), daemon=True,
+                                 name="hybridrec-policy").start()
             return cached[1]
-        if not self._refreshing.acquire(blocking=cached is None or fresh):
-            assert cached is not None
-            return cached[1]  # another thread is re-reading the state
+        self._refreshing.acquire()
+        return self._reread(arms)
+
+    def _reread(self, arms: list[str]) -> Snapshot:
+        """Read the state and cache the snapshot; then let the next re-read start (the
+        caller holds ``_refreshing``)."""
         try:
             now = time.monotonic()
             control = self.store.policy_control(self.scenario, self.version)
@@ -219,7 +227,7 @@ class AdaptiveBlender(Blender):
                 for bucket in BUCKETS])
             snapshot = Snapshot(settings, table)
             with self._lock:
-                self._cache[key] = (now, snapshot)
+                self._cache[tuple(arms)] = (now, snapshot)
                 self.settings = settings
             return snapshot
         finally:
@@ -251,10 +259,14 @@ class AdaptiveBlender(Blender):
         tilt = snapshot.settings.tilt
         terms = {arm: self._terms(parts, scores, batch, arm, spread, tilt) for arm in arms}
         arm_scores = {arm: sum(t.values(), np.zeros(len(batch))) for arm, t in terms.items()}
-        row_arm, rows = drawn[batch.request], np.arange(len(batch))
-        final = np.stack([arm_scores[a] for a in arms])[row_arm, rows]
-        contributions = {k: np.stack([terms[a][k] for a in arms])[row_arm, rows]
-                         for k in parts}
+        if batch.n_requests == 1:  # serving: the drawn arm's arrays as they are
+            arm = arms[int(drawn[0])]
+            final, contributions = arm_scores[arm], {k: terms[arm][k] for k in parts}
+        else:
+            row_arm, rows = drawn[batch.request], np.arange(len(batch))
+            final = np.stack([arm_scores[a] for a in arms])[row_arm, rows]
+            contributions = {k: np.stack([terms[a][k] for a in arms])[row_arm, rows]
+                             for k in parts}
         return Blend(scores=final, contributions=contributions, policy=snapshot.policy,
                      arms=[arms[i] for i in drawn],
                      probabilities=[{a: float(p) for a, p in zip(arms, snapshot.table[b],

@@ -12,6 +12,7 @@ the scenario's ``fallback`` component alone, when the scenario names one.
 
 from __future__ import annotations
 
+import math
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
@@ -561,4 +562,4 @@ def _offsets(rows: np.ndarray, n: int) -> np.ndarray:
 
 def _finite(value: Any) -> float | None:
     value = float(value)
-    return value if np.isfinite(value) else None
+    return value if math.isfinite(value) else None  # numpy's isfinite: ~10x the time

@@ -55,6 +55,9 @@ def top_k_groups(values: np.ndarray, offsets: np.ndarray, k: int,
     highest values, best first."""
     lengths = np.diff(offsets)
     n_groups = len(lengths)
+    if n_groups == 1:  # one request (serving): the same answer without the padded matrix
+        return _top_k_one(np.asarray(values, dtype=float)[offsets[0]:offsets[1]],
+                          int(offsets[0]), k, finite_only)
     width = int(lengths.max(initial=0))
     if n_groups == 0 or width == 0:
         return Ragged.empty(n_groups, dtype=np.int64)
@@ -68,10 +71,27 @@ def top_k_groups(values: np.ndarray, offsets: np.ndarray, k: int,
     return Ragged(top.values + offsets[group], top.offsets).mask(real)
 
 
+def _top_k_one(values: np.ndarray, start: int, k: int, finite_only: bool) -> Ragged:
+    """``top_k_groups`` of a single group: ``top_k_rows``' selection and order on one row."""
+    s = np.where(np.isnan(values), -np.inf, values)
+    width = len(s)
+    k = max(0, min(k, width))
+    if 0 < k < width:
+        cols = np.flatnonzero(s >= np.partition(s, width - k)[width - k])
+    else:
+        cols = np.arange(width if k else 0)
+    cols = cols[np.lexsort((cols, -s[cols]))][:k]
+    if finite_only:
+        cols = cols[np.isfinite(s[cols])]
+    return Ragged(cols.astype(np.int64) + start, np.array([0, len(cols)], dtype=np.int64))
+
+
 def group_standardise(values: np.ndarray, group: np.ndarray, n_groups: int) -> np.ndarray:
     """Z-score of each value within its group over the finite entries; NaN stays NaN and a
     group whose finite values are all equal becomes zeros."""
     values = np.asarray(values, dtype=float)
+    if n_groups == 1:
+        return _standardise_one(values)
     finite = np.isfinite(values)
     g, x = group[finite], values[finite]
     count = np.bincount(g, minlength=n_groups)
@@ -82,4 +102,17 @@ def group_standardise(values: np.ndarray, group: np.ndarray, n_groups: int) -> n
     std = np.sqrt(np.divide(var, count, out=np.zeros(n_groups), where=count > 0))
     out = np.full(values.shape, np.nan)
     out[finite] = np.divide(centred, std[g], out=np.zeros_like(centred), where=std[g] > 0)
+    return out
+
+
+def _standardise_one(values: np.ndarray) -> np.ndarray:
+    """``group_standardise`` of a single group, to the last bit: sums are accumulated in
+    order (``cumsum``), as ``bincount`` does, without the per-group indexing."""
+    finite = np.isfinite(values)
+    x = values[finite]
+    out = np.full(values.shape, np.nan)
+    if len(x):
+        centred = x - np.cumsum(x)[-1] / len(x)
+        std = np.sqrt(np.cumsum(centred * centred)[-1] / len(x))
+        out[finite] = centred / std if std > 0 else 0.0
     return out

@@ -12,7 +12,7 @@ from __future__ import annotations
 import time
 import uuid
 from collections.abc import Callable, Mapping, Sequence
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
@@ -82,9 +82,18 @@ class Recommendation:
     degraded: list[Degraded] = field(default_factory=list)
 
     def as_dict(self) -> dict[str, Any]:
-        out = asdict(self)
-        out["decision"] = None if self.decision is None else self.decision.as_dict()
-        return out
+        """The answer as plain data (written out: ``dataclasses.asdict`` deep-copies every
+        value, about 0.3 ms for ten items)."""
+        return {"request_id": self.request_id, "user_id": self.user_id,
+                "scenario": self.scenario, "bundle_version": self.bundle_version,
+                "cold_start": self.cold_start, "fallback": self.fallback,
+                "items": [{"item_id": i.item_id, "score": i.score, "scores": dict(i.scores),
+                           "explanation": i.explanation,
+                           "contributions": None if i.contributions is None
+                           else dict(i.contributions)} for i in self.items],
+                "unknown_candidates": list(self.unknown_candidates),
+                "decision": None if self.decision is None else self.decision.as_dict(),
+                "degraded": [d.as_dict() for d in self.degraded]}
 
 
 class Recommender:

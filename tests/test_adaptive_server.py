@@ -145,7 +145,10 @@ def test_a_frozen_scenario_serves_one_arm_and_learns_nothing(exploring):
     ws, (first, second) = exploring
     status, policy = first.admin("POST", "/v1/admin/scenarios/shop/policy", {"adapt": False})
     assert status == 200 and policy["policy"] == "adaptive-frozen"
-    time.sleep(1.2)  # other processes read the shared state at most a second old
+    deadline = time.monotonic() + 10  # the other process follows within a second or two
+    while recommend(second, USERS[0])["decision"]["policy"] != "adaptive-frozen":
+        assert time.monotonic() < deadline
+        time.sleep(0.2)
     answers = [recommend(second, user) for user in USERS[:20]]
     decisions = [a["decision"] for a in answers if a["decision"] is not None]
     assert decisions and all(d["policy"] == "adaptive-frozen" and d["propensity"] == 1.0

@@ -81,3 +81,21 @@ def test_a_full_disk_costs_the_log_row_not_the_answer(in_process):
     assert status == 422 and "unknown request id" in ack["rejected"][0]["errors"][0]
     metrics = http(base, "GET", "/metrics")[1]
     assert f'component="feedback log",kind="write",scenario="shop"}} {len(lost)}.0' in metrics
+
+
+def test_an_answer_as_data_is_every_field_of_it():
+    from dataclasses import asdict
+
+    from hybridrec.isolation import Degraded
+    from hybridrec.pipeline import Decision
+    from hybridrec.recommender import Recommendation, RecommendedItem
+
+    decision = Decision("adaptive", "offline", {"offline": 0.9, "toward:als.click": 0.1},
+                        {"activity": "light"}, [0.9], {"offline": ["a"]})
+    answer = Recommendation("r1", "u1", "shop", "v1", False, None,
+                            [RecommendedItem("a", 1.5, {"als.click": 0.2}, {"ctr": {"p": 1}},
+                                             {"als.click": 1.5})],
+                            ["zz"], decision, [Degraded("scorer 'x'", "raised")])
+    expected = asdict(answer)
+    expected["decision"] = decision.as_dict()
+    assert answer.as_dict() == expected

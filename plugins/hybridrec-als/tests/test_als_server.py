@@ -56,8 +56,12 @@ def test_feedback_moves_a_new_user_towards_the_items_touched(server, workspace):
     counts = shown.value_counts().reindex(sorted(shop["category"].unique()), fill_value=0)
     category = counts.idxmin()
     chosen = shop.loc[shop["category"] == category, C.ITEM_ID].tolist()[:6]
+    # feedback names items of a response: the user is offered them, and buys them all
+    status, offer = server.call("POST", "/v1/recommend", {
+        "user_id": user, "scenario": "shop", "k": len(chosen), "candidates": chosen})
+    assert sorted(i["item_id"] for i in offer["items"]) == sorted(chosen)
     status, ack = server.call("POST", "/v1/feedback", {"events": [
-        {"request_id": cold["request_id"], "item_id": i, "event_type": "purchase"}
+        {"request_id": offer["request_id"], "item_id": i, "event_type": "purchase"}
         for i in chosen]})
     assert ack["accepted"] == len(chosen)
     status, warm = server.call("POST", "/v1/recommend",
