@@ -7,7 +7,7 @@ for none), ``blender``, ``scorers``, ``candidate_sources``, the objective
 (``objective_events = {purchase = 1.0, cart = 0.2}``, ``objective_value = "ad_profile:bid"``),
 ``n_candidates``, and online adaptation (``exploration = 0.1``, ``adaptation_window =
 5000`` lists; ``adapt = false`` freezes it), and the isolation of scorers when serving
-(``scorer_budget_ms = 100``, ``breaker_failures = 5``, ``breaker_cooldown = 30`` s). A
+(``scorer_budget_ms = 250``, ``breaker_failures = 5``, ``breaker_cooldown = 30`` s). A
 table naming no installed component or scenario, a parameter the component does not take,
 or a value it refuses is a ``ConfigError`` that names it.
 """

@@ -114,7 +114,7 @@ class Scenario:
     #: the wrong shape or gives no answer within ``scorer_budget_ms`` (0: no time limit) is
     #: left out of the request's blend; after ``breaker_failures`` failures in a row it is not
     #: called for ``breaker_cooldown`` seconds, then tried again.
-    scorer_budget_ms: float = 100.0
+    scorer_budget_ms: float = 250.0
     breaker_failures: int = 5
     breaker_cooldown: float = 30.0
 
