@@ -21,10 +21,12 @@ def copy_bundle(ws, version: str, source: Path | None = None) -> Path:
     """A copy of the current bundle (or ``source``) under a new version name."""
     source = source or (ws.bundles / "current").resolve()
     target = ws.bundles / version
-    shutil.copytree(source, target)
-    manifest = json.loads((target / "manifest.json").read_text())
+    staging = ws.bundles / f".{version}.tmp"  # complete before it appears, as training does
+    shutil.copytree(source, staging)
+    manifest = json.loads((staging / "manifest.json").read_text())
     manifest["version"] = version
-    (target / "manifest.json").write_text(json.dumps(manifest))
+    (staging / "manifest.json").write_text(json.dumps(manifest))
+    staging.rename(target)
     return target
 
 
