@@ -196,20 +196,17 @@ class AdaptiveBlender(Blender):
 
     def probabilities(self, arms: list[str], fresh: bool = False) -> Snapshot:
         """The settings and, per bucket (rows, as ``BUCKETS``), each arm's probability now,
-        as one snapshot; re-read from the state at most every ``refresh_seconds``, unless
-        ``fresh``. A stale snapshot is re-read by a background thread while requests keep
-        being drawn with it (the re-read, a query over the window and the Thompson draws,
-        takes milliseconds: inline, it was the slowest request of every second)."""
+        as one snapshot; re-read from the state at most every ``refresh_seconds`` (by one
+        thread: the others keep serving the previous snapshot meanwhile) unless ``fresh``."""
         key = tuple(arms)
         with self._lock:
             cached = self._cache.get(key)
-        if cached is not None and not fresh:
-            stale = time.monotonic() - cached[0] >= cached[1].settings.refresh_seconds
-            if stale and self._refreshing.acquire(blocking=False):
-                threading.Thread(target=self._reread, args=(arms,), daemon=True,
-                                 name="hybridrec-policy").start()
+        if cached is not None and not fresh and \
+                time.monotonic() - cached[0] < cached[1].settings.refresh_seconds:
             return cached[1]
-        self._refreshing.acquire()
+        if not self._refreshing.acquire(blocking=cached is None or fresh):
+            assert cached is not None
+            return cached[1]  # another thread is re-reading the state
         return self._reread(arms)
 
     def _reread(self, arms: list[str]) -> Snapshot:
