@@ -1,15 +1,16 @@
 """Serving isolates plugins: one scorer that raises, returns the wrong shape or hangs costs a
 request that scorer's opinion, never the answer.
 
-Each scorer of a scenario runs in its own small thread pool; the request waits for all of
-them together for at most the scenario's ``scorer_budget_ms`` and blends what came back. A
-scorer that failed is named in the answer's ``degraded`` list with the reason. A ``Breaker``
-per scorer counts failures in a row: after ``breaker_failures`` it opens, and the scorer is
-not called (left out at once, so a hung plugin cannot hold threads or time) until
-``breaker_cooldown`` seconds have passed; then one request tries it again, and a success
-closes the breaker. A scorer with ``STUCK_LIMIT`` calls still running past their budget is
-left out at once too: threads do not pile up behind a plugin that never returns. Feature
-reads from the online store get the same treatment (``Guard.fetch``).
+A request's scorers are called one after another on one thread of the scenario's pool; the
+request waits for each at most the scenario's ``scorer_budget_ms`` from when it could start
+and blends what came back (a scorer that overruns is left out, and the ones after it go on
+another thread). A scorer that failed is named in the answer's ``degraded`` list with the
+reason. A ``Breaker`` per scorer counts failures in a row: after ``breaker_failures`` it
+opens, and the scorer is not called (left out at once, so a hung plugin cannot hold threads
+or time) until ``breaker_cooldown`` seconds have passed; then one request tries it again,
+and a success closes the breaker. A scorer with ``STUCK_LIMIT`` calls still running past
+their budget is left out at once too: threads do not pile up behind a plugin that never
+returns. Feature reads from the online store get the same treatment (``Guard.fetch``).
 
 Training and offline evaluation do not use this: there a broken component is an error.
 """
@@ -29,8 +30,8 @@ import numpy as np
 
 log = logging.getLogger("hybridrec.isolation")
 
-#: Calls of one component that may run at once, per scenario and server process.
-POOL_SIZE = 16
+#: Threads one scenario's scorers and feature reads run on, per server process.
+POOL_SIZE = 32
 #: Calls of one component still running past their budget at which it is left out at once.
 STUCK_LIMIT = 4
 #: The longest pause before the online store is tried again after it failed (seconds).
@@ -124,7 +125,7 @@ class Guard:
         self.threshold, self.cooldown = threshold, cooldown
         self.observer = observer or Observer()
         self.breakers: dict[str, Breaker] = dict(shared or {})
-        self._pools: dict[str, ThreadPoolExecutor] = {}
+        self._executor: ThreadPoolExecutor | None = None
         self._past_budget: dict[str, int] = {}
         self._lock = threading.Lock()
 
@@ -134,7 +135,7 @@ class Guard:
         start = time.monotonic()
         outputs: dict[str, dict[str, np.ndarray]] = {}
         left: list[Degraded] = []
-        futures: dict[str, Future[tuple[Mapping[str, Any], float]]] = {}
+        calls: list[tuple[str, Callable[[Any], Mapping[str, Any]]]] = []
         for name, scorer in scorers.items():
             breaker = self._breaker(name)
             if not breaker.allow(start):
@@ -142,23 +143,43 @@ class Guard:
             elif self.budget <= 0:
                 self._collect(name, partial(_timed, scorer.score, batch), batch, check,
                               outputs, left)
+            elif self._past_budget.get(name, 0) >= STUCK_LIMIT:
+                self._failed(name, "busy", f"{STUCK_LIMIT} earlier calls are still running "
+                                           "past their budget", left)
             else:
-                future = self._submit(name, scorer.score, batch)
-                if future is None:
-                    self._failed(name, "busy", f"{STUCK_LIMIT} earlier calls are still "
-                                               "running past their budget", left)
-                else:
-                    futures[name] = future
-        if futures:
-            wait(futures.values(), timeout=max(0.0, start + self.budget - time.monotonic()))
-        for name, future in futures.items():
-            if future.done():
-                self._collect(name, future.result, batch, check, outputs, left)
-            else:
-                self._stuck(name, future)
-                self._failed(name, "timeout", f"no answer within its "
-                                              f"{self.budget * 1000:g} ms budget", left)
+                calls.append((name, scorer.score))
+        if calls:
+            self._run(_Run(calls, batch), check, outputs, left)
         return outputs, left
+
+    def _run(self, run: _Run, check: Check, outputs: dict[str, dict[str, np.ndarray]],
+             left: list[Degraded]) -> None:
+        """Wait for each call of ``run`` in turn, at most the budget from when it could
+        start; one that overruns is left out and the calls after it go on another thread."""
+        i, ready = 0, time.monotonic()
+        self._pool().submit(run.drain, 0, 0, self._done)
+        while i < len(run.calls):
+            name = run.calls[i][0]
+            with run.cond:
+                result = run.wait(i, ready, self.budget)
+                started = i in run.started
+                if result is None:
+                    run.generation += 1  # the threads still on this run stop after the call
+                    if started:
+                        self._stuck(name)
+            if result is not None:
+                self._collect(name, result, run.batch, check, outputs, left)
+            elif not started:  # every thread busy: nothing after it would start either
+                for late, _ in run.calls[i:]:
+                    self._failed(late, "busy", f"no thread free within its "
+                                               f"{self.budget * 1000:g} ms budget", left)
+                return
+            else:
+                self._failed(name, "timeout", f"no answer within its {self.budget * 1000:g} "
+                                              "ms budget", left)
+                if i + 1 < len(run.calls):
+                    self._pool().submit(run.drain, i + 1, run.generation, self._done)
+            i, ready = i + 1, time.monotonic()
 
     def fetch(self, name: str, read: Callable[[], Any], fallback: Callable[[], Any]
               ) -> tuple[Any, Degraded | None]:
@@ -236,26 +257,36 @@ class Guard:
 
     def _submit(self, name: str, fn: Callable[[Any], Any], batch: Any
                 ) -> Future[tuple[Any, float]] | None:
-        """``fn(batch)`` on the component's threads; None when too many of its calls are
-        still running past their budget."""
-        with self._lock:
-            if self._past_budget.get(name, 0) >= STUCK_LIMIT:
-                return None
-            pool = self._pools.get(name)
-            if pool is None:
-                pool = self._pools[name] = ThreadPoolExecutor(
-                    POOL_SIZE, thread_name_prefix=f"hybridrec-{self.scenario}-{name}")
-        return pool.submit(_timed, fn, batch)
+        """``fn(batch)`` on the scenario's threads; None when too many of the component's
+        calls are still running past their budget."""
+        if self._past_budget.get(name, 0) >= STUCK_LIMIT:
+            return None
+        return self._pool().submit(_timed, fn, batch)
 
-    def _stuck(self, name: str, future: Future[Any]) -> None:
-        """Count a call past its budget until it ends."""
+    def _pool(self) -> ThreadPoolExecutor:
+        if self._executor is None:
+            with self._lock:
+                if self._executor is None:
+                    self._executor = ThreadPoolExecutor(
+                        POOL_SIZE, thread_name_prefix=f"hybridrec-{self.scenario}")
+        return self._executor
+
+    def _stuck(self, name: str, future: Future[Any] | None = None) -> None:
+        """Count a call past its budget until it ends (``_done``, called when ``future``
+        ends, or by the thread running it)."""
         with self._lock:
             self._past_budget[name] = self._past_budget.get(name, 0) + 1
-        future.add_done_callback(lambda _: self._done(name))
+        if future is not None:
+            future.add_done_callback(lambda _: self._done(name))
 
     def _done(self, name: str) -> None:
         with self._lock:
             self._past_budget[name] -= 1
+
+    def past_budget(self) -> dict[str, int]:
+        """Per component, its calls still running past their budget."""
+        with self._lock:
+            return dict(self._past_budget)
 
     def state(self) -> dict[str, dict[str, Any]]:
         """Each of the scenario's own components' breaker (for ``/readyz``)."""
@@ -264,8 +295,63 @@ class Guard:
                 if name != FEATURES}
 
     def close(self) -> None:
-        for pool in self._pools.values():
-            pool.shutdown(wait=False, cancel_futures=True)
+        if self._executor is not None:
+            self._executor.shutdown(wait=False, cancel_futures=True)
+
+
+class _Run:
+    """One request's scorer calls, made one after another on one pool thread: a thread per
+    scorer cost more CPU in hand-offs than most scorers take. ``generation`` moves on when
+    the request stops waiting; a thread of an older generation finishes its call and
+    stops."""
+
+    def __init__(self, calls: list[tuple[str, Callable[[Any], Mapping[str, Any]]]],
+                 batch: Any) -> None:
+        self.calls, self.batch = calls, batch
+        self.cond = threading.Condition()
+        self.generation = 0
+        self.started: dict[int, float] = {}
+        self.results: dict[int, Callable[[], tuple[Mapping[str, Any], float]]] = {}
+
+    def drain(self, first: int, generation: int, late: Callable[[str], None]) -> None:
+        """Call ``calls[first:]`` in turn (on a pool thread); ``late(name)`` after a call
+        the request stopped waiting for."""
+        for i in range(first, len(self.calls)):
+            name, fn = self.calls[i]
+            with self.cond:
+                if self.generation != generation:
+                    return
+                self.started[i] = time.monotonic()
+            try:
+                out = _timed(fn, self.batch)
+                result: Callable[[], tuple[Mapping[str, Any], float]] = partial(_given, out)
+            except Exception as exc:  # handed to the request, which names it
+                result = partial(_reraise, exc)
+            with self.cond:
+                if self.generation != generation:
+                    late(name)
+                    return
+                self.results[i] = result
+                self.cond.notify_all()
+
+    def wait(self, i: int, ready: float, budget: float
+             ) -> Callable[[], tuple[Mapping[str, Any], float]] | None:
+        """Call ``i``'s result, or None once ``budget`` seconds have passed since it started
+        (or, not started, since ``ready``). The caller holds ``cond``."""
+        while i not in self.results:
+            remaining = self.started.get(i, ready) + budget - time.monotonic()
+            if remaining <= 0:
+                return None
+            self.cond.wait(remaining)
+        return self.results[i]
+
+
+def _given(value: tuple[Mapping[str, Any], float]) -> tuple[Mapping[str, Any], float]:
+    return value
+
+
+def _reraise(exc: Exception) -> tuple[Mapping[str, Any], float]:
+    raise exc
 
 
 def store_breaker(threshold: int) -> Breaker:

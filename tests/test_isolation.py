@@ -99,6 +99,25 @@ def test_the_guard_keeps_what_answered_in_time_and_names_the_rest():
     guard.close()
 
 
+def test_each_scorer_has_its_own_budget_and_those_after_a_late_one_still_answer():
+    seen = Recorded()
+    guard = Guard("shop", budget_ms=300, threshold=5, cooldown=60, observer=seen)
+    # Called in turn on one thread: two scorers of 0.2 s each take more than one budget
+    # together, yet each is within its own.
+    scorers = {"slow1": Hangs(0.2), "slow2": Hangs(0.2), "hangs": Hangs(1.5), "fine": Fine()}
+    start = time.monotonic()
+    outputs, left = guard.score(scorers, Batch(4), Pipeline._checked)
+    took = time.monotonic() - start
+    assert sorted(outputs) == ["fine", "slow1", "slow2"]
+    assert [d.component for d in left] == ["scorer 'hangs'"]
+    assert 0.65 < took < 1.3  # 0.2 + 0.2 + the hung one's 0.3 budget, not its 1.5 s
+    assert guard.past_budget() == {"hangs": 1}  # its call still runs on the old thread
+    time.sleep(1.5)
+    assert guard.past_budget() == {"hangs": 0}  # it ended, and the count with it
+    assert seen.failures == [("hangs", "timeout")]
+    guard.close()
+
+
 def test_a_scorer_whose_calls_all_hang_is_left_out_at_once():
     guard = Guard("shop", budget_ms=50, threshold=100, cooldown=60)
     for _ in range(4):  # four calls still running fill its threads
