@@ -27,6 +27,7 @@ from typing import TYPE_CHECKING, Any, ClassVar, Self
 import numpy as np
 
 from hybridrec.columns import AD_ID, ITEM_ID
+from hybridrec.ids import Codes, IdIndex
 
 if TYPE_CHECKING:
     import pandas as pd
@@ -279,6 +280,9 @@ class ScoreBatch:
     sequences: EventSequences | None = None
     context: Sequence[Mapping[str, Any]] | None = None
     as_of: np.datetime64 | None = None
+    #: The candidates' positions in the catalogue, when the caller has them (serving and
+    #: evaluation do): ``positions`` then looks candidates up by an array take.
+    item_codes: Codes | None = field(default=None, repr=False)
     request: np.ndarray = field(init=False, repr=False)
 
     def __post_init__(self) -> None:
@@ -291,6 +295,9 @@ class ScoreBatch:
             self.history = Ragged.empty(len(self.user_ids))
         self.context = _context_rows(self.context, len(self.user_ids))
         self.request = self.candidates.row_index()
+        if self.item_codes is not None and len(self.item_codes) != len(self.candidates.values):
+            raise ValueError(f"{len(self.item_codes)} item codes for "
+                             f"{len(self.candidates.values)} candidates")
 
     @classmethod
     def one(cls, scenario: Scenario, user_id: str, item_ids: Sequence[str] | np.ndarray, *,
@@ -311,6 +318,12 @@ class ScoreBatch:
     @property
     def item_ids(self) -> np.ndarray:
         return self.candidates.values
+
+    def positions(self, index: IdIndex) -> np.ndarray:
+        """Where each candidate sits in ``index`` (-1 where it is absent): how a scorer
+        finds its rows for the candidates. Same as ``index.positions(batch.item_ids)``, a
+        few times faster when the batch has ``item_codes``."""
+        return index.positions(self.item_ids if self.item_codes is None else self.item_codes)
 
     @property
     def offsets(self) -> np.ndarray:

@@ -35,7 +35,7 @@ import numpy as np
 
 from hybridrec import columns as C
 from hybridrec.contracts import Scenario
-from hybridrec.ids import IdIndex
+from hybridrec.ids import Codes, IdIndex
 
 if TYPE_CHECKING:
     import pandas as pd
@@ -285,7 +285,8 @@ class FeatureTable:
         self.refs = {r.column: r for r in refs}
         self.columns = {c: typed(v, self.refs[c].numeric) for c, v in columns.items()}
 
-    def take(self, ids: np.ndarray, refs: Iterable[FeatureRef]) -> dict[str, np.ndarray]:
+    def take(self, ids: np.ndarray | Codes, refs: Iterable[FeatureRef]
+             ) -> dict[str, np.ndarray]:
         refs = list(refs)
         if not refs:
             return {}
@@ -374,10 +375,14 @@ class FeatureSource:
         assert self.user_table is not None
         return self.user_table.take(user_ids, refs)
 
-    def items(self, scenario: str, item_ids: np.ndarray) -> dict[str, np.ndarray]:
+    def items(self, scenario: str, item_ids: np.ndarray, codes: Codes | None = None
+              ) -> dict[str, np.ndarray]:
+        """The items' features; ``codes``, the same items as positions in another index,
+        makes the lookup an array take."""
         features = self.sets[scenario]
         table = self.item_tables.get(scenario)
-        out = table.take(item_ids, features.item) if table is not None else {}
+        out = table.take(item_ids if codes is None else codes, features.item) \
+            if table is not None else {}
         for ref in features.absent:
             out[ref.column] = missing(len(item_ids), ref.numeric)
         return out

@@ -33,7 +33,7 @@ from hybridrec.contracts import (
     Scorer,
 )
 from hybridrec.features import FeatureError, FeatureSet, FeatureSource, resolve_features
-from hybridrec.ids import IdIndex
+from hybridrec.ids import Codes, IdIndex
 from hybridrec.isolation import FEATURES, Degraded, Guard
 from hybridrec.ranking import group_standardise, top_k_groups
 
@@ -387,12 +387,13 @@ class Pipeline:
         else:
             candidates, codes, unknown = self._retrieve(requests, exclude, cold)
         candidates, codes = self._exclude(candidates, codes, exclude)
+        coded = Codes(self.index, codes)
         batch = ScoreBatch(
             scenario=self.scenario, user_ids=requests.user_ids, candidates=candidates,
             user_features=user_features,
-            item_features=self.features.items(self.scenario.name, candidates.values),
+            item_features=self.features.items(self.scenario.name, candidates.values, coded),
             history=requests.history, sequences=requests.sequences, context=requests.context,
-            as_of=requests.as_of)
+            as_of=requests.as_of, item_codes=coded)
         left: list[Degraded] = []
         if self.guard is None:
             outputs = {name: self._checked(name, scorer.score(batch), len(batch))

@@ -51,6 +51,7 @@ from hybridrec.contracts import (
     TrainingData,
     utc64,
 )
+from hybridrec.ids import Codes, IdIndex
 
 __all__ = ["BlenderContract", "CandidateSourceContract", "KitWorld", "ScorerContract",
            "active_user", "events_frame", "tiny_training_data"]
@@ -200,9 +201,11 @@ class KitWorld:
                             {scenario.name: scenario})
         return H.grouped(seen, np.asarray(users, dtype=object))
 
-    def batch(self, scenario: Scenario, requests: Sequence[tuple[str, Ids]]
-              ) -> ScoreBatch:
-        """A batch of ``(user, item ids)`` requests, with what the component declared."""
+    def batch(self, scenario: Scenario, requests: Sequence[tuple[str, Ids]],
+              coded: bool = False) -> ScoreBatch:
+        """A batch of ``(user, item ids)`` requests, with what the component declared; with
+        ``coded``, the candidates' catalogue codes too (``ScoreBatch.item_codes``), as the
+        pipeline gives them."""
         users = np.array([u for u, _ in requests], dtype=object)
         candidates = Ragged.from_rows([np.asarray(items, dtype=str) for _, items in requests],
                                       dtype=str)
@@ -215,7 +218,11 @@ class KitWorld:
             user_features=self.features.users(scenario.name, users),
             item_features=self.features.items(scenario.name, candidates.values),
             history=self._history(scenario, list(users)), sequences=sequences,
-            as_of=self.as_of)
+            as_of=self.as_of, item_codes=self._codes(scenario, candidates) if coded else None)
+
+    def _codes(self, scenario: Scenario, candidates: Ragged) -> Codes:
+        index = IdIndex(self.catalogue(scenario))
+        return Codes(index, index.positions(candidates.values))
 
     def retrieval(self, scenario: Scenario, requests: Sequence[tuple[str, Ids]]
                   ) -> RetrievalBatch:
@@ -304,6 +311,18 @@ class ScorerContract(_Kit):
             user = self.users(world.data, scenario)[0]
             for task, values in fitted.score(world.batch(scenario, [(user, items)])).items():
                 assert np.isnan(values[-1]), f"{task}: unknown item scored {values[-1]}"
+
+    def test_scores_the_same_given_catalogue_codes(self, fitted: Scorer,
+                                                   world: KitWorld) -> None:
+        """Looking candidates up with ``batch.positions(index)`` or by id agrees."""
+        for scenario in self.scenarios(fitted, world.data):
+            items = np.r_[world.catalogue(scenario)[::-1][:20], [UNKNOWN_ITEM]]
+            user = self.users(world.data, scenario)[0]
+            plain = fitted.score(world.batch(scenario, [(user, items)]))
+            coded = fitted.score(world.batch(scenario, [(user, items)], coded=True))
+            assert set(plain) == set(coded)
+            for task in plain:
+                np.testing.assert_array_equal(plain[task], coded[task], err_msg=task)
 
     def test_scores_do_not_depend_on_batch_composition(self, fitted: Scorer,
                                                        world: KitWorld) -> None:

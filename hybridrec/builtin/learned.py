@@ -143,7 +143,7 @@ class LearnedBlender(Blender):
                 IdIndex(table.index.astype(str).to_numpy()), table["count"].to_numpy(float),
                 table["first"].to_numpy(np.int64), int(table["last"].max()))
         index, counts, firsts, last = stats
-        at = index.positions(batch.item_ids)
+        at = batch.positions(index)
         known = at >= 0
         count = np.where(known, counts[np.maximum(at, 0)], 0.0)
         first = np.where(known, firsts[np.maximum(at, 0)], last)

@@ -83,7 +83,7 @@ class PopularityScorer(Scorer, CandidateSource):
         name = batch.scenario.name
         out = np.full(len(batch), np.nan)
         if name in self._index:
-            pos = self._index[name].positions(batch.item_ids)
+            pos = batch.positions(self._index[name])
             known = pos >= 0
             out[known] = self._scores[name][pos[known]]
         return {"click": out}

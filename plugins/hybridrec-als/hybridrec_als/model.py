@@ -281,7 +281,7 @@ class AlsScorer(Scorer, CandidateSource, SimilarItems):
             return {"click": out}
         assert batch.history is not None
         vectors, has = model.user_vectors(batch.user_ids, batch.history)
-        pos = model.item_index.positions(batch.item_ids)
+        pos = batch.positions(model.item_index)
         ok = (pos >= 0) & has[batch.request]
         # float64, one dot product per row: the same value whatever else is in the batch
         out[ok] = np.einsum("ij,ij->i", model.item_factors[pos[ok]].astype(np.float64),

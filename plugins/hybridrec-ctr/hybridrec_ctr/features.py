@@ -82,8 +82,10 @@ class Vocabulary:
         self._index = {n: IdIndex(np.asarray(v, dtype=object)) for n, v in self.values.items()}
         self._items = IdIndex(np.asarray(self.items, dtype=object))
 
-    def known_items(self, item_ids: np.ndarray) -> np.ndarray:
-        return self._items.positions(np.asarray(item_ids, dtype=object)) >= 0
+    @property
+    def item_index(self) -> IdIndex:
+        """The items seen in training."""
+        return self._items
 
     def codes(self, name: str, values: np.ndarray) -> np.ndarray:
         """Positions in the vocabulary; NaN for a value never seen, None or NaN."""

@@ -220,7 +220,7 @@ class CtrScorer(Scorer, Explainer):
         x = F.design(raw, batch.item_ids, times, positions, req, model.vocab, model.base_rate)
         # an item nothing is known of (not seen in training, no catalogue features) gets no
         # score; a new ad with features, or an unseen category, gets a finite one
-        known = model.vocab.known_items(batch.item_ids)
+        known = batch.positions(model.vocab.item_index) >= 0
         return model, x, known | F.present(raw[F.CATEGORY])
 
     def score(self, batch: ScoreBatch) -> dict[str, np.ndarray]:

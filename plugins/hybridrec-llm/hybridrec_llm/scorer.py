@@ -183,7 +183,7 @@ class LlmScorer(Scorer, FeatureWriter):
         out = {t: np.full(n, np.nan) for t in model.tasks}
         if n == 0:
             return out
-        rows = model.index.positions(batch.item_ids) + 1
+        rows = batch.positions(model.index) + 1
         text = None
         new = rows == 0
         if new.any():
