@@ -19,6 +19,7 @@ from typing import Any
 
 import numpy as np
 
+from hybridrec.builtin.blenders import WeightedBlender
 from hybridrec.contracts import (
     PROBABILITY_TASKS,
     Blend,
@@ -35,7 +36,7 @@ from hybridrec.contracts import (
 from hybridrec.features import FeatureError, FeatureSet, FeatureSource, resolve_features
 from hybridrec.ids import Codes, IdIndex
 from hybridrec.isolation import FEATURES, Degraded, Guard
-from hybridrec.ranking import group_standardise, top_k_groups
+from hybridrec.ranking import top_k_groups
 
 #: The policy of a blend that serving fell back to when the blender failed.
 MEAN_BLEND = "mean"
@@ -420,11 +421,7 @@ class Pipeline:
                                  f"{reason}; ranked by the mean standardised score"))
             self.guard.observer.failure(self.scenario.name, f"blender {self.blender.name}",
                                         "raised")
-            scores = np.zeros(len(batch))
-            for tasks in outputs.values():
-                for values in tasks.values():
-                    scores += np.nan_to_num(group_standardise(values, batch.request,
-                                                              batch.n_requests))
+            scores = WeightedBlender().blend(outputs, batch)  # equal weights: the mean
             return Blend.fixed(MEAN_BLEND, scores, None, batch.n_requests)
 
     def _decide(self, outputs: Mapping[str, Mapping[str, np.ndarray]], batch: ScoreBatch

@@ -10,7 +10,8 @@ from hybridrec.builtin.popularity import PopularityScorer
 from hybridrec.builtin.scenarios import SHOP
 from hybridrec.contracts import CandidateSource, Ragged, Scorer
 from hybridrec.features import FeatureSet, FeatureSource
-from hybridrec.pipeline import Pipeline, Requests, ScoringError
+from hybridrec.isolation import Guard
+from hybridrec.pipeline import MEAN_BLEND, Pipeline, Requests, ScoringError
 from hybridrec.testing import active_user, tiny_training_data
 
 
@@ -123,3 +124,33 @@ def test_a_component_breaking_the_contract_is_named(pipeline, data):
     broken.scorers["short"].fit(data)
     with pytest.raises(ScoringError, match="scorer 'short' returned 'click' with shape"):
         broken.score(Requests.one("u00001", ["s00003"]))
+
+
+def test_when_serving_a_failing_blender_gives_way_to_the_mean_standardised_score(pipeline,
+                                                                               data):
+    class Failing(WeightedBlender):
+        name = "failing"
+
+        def blend(self, scores, batch):
+            raise RuntimeError("cannot blend")
+
+        def contributions(self, scores, batch):
+            raise RuntimeError("cannot blend")
+
+    serving = Pipeline(SHOP, pipeline.scorers, pipeline.sources, Failing(), pipeline.features,
+                       pipeline.catalogue, fallback=pipeline.fallback)
+    user, _ = active_user(data, SHOP)
+    request = Requests.one(user, candidates=["s00000", "s00001", "s00002", "s00003", "s00004"],
+                           exclude_seen=False)
+    with pytest.raises(RuntimeError, match="cannot blend"):  # training, evaluation: an error
+        serving.score(request)
+    serving.guard = Guard("shop", budget_ms=0, threshold=5, cooldown=60)
+    scored = serving.score(request)
+    assert [(d.component, d.reason) for d in scored.degraded] == [
+        ("blender 'failing'", "raised RuntimeError; ranked by the mean standardised score")]
+    assert scored.blend is not None and scored.blend.policy == MEAN_BLEND
+    expected = WeightedBlender().blend(scored.outputs, scored.batch)  # equal weights
+    np.testing.assert_allclose(scored.final, expected)
+    z = np.array([(v - np.nanmean(v)) / np.nanstd(v) for t in scored.outputs.values()
+                  for v in t.values()])
+    np.testing.assert_allclose(scored.final, np.nanmean(z, axis=0))  # by hand
