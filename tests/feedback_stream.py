@@ -6,6 +6,7 @@ from __future__ import annotations
 import threading
 import time
 import urllib.error
+from collections.abc import Callable
 from typing import Any
 
 from conftest import http
@@ -58,3 +59,29 @@ class FeedbackStream(threading.Thread):
                 raise AssertionError(f"only {len(self.acknowledged)} of {count} events "
                                      f"acknowledged ({self.refused} refused)")
             time.sleep(0.005)
+
+    def killed_midway(self, *kills: Callable[[], None], after: int = 40
+                      ) -> set[tuple[str, str, str]]:
+        """Start; once ``after`` events are acknowledged, run ``kills`` (also when that
+        never happens); wait for the stream to end and return what was acknowledged, as
+        (request id, item, event type), each once."""
+        self.start()
+        try:
+            self.wait_for(after)
+        finally:
+            for kill in kills:
+                kill()
+        self.join(timeout=30)
+        assert not self.is_alive()
+        acknowledged = {(e["request_id"], e["item_id"], e["event_type"])
+                        for e in self.acknowledged}
+        assert len(acknowledged) == len(self.acknowledged) >= after
+        return acknowledged
+
+
+def assert_each_once(acknowledged: set[tuple[str, str, str]],
+                     rows: list[tuple[str, str, str]]) -> None:
+    """Every acknowledged event is among ``rows`` (what the log holds after the crash), no
+    row twice, and nothing more than the one call in flight besides."""
+    assert acknowledged <= set(rows)
+    assert len(rows) == len(set(rows)) <= len(acknowledged) + 1
