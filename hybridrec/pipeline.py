@@ -19,7 +19,6 @@ from typing import Any
 
 import numpy as np
 
-from hybridrec.builtin.blenders import WeightedBlender
 from hybridrec.contracts import (
     PROBABILITY_TASKS,
     Blend,
@@ -36,7 +35,7 @@ from hybridrec.contracts import (
 from hybridrec.features import FeatureError, FeatureSet, FeatureSource, resolve_features
 from hybridrec.ids import Codes, IdIndex
 from hybridrec.isolation import FEATURES, Degraded, Guard
-from hybridrec.ranking import top_k_groups
+from hybridrec.ranking import top_k_groups, weighted_z_terms
 
 #: The policy of a blend that serving fell back to when the blender failed.
 MEAN_BLEND = "mean"
@@ -421,7 +420,8 @@ class Pipeline:
                                  f"{reason}; ranked by the mean standardised score"))
             self.guard.observer.failure(self.scenario.name, f"blender {self.blender.name}",
                                         "raised")
-            scores = WeightedBlender().blend(outputs, batch)  # equal weights: the mean
+            terms = weighted_z_terms(outputs, batch.request, batch.n_requests)  # the mean
+            scores = sum(terms.values(), np.zeros(len(batch)))
             return Blend.fixed(MEAN_BLEND, scores, None, batch.n_requests)
 
     def _decide(self, outputs: Mapping[str, Mapping[str, np.ndarray]], batch: ScoreBatch

@@ -7,6 +7,8 @@ below every number.
 
 from __future__ import annotations
 
+from collections.abc import Callable, Mapping
+
 import numpy as np
 
 from hybridrec.contracts import Ragged
@@ -116,3 +118,22 @@ def _standardise_one(values: np.ndarray) -> np.ndarray:
         std = np.sqrt(np.cumsum(centred * centred)[-1] / len(x))
         out[finite] = centred / std if std > 0 else 0.0
     return out
+
+
+def weighted_z_terms(scores: Mapping[str, Mapping[str, np.ndarray]], group: np.ndarray,
+                     n_groups: int, weight: Callable[[str], float] = lambda key: 1.0
+                     ) -> dict[str, np.ndarray]:
+    """Each ``scorer.task``'s term of a weighted mean of z-scores: its values standardised
+    within each group, times ``weight(key)``, over the total weight of the scores the row
+    has (NaN contributes nothing). The terms add up to the mean."""
+    terms = {}
+    weight_sum = np.zeros(len(group))
+    for scorer, tasks in scores.items():
+        for task, values in tasks.items():
+            w = weight(f"{scorer}.{task}")
+            z = group_standardise(values, group, n_groups)
+            present = np.isfinite(z)
+            terms[f"{scorer}.{task}"] = np.where(present, w * np.nan_to_num(z), 0.0)
+            weight_sum += np.where(present, abs(w), 0.0)
+    return {key: np.divide(t, weight_sum, out=np.zeros_like(t), where=weight_sum > 0)
+            for key, t in terms.items()}

@@ -20,7 +20,7 @@ import numpy as np
 
 from hybridrec.contracts import Blender, BlendExamples, ScoreBatch, TrainingData
 from hybridrec.hookspecs import hookimpl
-from hybridrec.ranking import group_standardise
+from hybridrec.ranking import weighted_z_terms
 
 
 class WeightedBlender(Blender):
@@ -61,17 +61,8 @@ class WeightedBlender(Blender):
     def contributions(self, scores: Mapping[str, Mapping[str, np.ndarray]],
                       batch: ScoreBatch) -> dict[str, np.ndarray]:
         """Each input's weighted z-score over the row's total weight."""
-        terms = {}
-        weight_sum = np.zeros(len(batch))
-        for scorer, tasks in scores.items():
-            for task, values in tasks.items():
-                w = self.weight(batch.scenario.name, f"{scorer}.{task}")
-                z = group_standardise(values, batch.request, batch.n_requests)
-                present = np.isfinite(z)
-                terms[f"{scorer}.{task}"] = np.where(present, w * np.nan_to_num(z), 0.0)
-                weight_sum += np.where(present, abs(w), 0.0)
-        return {key: np.divide(t, weight_sum, out=np.zeros_like(t), where=weight_sum > 0)
-                for key, t in terms.items()}
+        return weighted_z_terms(scores, batch.request, batch.n_requests,
+                                lambda key: self.weight(batch.scenario.name, key))
 
     def save(self, path: Path) -> None:
         (path / "config.json").write_text(json.dumps(self.config))
