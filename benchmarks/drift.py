@@ -132,6 +132,7 @@ def main() -> None:
     target = args.target or ("llm.click" if importlib.util.find_spec("hybridrec_llm")
                              else "popularity.click")
 
+    from hybridrec.feedback import open_feedback
     from hybridrec.simulation import Replay, Truth, active_users, drift
     from hybridrec.workspace import Workspace
 
@@ -147,11 +148,14 @@ def main() -> None:
               f"users", flush=True)
         server, port = serve(root, env)
         try:
-            replay = Replay("127.0.0.1", port, ws.feedback_db, truth, users, seed=args.seed)
+            log = open_feedback(ws, create=False)
+            assert log is not None, "the server opened no feedback log"
+            replay = Replay("127.0.0.1", port, log, truth, users, seed=args.seed)
             start = time.perf_counter()
             result = drift(replay, args.source, target, (args.before, args.after), activity)
             seconds = time.perf_counter() - start
             replay.close()
+            log.close()
         finally:
             server.send_signal(signal.SIGTERM)
             server.wait(timeout=30)

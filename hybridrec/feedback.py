@@ -12,6 +12,10 @@ bucket and arm the lists served and the reward earned (``hybridrec.adaptive``); 
 credited (the policy's history); what operators changed of a scenario's adaptation; and
 feedback naming a request id that was never served (kept for audit, applied to nothing).
 
+Served rows are the bulk (~2.7 KB each) and the server deletes them after a retention
+(``FeedbackLog.prune_served``, ``--served-retention-days``), except the latest lists the
+adaptive policy's window reads; feedback events, the totals and the history stay.
+
 A served row and its arm's pull, or a feedback batch and the rewards it credits, are applied
 together or not at all: an update is applied exactly once, whichever of several server
 processes took it, and a feedback batch is durable before the server acknowledges it, so an
@@ -28,11 +32,12 @@ import time
 from abc import ABC, abstractmethod
 from collections.abc import Iterable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from hybridrec import columns as C
-from hybridrec.adaptive import ADAPTIVE
+from hybridrec.adaptive import ADAPTIVE, Settings
 
 if TYPE_CHECKING:
     from hybridrec.pipeline import Decision
@@ -144,6 +149,9 @@ def open_feedback(ws: Workspace, create: bool = True) -> FeedbackLog | None:
 
 #: At most this many of a user's feedback events since training are read per request.
 MAX_USER_EVENTS = 200
+#: Served rows read, and at most deleted, per step when old ones are pruned: each step is
+#: short, so a request's served row waits at most one of them.
+PRUNE_BATCH = 500
 
 
 class FeedbackLog(ABC):
@@ -211,6 +219,11 @@ class FeedbackLog(ABC):
         (newest first)."""
 
     @abstractmethod
+    def decision(self, request_id: str) -> dict[str, Any] | None:
+        """The decision logged with a served response (with every arm's list: ``lists``),
+        or None when it was not served, is pruned or had no decision."""
+
+    @abstractmethod
     def decisions(self, scenario: str | None = None) -> list[dict[str, Any]]:
         """Every served response with its decision, its items and the feedback on them:
         ``{request_id, user_id, scenario, bundle_version, items, decision, feedback: [(item,
@@ -228,6 +241,20 @@ class FeedbackLog(ABC):
     def events(self) -> Any:
         """All feedback as an event frame in the schema of ``events.parquet``, plus each
         row's ``feedback_id`` (ascending, never reused)."""
+
+    @abstractmethod
+    def prune_served(self, older_than: datetime, keep_latest: int = Settings.window,
+                     batch: int = PRUNE_BATCH) -> int:
+        """Delete the served rows served before ``older_than``, oldest first, in steps of at
+        most ``batch`` rows (each its own short write); returns how many were deleted.
+        Never deleted: the latest ``keep_latest`` adaptive lists of every (scenario, bundle
+        version), which the policy's window reads (``policy_counts`` with a window up to
+        ``keep_latest`` counts the same before and after), nor feedback events, the policy's
+        totals and history, or the audit of unmatched feedback. A pruned request id is then
+        unknown to ``served`` (its late feedback is unmatched, like a request never served)
+        and to ``decisions``. Idempotent: several processes may prune at once. The walk
+        stops at the first row not older than ``older_than`` (rows are in the order served,
+        whose times follow it up to the replicas' clock skew)."""
 
 
 def encode_served(items: Sequence[str], scores: Sequence[float | None],
@@ -327,7 +354,8 @@ class SqliteFeedbackLog(FeedbackLog):
                 for request_id, item, kind in self._conn.execute(
                         f"SELECT request_id, item_id, event_type FROM feedback "
                         f"WHERE request_id IN ({marks}) ORDER BY id", chunk):
-                    out[request_id]["events"].append((item, kind))
+                    if request_id in out:  # not a pruned row's (its events stay)
+                        out[request_id]["events"].append((item, kind))
         return out
 
     def append(self, events: Sequence[dict[str, Any]], received_at: str) -> int:
@@ -426,6 +454,12 @@ class SqliteFeedbackLog(FeedbackLog):
         return int(total), [{"received_at": t, "request_id": q, "activity": b, "arm": a,
                              "reward": r} for t, q, b, a, r in rows]
 
+    def decision(self, request_id: str) -> dict[str, Any] | None:
+        with self._lock:
+            row = self._conn.execute("SELECT decision FROM served WHERE request_id = ?",
+                                     (request_id,)).fetchone()
+        return None if row is None or row[0] is None else dict(json.loads(row[0]))
+
     def decisions(self, scenario: str | None = None) -> list[dict[str, Any]]:
         where, args = ("WHERE s.scenario = ?", (scenario,)) if scenario else ("", ())
         with self._lock:
@@ -462,6 +496,65 @@ class SqliteFeedbackLog(FeedbackLog):
                 "event_timestamp FROM feedback ORDER BY id", self._conn)
         frame[C.EVENT_TIMESTAMP] = event_times(frame[C.EVENT_TIMESTAMP])
         return frame
+
+    def prune_served(self, older_than: datetime, keep_latest: int = Settings.window,
+                     batch: int = PRUNE_BATCH) -> int:
+        """Walks ``served`` in row order: each step reads ``batch`` rows after the last one
+        kept, then deletes those to go in one transaction (``synchronous=NORMAL``)."""
+        cutoff = served_before(older_than, keep_latest, batch)
+        after, deleted = 0, 0
+        floors: dict[tuple[str, str], int] = {}
+        while True:
+            with self._lock:
+                rows = self._conn.execute(
+                    "SELECT rowid, served_at, learns, scenario, bundle_version FROM served "
+                    "WHERE rowid > ? ORDER BY rowid LIMIT ?", (after, batch)).fetchall()
+                doomed, done = [], len(rows) < batch
+                for rowid, served_at, learns, scenario, version in rows:
+                    if served_at >= cutoff:
+                        done = True
+                        break
+                    after = rowid
+                    if learns and rowid >= self._window_floor(scenario, version, keep_latest,
+                                                              floors):
+                        continue  # among the latest lists the policy reads
+                    doomed.append(rowid)
+                if doomed:
+                    with self._transaction("NORMAL"):
+                        deleted += self._conn.execute(
+                            f"DELETE FROM served WHERE rowid IN ({','.join('?' * len(doomed))})",
+                            doomed).rowcount
+            if done:
+                return deleted
+            time.sleep(0.001)  # let the requests waiting for the log in first
+
+    def _window_floor(self, scenario: str, version: str, keep_latest: int,
+                      floors: dict[tuple[str, str], int]) -> int:
+        """The row id from which the adaptive rows of (``scenario``, ``version``) are among
+        its latest ``keep_latest`` (0: all are), cached in ``floors``. Later rows only raise
+        it, so a cached floor keeps more, never less."""
+        key = (scenario, version)
+        if key not in floors:
+            if keep_latest <= 0:
+                floors[key] = 2 ** 63  # nothing kept: no row id reaches it
+            else:
+                row = self._conn.execute(
+                    "SELECT rowid FROM served WHERE scenario = ? AND bundle_version = ? AND "
+                    "learns = 1 ORDER BY rowid DESC LIMIT 1 OFFSET ?",
+                    (scenario, version, keep_latest - 1)).fetchone()
+                floors[key] = 0 if row is None else int(row[0])
+        return floors[key]
+
+
+def served_before(older_than: datetime, keep_latest: int = 0, batch: int = 1) -> str:
+    """``older_than`` as served rows' times are written (ISO 8601 in UTC, as the server
+    logs them), so that the two compare as text; checks ``prune_served``'s arguments."""
+    if older_than.tzinfo is None:
+        raise ValueError(f"older_than needs a time zone, got {older_than.isoformat()}")
+    if keep_latest < 0 or batch < 1:
+        raise ValueError(f"keep_latest must be >= 0 and batch >= 1, got {keep_latest} and "
+                         f"{batch}")
+    return older_than.astimezone(UTC).isoformat()
 
 
 def event_times(values: Any) -> Any:

@@ -40,6 +40,11 @@ on disk, and an acknowledged feedback batch survives a crash of Redis or of its 
 when the server runs with ``appendonly yes`` and ``appendfsync always``. The log checks
 those settings when a server opens it and logs a warning naming them otherwise.
 
+**Retention.** ``prune_served`` deletes old served rows from the head of ``P:served``, one
+script per step: with a row, its id in ``P:served``, its ``P:request`` list (an index of the
+events on it, which stay in the stream and the user lists) and, for an adaptive list, its key
+at the head of ``P:adaptive:...``, so no list ever names a deleted row.
+
 One Redis server (a primary, optionally with replicas for failover), not Redis Cluster: the
 scripts touch keys they derive from the rows they read.
 """
@@ -50,15 +55,19 @@ import json
 import logging
 import uuid
 from collections.abc import Iterable, Mapping, Sequence
+from datetime import datetime
 from typing import TYPE_CHECKING, Any
 
 from hybridrec import columns as C
+from hybridrec.adaptive import Settings
 from hybridrec.feedback import (
     MAX_USER_EVENTS,
+    PRUNE_BATCH,
     FeedbackLog,
     FeedbackStoreError,
     encode_served,
     event_times,
+    served_before,
 )
 from hybridrec.workspace import ENV_STATE_URL, redact_url
 
@@ -154,6 +163,47 @@ return out
 """
 
 
+# One step of pruning: the ids at ARGV[4].. of KEYS[1] (P:served), ARGV[5] of them, oldest
+# first, up to the first served at or after ARGV[2]. A row goes with its P:request list; an
+# adaptive row only from the head of its list, and only while that list holds more than
+# ARGV[3] (the latest ARGV[3] are the policy's window). Ids that go are overwritten with the
+# step's own marker ARGV[6], then removed together; an id whose row is missing goes too.
+# Returns the rows deleted, where the next step starts, and 1 when the walk is over.
+_PRUNE = """
+local function part(s) return (string.gsub((string.gsub(s, '%%', '%%25')), ':', '%%3A')) end
+local prefix, cutoff, keep = ARGV[1], ARGV[2], tonumber(ARGV[3])
+local start, count, marker = tonumber(ARGV[4]), tonumber(ARGV[5]), ARGV[6]
+local ids = redis.call('LRANGE', KEYS[1], start, start + count - 1)
+local deleted, removed, kept, done = 0, 0, 0, #ids < count
+for i, id in ipairs(ids) do
+  local key = prefix .. ':served:' .. part(id)
+  local row = redis.call('HMGET', key, 'served_at', 'learns', 'bundle_version', 'scenario')
+  if row[1] and row[1] >= cutoff then
+    done = true
+    break
+  end
+  local drop = true
+  if row[1] and row[2] == '1' then
+    local list = prefix .. ':adaptive:' .. part(row[3]) .. ':' .. part(row[4])
+    drop = redis.call('LINDEX', list, 0) == key and redis.call('LLEN', list) > keep
+    if drop then redis.call('LPOP', list) end
+  end
+  if drop then
+    if row[1] then
+      redis.call('DEL', key, prefix .. ':request:' .. part(id))
+      deleted = deleted + 1
+    end
+    redis.call('LSET', KEYS[1], start + i - 1, marker)
+    removed = removed + 1
+  else
+    kept = kept + 1
+  end
+end
+if removed > 0 then redis.call('LREM', KEYS[1], removed, marker) end
+return {deleted, start + kept, done and 1 or 0}
+"""
+
+
 def _part(text: str) -> str:
     """One part of a key, with ``%`` and ``:`` escaped."""
     return str(text).replace("%", "%25").replace(":", "%3A")
@@ -172,6 +222,7 @@ class RedisFeedbackLog(FeedbackLog):
         self._log_served = self._client.register_script(_LOG_SERVED)
         self._append = self._client.register_script(_APPEND)
         self._window = self._client.register_script(_WINDOW)
+        self._prune = self._client.register_script(_PRUNE)
         meta = self._key("meta")
         #: Whether the server fsyncs each write before answering (checked when creating).
         self.durable: bool | None = None
@@ -317,6 +368,10 @@ class RedisFeedbackLog(FeedbackLog):
                             "arm": arm, "reward": float(reward)})
         return updates, history
 
+    def decision(self, request_id: str) -> dict[str, Any] | None:
+        value = self._client.hget(self._key("served", request_id), "decision")
+        return dict(json.loads(value)) if value else None
+
     def decisions(self, scenario: str | None = None) -> list[dict[str, Any]]:
         """Read in chunks, each in one round trip."""
         out = []
@@ -331,8 +386,8 @@ class RedisFeedbackLog(FeedbackLog):
             replies = pipe.execute()
             for request_id, row, events in zip(ids, replies[::2], replies[1::2], strict=True):
                 user_id, served_in, version, items, decision = row
-                if scenario and served_in != scenario:
-                    continue
+                if user_id is None or (scenario and served_in != scenario):
+                    continue  # pruned since its id was read, or another scenario's
                 out.append({"request_id": request_id, "user_id": user_id,
                             "scenario": served_in, "bundle_version": version,
                             "items": json.loads(items),
@@ -371,6 +426,22 @@ class RedisFeedbackLog(FeedbackLog):
                                             C.EVENT_TYPE, C.VALUE, C.EVENT_TIMESTAMP])
         frame[C.EVENT_TIMESTAMP] = event_times(frame[C.EVENT_TIMESTAMP])
         return frame
+
+    def prune_served(self, older_than: datetime, keep_latest: int = Settings.window,
+                     batch: int = PRUNE_BATCH) -> int:
+        """One script per step of ``batch`` ids from the head of ``P:served``; the next
+        step starts after the rows kept (the window's). Each step checks every row afresh,
+        so replicas pruning at once delete each row once."""
+        cutoff = served_before(older_than, keep_latest, batch)
+        marker = f"\0pruned\0{uuid.uuid4().hex}"  # no request id holds a NUL
+        start, deleted = 0, 0
+        while True:
+            gone, start, done = self._prune(
+                keys=[self._key("served")],
+                args=[self.prefix, cutoff, keep_latest, start, batch, marker])
+            deleted += int(gone)
+            if done:
+                return deleted
 
 
 def _bucket_arm(field: str) -> tuple[str, str]:

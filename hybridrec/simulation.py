@@ -20,15 +20,14 @@ from __future__ import annotations
 
 import http.client
 import json
-import sqlite3
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Any
 
 import numpy as np
 
 from hybridrec.adaptive import OFFLINE
+from hybridrec.feedback import FeedbackLog
 
 
 @dataclass
@@ -87,13 +86,14 @@ class Step:
 
 
 class Replay:
-    """Sends simulated users' requests and feedback to a server over one connection."""
+    """Sends simulated users' requests and feedback to a server over one connection; reads
+    the decisions it logged from ``log`` (the server's feedback log, any backend)."""
 
-    def __init__(self, host: str, port: int, feedback_db: Path, truth: Truth,
+    def __init__(self, host: str, port: int, log: FeedbackLog, truth: Truth,
                  users: Sequence[str], k: int = 5, p_hit: float = 0.5, p_miss: float = 0.02,
                  event_type: str = "like", seed: int = 0) -> None:
         self.connection = http.client.HTTPConnection(host, port, timeout=30)
-        self.db = sqlite3.connect(f"file:{feedback_db}?mode=ro", uri=True)
+        self.log = log
         self.truth, self.users, self.k = truth, list(users), k
         self.p_hit, self.p_miss, self.event_type = p_hit, p_miss, event_type
         self.rng = np.random.default_rng(seed)
@@ -133,11 +133,8 @@ class Replay:
 
     def lists(self, request_id: str) -> Mapping[str, list[str]]:
         """Every arm's list for a served request, as the server logged it."""
-        row = self.db.execute("SELECT decision FROM served WHERE request_id = ?",
-                              (request_id,)).fetchone()
-        if row is None or row[0] is None:
-            return {}
-        return dict(json.loads(row[0]).get("lists") or {})
+        decision = self.log.decision(request_id)
+        return dict((decision or {}).get("lists") or {})
 
     def greedy(self, activity: str) -> str:
         """The arm the server's policy now favours for users of ``activity``."""
@@ -149,7 +146,6 @@ class Replay:
 
     def close(self) -> None:
         self.connection.close()
-        self.db.close()
 
 
 def active_users(ws: Any, scenario: str, n: int, seed: int = 0, room: int = 20

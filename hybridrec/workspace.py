@@ -7,11 +7,14 @@ Defaults are relative to the working directory (``./feature_repo``, ``./bundles`
 repository's ``data/feedback.db`` (SQLite) unless ``HYBRIDREC_STATE_URL`` names a Redis server
 (``redis://HOST:PORT/DB``, ``rediss://`` or ``unix://``), which several server replicas then
 share; ``HYBRIDREC_STATE_PREFIX`` (default ``hybridrec``) prefixes every key there, so that one
-Redis can hold several deployments.
+Redis can hold several deployments. A server deletes the log's served rows after
+``HYBRIDREC_SERVED_RETENTION_DAYS`` (``hybridrec serve --served-retention-days``, 30; 0 keeps
+them).
 """
 
 from __future__ import annotations
 
+import math
 import os
 from dataclasses import dataclass
 from pathlib import Path
@@ -22,6 +25,26 @@ ENV_BUNDLES = "HYBRIDREC_BUNDLES"
 ENV_STATE_URL = "HYBRIDREC_STATE_URL"
 ENV_STATE_PREFIX = "HYBRIDREC_STATE_PREFIX"
 DEFAULT_STATE_PREFIX = "hybridrec"
+ENV_SERVED_RETENTION = "HYBRIDREC_SERVED_RETENTION_DAYS"
+#: How long a server keeps served rows, in days (0: forever), and the most it accepts.
+DEFAULT_SERVED_RETENTION_DAYS, MAX_SERVED_RETENTION_DAYS = 30.0, 36_500.0
+
+
+def served_retention_days(value: str | float | None,
+                          name: str = ENV_SERVED_RETENTION) -> float:
+    """The served rows' retention in days from ``value`` (None or blank: the default); a
+    value that is not a number from 0 to ``MAX_SERVED_RETENTION_DAYS`` is a ValueError
+    naming ``name``."""
+    if value is None or (isinstance(value, str) and not value.strip()):
+        return DEFAULT_SERVED_RETENTION_DAYS
+    try:
+        days = float(value)
+    except ValueError:
+        days = math.nan
+    if not 0 <= days <= MAX_SERVED_RETENTION_DAYS:  # also NaN
+        raise ValueError(f"{name} must be a number of days from 0 (served rows kept "
+                         f"forever) to {MAX_SERVED_RETENTION_DAYS:g}, got {value!r}")
+    return days
 
 
 @dataclass(frozen=True)

@@ -6,6 +6,7 @@ weights."""
 import pytest
 
 from conftest import Server
+from hybridrec.feedback import open_feedback
 from hybridrec.plugins import reset_registry
 from hybridrec.simulation import Replay, Truth, active_users, drift
 from hybridrec.workspace import Workspace
@@ -35,9 +36,12 @@ def test_the_policy_moves_toward_the_scorer_that_became_informative(workspace_co
         status, _ = server.admin("POST", "/v1/admin/scenarios/video/policy",
                                 {"exploration": 0.3, "window": 300})
         assert status == 200
-        replay = Replay("127.0.0.1", server.port, ws.feedback_db, truth, users, seed=3)
+        log = open_feedback(ws, create=False)
+        assert log is not None, "the server opened no feedback log"
+        replay = Replay("127.0.0.1", server.port, log, truth, users, seed=3)
         result = drift(replay, BEFORE, AFTER, (300, 800), activity, poll=50)
         replay.close()
+        log.close()
     finally:
         server.stop()
     before, after = result["phases"]

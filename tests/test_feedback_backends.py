@@ -191,6 +191,8 @@ def test_decisions_come_in_the_order_served_with_their_feedback(log):
     assert [d["request_id"] for d in log.decisions("shop")] == ["a", "c"]
     assert log.decisions("video")[0]["feedback"] == [("i1", "like")]
     assert log.decisions("ads") == []
+    assert log.decision("a") == first["decision"]  # one by its request id
+    assert log.decision("c") is None and log.decision("never served") is None
 
 
 def test_a_users_history_is_the_latest_events_after_training(log):

@@ -8,6 +8,11 @@ from typing import Any
 import click
 
 from hybridrec.commands import fail, table, workspace
+from hybridrec.workspace import (
+    DEFAULT_SERVED_RETENTION_DAYS,
+    ENV_SERVED_RETENTION,
+    served_retention_days,
+)
 
 
 def add_to(cli: click.Group) -> None:
@@ -62,6 +67,7 @@ def add_to(cli: click.Group) -> None:
                   "the request id, route, status and milliseconds, or nothing (fastest).")
     @click.option("--shutdown-seconds", default=30.0, show_default=True, type=float,
                   help="On SIGTERM, how long requests in flight may take to finish.")
+    @SERVED_RETENTION
     @click.pass_context
     def serve(ctx: click.Context, host: str, port: int, bundle_version: str | None,
               refresh_seconds: float, workers: int, log_level: str, access_log: str,
@@ -89,6 +95,29 @@ def add_to(cli: click.Group) -> None:
                            server.ENV_REFRESH: str(refresh_seconds)})
         uvicorn.run("hybridrec.server.app:create_app_from_env", factory=True,
                     workers=workers, **options)
+
+
+def _retention(ctx: click.Context, param: click.Parameter, value: str | None) -> None:
+    """Check ``--served-retention-days`` (or its variable), a usage error naming both if it
+    is not a number of days, and hand it to the server and its worker processes in the
+    environment, which ``ServerState`` reads."""
+    import os
+
+    try:
+        days = served_retention_days(
+            value, f"--served-retention-days (or {ENV_SERVED_RETENTION})")
+    except ValueError as exc:
+        raise click.UsageError(str(exc), ctx) from None
+    os.environ[ENV_SERVED_RETENTION] = repr(days)
+
+
+#: ``hybridrec serve --served-retention-days DAYS``.
+SERVED_RETENTION = click.option(
+    "--served-retention-days", metavar="DAYS", default=f"{DEFAULT_SERVED_RETENTION_DAYS:g}",
+    show_default=True, envvar=ENV_SERVED_RETENTION, show_envvar=True, expose_value=False,
+    callback=_retention, help="Delete served rows (each answer with its decision) older than "
+    "this, hourly, except each scenario's latest lists the adaptive window reads; 0 keeps "
+    "them forever. Feedback events are never deleted.")
 
 
 def _titles(ws: object) -> dict[str, str]:

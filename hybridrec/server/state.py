@@ -3,21 +3,28 @@
 The bundle, the Feast store and the item features load in a background thread; until then
 (or after a failed load) ``recommender`` is None and the endpoints that need it answer 503
 with ``error`` or a "still loading" reason. A watcher thread refreshes the item features and
-switches to a new ``current`` bundle when ``hybridrec train`` writes one.
+switches to a new ``current`` bundle when ``hybridrec train`` writes one. Another deletes the
+served rows past their retention (``HYBRIDREC_SERVED_RETENTION_DAYS``) once the bundle is
+loaded and then every ``PRUNE_SECONDS``, off the requests' path.
 """
 
 from __future__ import annotations
 
 import logging
+import os
 import threading
 import time
 from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
+from hybridrec.adaptive import Settings
 from hybridrec.isolation import Observer
-from hybridrec.workspace import Workspace
+from hybridrec.workspace import ENV_SERVED_RETENTION, Workspace, served_retention_days
 
 log = logging.getLogger("hybridrec.server")
+#: How often each server process prunes the served log (seconds).
+PRUNE_SECONDS = 3600.0
 
 
 @dataclass
@@ -40,6 +47,8 @@ class Metrics:
     fallbacks: Any
     bundle_refusals: Any
     bundle_refused: Any
+    served_pruned: Any
+    prune_failures: Any
 
     @classmethod
     def create(cls) -> Metrics:
@@ -87,7 +96,11 @@ class Metrics:
                                     registry=registry),
             bundle_refused=Gauge("hybridrec_bundle_refused", "1 while the latest bundle "
                                  "tried was refused (the previous one serving)",
-                                 registry=registry))
+                                 registry=registry),
+            served_pruned=Counter("hybridrec_served_pruned", "Served rows deleted by their "
+                                  "retention (by this process)", registry=registry),
+            prune_failures=Counter("hybridrec_served_prune_failures", "Prunings of the "
+                                   "served log that failed", registry=registry))
 
     def observe_policies(self, recommender: Any) -> None:
         """Set the policy gauges from the adaptive state (on each scrape)."""
@@ -135,6 +148,11 @@ class ServerState:
     unchecked: str | None = None
     #: Per-user feedback rate limits (``routes.feedback.UserLimits``).
     limits: Any = None
+    #: Served rows older than this many days are deleted (0: kept forever).
+    retention_days: float = field(default_factory=lambda: served_retention_days(
+        os.environ.get(ENV_SERVED_RETENTION)))
+    #: Seconds between two prunings of the served log.
+    prune_seconds: float = PRUNE_SECONDS
     _store: Any = None
     _reloading: threading.Lock = field(default_factory=threading.Lock)
 
@@ -257,6 +275,56 @@ class ServerState:
             except Exception:
                 log.exception("refresh failed; still serving bundle %s", rec.version)
 
+    def retain(self) -> None:
+        """Prune the served log once the bundle is loaded (its scenarios' windows say what
+        to keep), then every ``prune_seconds``. Every process does; the deletes are
+        idempotent, so the first does the work and the others find little left."""
+        log.info("served rows are kept %g days, the adaptive windows' latest lists longer",
+                 self.retention_days)
+        delay = 1.0
+        while not self.stop.wait(delay):
+            if self.recommender is None or self.feedback is None:
+                continue  # still loading
+            self.prune_served()
+            delay = self.prune_seconds
+
+    def prune_served(self) -> int:
+        """Delete the served rows past the retention (none when it is 0), keeping in every
+        (scenario, bundle) the latest lists of the largest window a serving scenario follows;
+        count and log them. A failure is logged and counted, never raised: the next turn
+        tries again."""
+        if self.retention_days <= 0:
+            return 0
+        cutoff = datetime.now(UTC) - timedelta(days=self.retention_days)
+        start = time.monotonic()
+        try:
+            keep = self._kept_lists()
+            deleted = int(self.feedback.prune_served(cutoff, keep_latest=keep))
+        except Exception:
+            if self.stop.is_set():
+                return 0  # the log was closed under it: the server is stopping
+            self.metrics.prune_failures.inc()
+            log.exception("pruning the served log failed (serving goes on; tried again in "
+                          "%g s)", self.prune_seconds)
+            return 0
+        self.metrics.served_pruned.inc(deleted)
+        log.log(logging.INFO if deleted else logging.DEBUG,
+                "deleted %d served rows served before %s (each scenario's latest %d adaptive "
+                "lists kept) in %.2f s", deleted, cutoff.isoformat(timespec="seconds"), keep,
+                time.monotonic() - start)
+        return deleted
+
+    def _kept_lists(self) -> int:
+        """How many of each (scenario, bundle)'s latest adaptive lists pruning keeps: the
+        largest window the serving bundle's scenarios follow (as configured, or as an
+        operator set it), and at least the default."""
+        rec = self.recommender
+        windows = [Settings.window]
+        for name, blender in rec.adaptive.items() if rec is not None else ():
+            control = self.feedback.policy_control(name, rec.version)
+            windows += [blender.configured.window, int(control.get("window", 0))]
+        return max(windows)
+
     def _items(self) -> Any:
         """The workspace's item table (for items created since training), or None."""
         from hybridrec import columns as C
@@ -273,6 +341,9 @@ class ServerState:
             self.load()
         if self.refresh_seconds > 0:
             threading.Thread(target=self.watch, name="hybridrec-watch", daemon=True).start()
+        if self.retention_days > 0:
+            threading.Thread(target=self.retain, name="hybridrec-retention",
+                             daemon=True).start()
 
     def close(self) -> None:
         self.stop.set()

@@ -37,7 +37,8 @@ def feedback(body: FeedbackRequest, request: Request) -> Any:
     rows, unmatched = [], []
     bounds = _time_bounds(rec, received)
     for index, event in parsed:
-        problems = _check_event(event, served.get(event.request_id), rec, bounds)
+        problems = _check_event(event, served.get(event.request_id), rec, bounds,
+                                state.retention_days)
         if not problems:
             problems = _check_limits(event, served[event.request_id], state.limits)
         if problems:
@@ -106,10 +107,9 @@ def _check_limits(event: FeedbackEvent, request: dict[str, Any], limits: Any) ->
 
 
 def _check_event(event: FeedbackEvent, request: dict[str, Any] | None, rec: Any,
-                 bounds: tuple[datetime, datetime]) -> list[str]:
+                 bounds: tuple[datetime, datetime], retention_days: float = 0.0) -> list[str]:
     if request is None:
-        return [f"request_id: unknown request id {event.request_id!r} (kept for audit; "
-                "it trains and adapts nothing)"]
+        return [_unknown(event.request_id, retention_days)]
     problems = []
     if event.item_id not in request["items"]:
         problems.append(f"item_id: {event.item_id!r} was not in the response to request "
@@ -132,6 +132,16 @@ def _check_event(event: FeedbackEvent, request: dict[str, Any] | None, rec: Any,
                         f"{bounds[0].isoformat()} (the serving bundle's data) to "
                         f"{bounds[1].isoformat()} (5 minutes from now)")
     return problems
+
+
+def _unknown(request_id: str, retention_days: float) -> str:
+    """Why feedback for a request id the log does not have is refused: never served, or
+    served before the retention and deleted since (the log cannot tell which)."""
+    pruned = "" if retention_days <= 0 else (
+        f", or served more than {retention_days:g} days ago and deleted since "
+        "(--served-retention-days)")
+    return (f"request_id: unknown request id {request_id!r}: never served{pruned} (kept for "
+            "audit; it trains and adapts nothing)")
 
 
 class UserLimits:
