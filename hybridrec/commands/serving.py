@@ -68,10 +68,18 @@ def add_to(cli: click.Group) -> None:
     @click.option("--shutdown-seconds", default=30.0, show_default=True, type=float,
                   help="On SIGTERM, how long requests in flight may take to finish.")
     @SERVED_RETENTION
+    @click.option("--header-timeout", default=10.0, show_default=True,
+                  type=click.FloatRange(min=0, min_open=True),
+                  help="Seconds a client has to send a request's headers, from connecting or "
+                       "from the previous answer; then its connection is closed.")
+    @click.option("--body-timeout", default=30.0, show_default=True,
+                  type=click.FloatRange(min=0, min_open=True),
+                  help="Seconds a client has to send a request's body once its headers are "
+                       "in; then its connection is closed.")
     @click.pass_context
     def serve(ctx: click.Context, host: str, port: int, bundle_version: str | None,
               refresh_seconds: float, workers: int, log_level: str, access_log: str,
-              shutdown_seconds: float) -> None:
+              shutdown_seconds: float, header_timeout: float, body_timeout: float) -> None:
         """Serve the HTTP API (POST /v1/recommend, /v1/feedback; docs at /docs)."""
         import logging
         import os
@@ -79,6 +87,7 @@ def add_to(cli: click.Group) -> None:
         import uvicorn
 
         from hybridrec.server import app as server
+        from hybridrec.server.protocol import deadline_protocol
         from hybridrec.workspace import ENV_BUNDLES, ENV_REPO
 
         logging.getLogger("hybridrec").setLevel(log_level.upper())
@@ -86,7 +95,8 @@ def add_to(cli: click.Group) -> None:
         ws = workspace(ctx)
         options: dict[str, Any] = {"host": host, "port": port, "log_level": log_level,
                    "access_log": access_log == "plain", "timeout_keep_alive": 5,
-                   "timeout_graceful_shutdown": shutdown_seconds}
+                   "timeout_graceful_shutdown": shutdown_seconds,
+                   "http": deadline_protocol(header_timeout, body_timeout)}
         if workers == 1:
             uvicorn.run(server.create_app(ws, bundle_version, refresh_seconds), **options)
             return
