@@ -16,6 +16,11 @@ from hybridrec.workspace import (
 
 
 def add_to(cli: click.Group) -> None:
+    _add_recommend(cli)
+    _add_serve(cli)
+
+
+def _add_recommend(cli: click.Group) -> None:
     @cli.command()
     @click.argument("user_id")
     @click.option("-s", "--scenario", required=True)
@@ -51,6 +56,8 @@ def add_to(cli: click.Group) -> None:
         click.echo(f"{result.scenario} for {user_id}{cold}, bundle {result.bundle_version}")
         click.echo(table(rows, ["rank", "item", "score", "title"]))
 
+
+def _add_serve(cli: click.Group) -> None:
     @cli.command()
     @click.option("--host", default="127.0.0.1", show_default=True)
     @click.option("--port", default=8000, show_default=True, type=click.IntRange(0, 65535))
