@@ -394,8 +394,17 @@ def test_bodies_above_the_limit_are_413_naming_it(server):
     big = json.dumps({"user_id": USER, "scenario": "shop",
                       "context": {"note": "x" * (MAX_BODY_BYTES + 10)}}).encode()
     for path in ("/v1/recommend", "/v1/feedback"):
-        status, body = server.call("POST", path, raw=big)
-        assert status == 413 and f"limit of {MAX_BODY_BYTES} bytes" in body["detail"]
+        # a declared length above the limit is refused before the body is read (and the
+        # connection closed: a client still sending its body would see a broken pipe)
+        connection = http.client.HTTPConnection("127.0.0.1", server.port, timeout=30)
+        connection.putrequest("POST", path)
+        connection.putheader("Content-Type", "application/json")
+        connection.putheader("Content-Length", str(len(big)))
+        connection.endheaders()
+        response = connection.getresponse()
+        body = json.loads(response.read())
+        connection.close()
+        assert response.status == 413 and f"limit of {MAX_BODY_BYTES} bytes" in body["detail"]
     # a chunked body declares no length: it is counted as it arrives
     connection = http.client.HTTPConnection("127.0.0.1", server.port, timeout=30)
     chunks = (big[i:i + 65536] for i in range(0, len(big), 65536))
