@@ -38,6 +38,7 @@ the greedy arm's list.
 
 from __future__ import annotations
 
+import logging
 import threading
 import time
 import zlib
@@ -51,6 +52,8 @@ import numpy as np
 from hybridrec.contracts import Blend, Blender, BlendExamples, ScoreBatch, TrainingData
 from hybridrec.objectives import BUCKETS, activity_bucket
 from hybridrec.ranking import group_standardise
+
+log = logging.getLogger("hybridrec.adaptive")
 
 OFFLINE = "offline"
 TOWARD = "toward:"
@@ -196,18 +199,33 @@ class AdaptiveBlender(Blender):
 
     def probabilities(self, arms: list[str], fresh: bool = False) -> Snapshot:
         """The settings and, per bucket (rows, as ``BUCKETS``), each arm's probability now,
-        as one snapshot; re-read from the state at most every ``refresh_seconds`` (by one
-        thread: the others keep serving the previous snapshot meanwhile) unless ``fresh``."""
+        as one snapshot; re-read from the state at most every ``refresh_seconds``, unless
+        ``fresh``. A stale snapshot is re-read by a background thread while requests keep
+        being drawn with it (the re-read, a query over the window, takes milliseconds:
+        inline, it was the slowest request of every second)."""
         key = tuple(arms)
         with self._lock:
             cached = self._cache.get(key)
-        if cached is not None and not fresh and \
-                time.monotonic() - cached[0] < cached[1].settings.refresh_seconds:
+        if cached is not None and not fresh:
+            stale = time.monotonic() - cached[0] >= cached[1].settings.refresh_seconds
+            if stale and self._refreshing.acquire(blocking=False):
+                threading.Thread(target=self._reread_logged, args=(arms,), daemon=True,
+                                 name="hybridrec-policy").start()
             return cached[1]
-        if not self._refreshing.acquire(blocking=cached is None or fresh):
-            assert cached is not None
-            return cached[1]  # another thread is re-reading the state
+        self._refreshing.acquire()
         return self._reread(arms)
+
+    def _reread_logged(self, arms: list[str]) -> None:
+        """``_reread`` on a background thread: a failure is logged and the previous
+        snapshot serves until the next attempt."""
+        try:
+            self._reread(arms)
+        except Exception:
+            log.exception("re-reading the %s policy failed; its previous probabilities "
+                          "serve until the next attempt", self.scenario)
+            with self._lock:  # the next attempt after refresh_seconds, not next request
+                if (cached := self._cache.get(tuple(arms))) is not None:
+                    self._cache[tuple(arms)] = (time.monotonic(), cached[1])
 
     def _reread(self, arms: list[str]) -> Snapshot:
         """Read the state and cache the snapshot; then let the next re-read start (the
