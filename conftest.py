@@ -114,6 +114,12 @@ class Workspace:
     def cli(self, *args: str, check: bool = True) -> subprocess.CompletedProcess[str]:
         return run([str(BIN / "hybridrec"), *args], self.env, cwd=self.root, check=check)
 
+    def drop_feedback_log(self) -> None:
+        """Delete the SQLite feedback log, for a test that counts every served list or
+        update: a copy carries what other tests served from the session workspace."""
+        for path in (self.repo / "data").glob("feedback.db*"):
+            path.unlink()
+
 
 @pytest.fixture(scope="session")
 def workspace(tmp_path_factory: pytest.TempPathFactory, hello_site: Path) -> Workspace:

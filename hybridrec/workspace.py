@@ -28,6 +28,25 @@ DEFAULT_STATE_PREFIX = "hybridrec"
 ENV_SERVED_RETENTION = "HYBRIDREC_SERVED_RETENTION_DAYS"
 #: How long a server keeps served rows, in days (0: forever), and the most it accepts.
 DEFAULT_SERVED_RETENTION_DAYS, MAX_SERVED_RETENTION_DAYS = 30.0, 36_500.0
+ENV_SCORING_THREADS = "HYBRIDREC_SCORING_THREADS"
+#: Recommendations one server process computes at once, and the most it accepts.
+DEFAULT_SCORING_THREADS, MAX_SCORING_THREADS = 4, 256
+
+
+def scoring_threads(value: str | int | None, name: str = ENV_SCORING_THREADS) -> int:
+    """How many recommendations a server process computes at once, from ``value`` (None or
+    blank: the default); anything but a whole number from 1 to ``MAX_SCORING_THREADS`` is
+    a ValueError naming ``name``."""
+    if value is None or (isinstance(value, str) and not value.strip()):
+        return DEFAULT_SCORING_THREADS
+    try:
+        threads = int(value)
+    except ValueError:
+        threads = 0
+    if not 1 <= threads <= MAX_SCORING_THREADS:
+        raise ValueError(f"{name} must be a whole number from 1 to {MAX_SCORING_THREADS}, "
+                         f"got {value!r}")
+    return threads
 
 
 def served_retention_days(value: str | float | None,

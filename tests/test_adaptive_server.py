@@ -19,9 +19,7 @@ def exploring(workspace_copy):
     """Two server processes on one workspace copy, exploring at 0.5 in shop and video,
     from an empty feedback log (the tests count every pull; other tests serve lists from
     the session workspace that the copy would carry)."""
-    log = workspace_copy.repo / "data" / "feedback.db"
-    for path in log.parent.glob(log.name + "*"):
-        path.unlink()
+    workspace_copy.drop_feedback_log()
     servers = [Server(workspace_copy, "--refresh-seconds", "0") for _ in range(2)]
     for srv in servers:
         srv.wait_ready()

@@ -26,8 +26,7 @@ def with_hello(hello_site, monkeypatch):
 def test_the_policy_moves_toward_the_scorer_that_became_informative(workspace_copy,
                                                                      with_hello):
     ws = Workspace(feature_repo=workspace_copy.repo, bundles=workspace_copy.bundles)
-    for path in ws.feedback_db.parent.glob(ws.feedback_db.name + "*"):
-        path.unlink()  # the policy starts from its offline prior, not other tests' lists
+    workspace_copy.drop_feedback_log()  # the policy starts from its offline prior
     activity, users = active_users(ws, "video", 80)
     truth = Truth.from_workspace(ws, "video", users, [BEFORE, AFTER], top=5)
     server = Server(workspace_copy, "--refresh-seconds", "0")

@@ -1,11 +1,13 @@
-"""Operating the server: one JSON line per request with its id, and a full disk that costs
-the served log's row, not the answer."""
+"""Operating the server: one JSON line per request with its id, a full disk that costs the
+served log's row, not the answer, and a process computing at most its scoring threads'
+recommendations at once."""
 
 from __future__ import annotations
 
 import json
 import threading
 import time
+from concurrent.futures import ThreadPoolExecutor
 
 import pytest
 
@@ -44,6 +46,7 @@ def in_process(workspace_copy, hello_site, monkeypatch):
     from hybridrec.workspace import Workspace
 
     monkeypatch.syspath_prepend(str(hello_site))
+    monkeypatch.setenv("HYBRIDREC_SCORING_THREADS", "2")
     reset_registry()
     app = create_app(Workspace.from_env(workspace_copy.repo, workspace_copy.bundles),
                      refresh_seconds=0, load_in_background=False)
@@ -81,6 +84,39 @@ def test_a_full_disk_costs_the_log_row_not_the_answer(in_process):
     assert status == 422 and "unknown request id" in ack["rejected"][0]["errors"][0]
     metrics = http(base, "GET", "/metrics")[1]
     assert f'component="feedback log",kind="write",scenario="shop"}} {len(lost)}.0' in metrics
+
+
+def test_a_process_computes_at_most_its_scoring_threads_at_once(in_process, monkeypatch):
+    base, state = in_process
+    rec = state.recommender
+    now, most, lock = [0], [0], threading.Lock()
+    original = rec.recommend
+
+    def counted(*args, **kwargs):  # the real recommend, held 50 ms, its overlaps counted
+        with lock:
+            now[0] += 1
+            most[0] = max(most[0], now[0])
+        try:
+            time.sleep(0.05)
+            return original(*args, **kwargs)
+        finally:
+            with lock:
+                now[0] -= 1
+
+    monkeypatch.setattr(rec, "recommend", counted)
+    with ThreadPoolExecutor(8) as pool:
+        answers = list(pool.map(lambda i: http(base, "POST", "/v1/recommend", {
+            "user_id": f"u{i:05d}", "scenario": "shop"}), range(24)))
+    assert [status for status, _ in answers] == [200] * 24
+    assert all(body["items"] for _, body in answers)
+    assert most[0] == 2  # HYBRIDREC_SCORING_THREADS; the other six clients waited
+
+
+def test_the_scoring_threads_must_be_a_whole_number_from_one(workspace):
+    done = workspace.cli("serve", "--scoring-threads", "0", check=False)
+    assert done.returncode == 2
+    assert "--scoring-threads (or HYBRIDREC_SCORING_THREADS) must be a whole number from 1 " \
+        "to 256, got '0'" in done.stderr
 
 
 def test_an_answer_as_data_is_every_field_of_it():

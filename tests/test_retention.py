@@ -252,9 +252,8 @@ def test_a_real_server_prunes_by_itself(workspace_copy):
     """``hybridrec serve --served-retention-days 30``: a row older than that goes soon after
     start, the adaptive window's old list stays, and late feedback for the pruned id is
     refused, saying why, and kept for audit."""
+    workspace_copy.drop_feedback_log()  # other tests' recent lists would come first
     db = Path(workspace_copy.repo) / "data" / "feedback.db"
-    for path in db.parent.glob(db.name + "*"):
-        path.unlink()  # other tests' recent lists would come first, and end the walk there
     log = SqliteFeedbackLog(db)
     old = datetime.now(UTC) - timedelta(days=40)
     serve_at(log, "ancient", old, policy=None, user="u00001", scenario="shop")

@@ -9,8 +9,11 @@ import click
 
 from hybridrec.commands import fail, table, workspace
 from hybridrec.workspace import (
+    DEFAULT_SCORING_THREADS,
     DEFAULT_SERVED_RETENTION_DAYS,
+    ENV_SCORING_THREADS,
     ENV_SERVED_RETENTION,
+    scoring_threads,
     served_retention_days,
 )
 
@@ -75,6 +78,7 @@ def _add_serve(cli: click.Group) -> None:
     @click.option("--shutdown-seconds", default=30.0, show_default=True, type=float,
                   help="On SIGTERM, how long requests in flight may take to finish.")
     @SERVED_RETENTION
+    @SCORING_THREADS
     @click.option("--header-timeout", default=10.0, show_default=True,
                   type=click.FloatRange(min=0, min_open=True),
                   help="Seconds a client has to send a request's headers, from connecting or "
@@ -126,6 +130,27 @@ def _retention(ctx: click.Context, param: click.Parameter, value: str | None) ->
     except ValueError as exc:
         raise click.UsageError(str(exc), ctx) from None
     os.environ[ENV_SERVED_RETENTION] = repr(days)
+
+
+def _scoring_threads(ctx: click.Context, param: click.Parameter, value: str | None) -> None:
+    """Check ``--scoring-threads`` (or its variable) and hand it to the server and its
+    worker processes in the environment, which ``ServerState`` reads."""
+    import os
+
+    try:
+        threads = scoring_threads(value, f"--scoring-threads (or {ENV_SCORING_THREADS})")
+    except ValueError as exc:
+        raise click.UsageError(str(exc), ctx) from None
+    os.environ[ENV_SCORING_THREADS] = str(threads)
+
+
+#: ``hybridrec serve --scoring-threads N``.
+SCORING_THREADS = click.option(
+    "--scoring-threads", metavar="N", default=str(DEFAULT_SCORING_THREADS), show_default=True,
+    envvar=ENV_SCORING_THREADS, show_envvar=True, expose_value=False,
+    callback=_scoring_threads, help="Recommendations each worker process computes at once, "
+    "each on a thread; more requests wait for a free one. A process runs Python on about "
+    "one core, so a few suffice: more only contend for it.")
 
 
 #: ``hybridrec serve --served-retention-days DAYS``.

@@ -44,6 +44,9 @@ def create_app(ws: Workspace | None = None, bundle_version: str | None = None,
 
     @contextlib.asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        import anyio
+
+        state.scoring_slots = anyio.CapacityLimiter(state.scoring_threads)
         state.start(in_background=load_in_background)
         yield
         state.close()

@@ -20,7 +20,13 @@ from typing import Any
 
 from hybridrec.adaptive import Settings
 from hybridrec.isolation import Observer
-from hybridrec.workspace import ENV_SERVED_RETENTION, Workspace, served_retention_days
+from hybridrec.workspace import (
+    ENV_SCORING_THREADS,
+    ENV_SERVED_RETENTION,
+    Workspace,
+    scoring_threads,
+    served_retention_days,
+)
 
 log = logging.getLogger("hybridrec.server")
 #: How often each server process prunes the served log (seconds).
@@ -153,6 +159,13 @@ class ServerState:
         os.environ.get(ENV_SERVED_RETENTION)))
     #: Seconds between two prunings of the served log.
     prune_seconds: float = PRUNE_SECONDS
+    #: Recommendations this process computes at once, each on a thread; more wait their
+    #: turn in the event loop (one process runs Python on about one core: more threads
+    #: would only take the interpreter's lock from each other).
+    scoring_threads: int = field(default_factory=lambda: scoring_threads(
+        os.environ.get(ENV_SCORING_THREADS)))
+    #: The ``anyio.CapacityLimiter`` of ``scoring_threads``, made in the event loop.
+    scoring_slots: Any = None
     _store: Any = None
     _reloading: threading.Lock = field(default_factory=threading.Lock)
 

@@ -7,6 +7,7 @@ import time
 from datetime import UTC, datetime
 from typing import Annotated, Any
 
+import anyio.to_thread
 from fastapi import APIRouter, Query, Request
 from fastapi.responses import JSONResponse
 
@@ -15,6 +16,7 @@ from hybridrec.pipeline import MEAN_BLEND
 from hybridrec.recommender import InvalidRequest, UnknownItem, UnknownScenario
 from hybridrec.server.models import K_RULE, RecommendRequest, RecommendResponse, SimilarResponse
 from hybridrec.server.routes import field_error, not_found, ready
+from hybridrec.server.state import ServerState
 
 router = APIRouter()
 log = logging.getLogger("hybridrec.server")
@@ -25,8 +27,15 @@ log = logging.getLogger("hybridrec.server")
                         413: {"description": "Request body too large"},
                         422: {"description": "Invalid request"},
                         503: {"description": "Not ready"}})
-def recommend(body: RecommendRequest, request: Request) -> Any:
+async def recommend(body: RecommendRequest, request: Request) -> Any:
+    """Computed on one of the process's scoring threads (``--scoring-threads``); requests
+    beyond them wait here, in the event loop, for a free one."""
     state = ready(request)
+    return await anyio.to_thread.run_sync(_recommend, state, body,
+                                          limiter=state.scoring_slots)
+
+
+def _recommend(state: ServerState, body: RecommendRequest) -> Any:
     rec = state.recommender
     start = time.perf_counter()
     try:
