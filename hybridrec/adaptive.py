@@ -51,7 +51,7 @@ import numpy as np
 
 from hybridrec.contracts import Blend, Blender, BlendExamples, ScoreBatch, TrainingData
 from hybridrec.objectives import BUCKETS, activity_bucket
-from hybridrec.ranking import group_standardise
+from hybridrec.ranking import group_standardise, group_std
 
 log = logging.getLogger("hybridrec.adaptive")
 
@@ -345,8 +345,5 @@ def _counts(label: str, counts: tuple[float, float] | None) -> dict[str, dict[st
 
 def _group_std(values: np.ndarray, group: np.ndarray, n_groups: int) -> np.ndarray:
     """Each group's standard deviation of ``values`` (1 where it is 0: a flat request)."""
-    count = np.maximum(np.bincount(group, minlength=n_groups), 1)
-    mean = np.bincount(group, weights=values, minlength=n_groups) / count
-    centred = values - mean[group]
-    std = np.sqrt(np.bincount(group, weights=centred * centred, minlength=n_groups) / count)
+    std = group_std(values, group, n_groups)
     return np.where(std > 0, std, 1.0)

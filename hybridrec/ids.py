@@ -58,7 +58,8 @@ class IdIndex:
 
     def positions(self, ids: Sequence[str] | np.ndarray | Codes) -> np.ndarray:
         if isinstance(ids, Codes):
-            return ids.values if ids.index is self else self.remap(ids.index)[ids.values]
+            return ids.values.copy() if ids.index is self else \
+                self.remap(ids.index)[ids.values]
         n = len(ids)
         if n <= SMALL:
             keys = ids.tolist() if isinstance(ids, np.ndarray) else list(ids)

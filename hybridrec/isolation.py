@@ -143,10 +143,7 @@ class Guard:
             elif self.budget <= 0:
                 self._collect(name, partial(_timed, scorer.score, batch), batch, check,
                               outputs, left)
-            elif self._past_budget.get(name, 0) >= STUCK_LIMIT:
-                self._failed(name, "busy", f"{STUCK_LIMIT} earlier calls are still running "
-                                           "past their budget", left)
-            else:
+            elif not self._too_stuck(name, "calls", left):
                 calls.append((name, scorer.score))
         if calls:
             self._run(_Run(calls, batch), check, outputs, left)
@@ -194,12 +191,9 @@ class Guard:
         if self.budget <= 0:
             self._collect(name, partial(_timed, lambda _: read(), None), None, _as_is,
                           outputs, left)
-        else:
-            future = self._submit(name, lambda _: read(), None)
-            if future is None:
-                self._failed(name, "busy", f"{STUCK_LIMIT} earlier reads are still running "
-                                           "past their budget", left)
-            elif wait([future], timeout=self.budget).done:
+        elif not self._too_stuck(name, "reads", left):
+            future = self._pool().submit(_timed, lambda _: read(), None)
+            if wait([future], timeout=self.budget).done:
                 self._collect(name, future.result, None, _as_is, outputs, left)
             else:
                 self._stuck(name, future)
@@ -255,13 +249,14 @@ class Guard:
                                                                  self.cooldown))
         return breaker
 
-    def _submit(self, name: str, fn: Callable[[Any], Any], batch: Any
-                ) -> Future[tuple[Any, float]] | None:
-        """``fn(batch)`` on the scenario's threads; None when too many of the component's
-        calls are still running past their budget."""
-        if self._past_budget.get(name, 0) >= STUCK_LIMIT:
-            return None
-        return self._pool().submit(_timed, fn, batch)
+    def _too_stuck(self, name: str, calls: str, left: list[Degraded]) -> bool:
+        """Whether ``STUCK_LIMIT`` of the component's earlier ``calls`` still run past their
+        budget; if so it is left out as busy (in ``left``), not called again meanwhile."""
+        if self._past_budget.get(name, 0) < STUCK_LIMIT:
+            return False
+        self._failed(name, "busy", f"{STUCK_LIMIT} earlier {calls} are still running past "
+                                   "their budget", left)
+        return True
 
     def _pool(self) -> ThreadPoolExecutor:
         if self._executor is None:

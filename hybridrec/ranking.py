@@ -94,6 +94,21 @@ def group_standardise(values: np.ndarray, group: np.ndarray, n_groups: int) -> n
     values = np.asarray(values, dtype=float)
     if n_groups == 1:
         return _standardise_one(values)
+    finite, g, centred, std = _moments(values, group, n_groups)
+    out = np.full(values.shape, np.nan)
+    out[finite] = np.divide(centred, std[g], out=np.zeros_like(centred), where=std[g] > 0)
+    return out
+
+
+def group_std(values: np.ndarray, group: np.ndarray, n_groups: int) -> np.ndarray:
+    """Each group's standard deviation over its finite values (0 for a group without)."""
+    return _moments(np.asarray(values, dtype=float), group, n_groups)[3]
+
+
+def _moments(values: np.ndarray, group: np.ndarray, n_groups: int
+             ) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    """The finite entries' mask, their groups and values minus their group's mean, and each
+    group's standard deviation over them."""
     finite = np.isfinite(values)
     g, x = group[finite], values[finite]
     count = np.bincount(g, minlength=n_groups)
@@ -101,10 +116,8 @@ def group_standardise(values: np.ndarray, group: np.ndarray, n_groups: int) -> n
     mean = np.divide(total, count, out=np.zeros(n_groups), where=count > 0)
     centred = x - mean[g]
     var = np.bincount(g, weights=centred * centred, minlength=n_groups)
-    std = np.sqrt(np.divide(var, count, out=np.zeros(n_groups), where=count > 0))
-    out = np.full(values.shape, np.nan)
-    out[finite] = np.divide(centred, std[g], out=np.zeros_like(centred), where=std[g] > 0)
-    return out
+    return finite, g, centred, np.sqrt(np.divide(var, count, out=np.zeros(n_groups),
+                                                 where=count > 0))
 
 
 def _standardise_one(values: np.ndarray) -> np.ndarray:
