@@ -256,6 +256,13 @@ class FeedbackLog(ABC):
         stops at the first row not older than ``older_than`` (rows are in the order served,
         whose times follow it up to the replicas' clock skew)."""
 
+    @abstractmethod
+    def prune_unmatched(self, older_than: datetime, batch: int = PRUNE_BATCH) -> int:
+        """Delete the audit's unmatched feedback received before ``older_than``, oldest
+        first, in steps of at most ``batch``; returns how many. The walk stops at the first
+        entry not older, as ``prune_served``'s does. (Feedback for request ids never served
+        comes from clients: without this, the audit grows without bound.)"""
+
 
 def encode_served(items: Sequence[str], scores: Sequence[float | None],
                   decision: Decision | None) -> dict[str, Any]:
@@ -394,6 +401,19 @@ class SqliteFeedbackLog(FeedbackLog):
                 "INSERT INTO unmatched (received_at, request_id, event) VALUES (?, ?, ?)",
                 [(received_at, str(e.get("request_id")), json.dumps(e, default=str))
                  for e in events])
+
+    def prune_unmatched(self, older_than: datetime, batch: int = PRUNE_BATCH) -> int:
+        cutoff, deleted = served_before(older_than, 0, batch), 0
+        while True:
+            with self._lock, self._transaction("NORMAL"):
+                gone = self._conn.execute(
+                    "DELETE FROM unmatched WHERE id IN (SELECT id FROM unmatched WHERE id < "
+                    "COALESCE((SELECT id FROM unmatched WHERE received_at >= ? ORDER BY id "
+                    "LIMIT 1), 9223372036854775807) ORDER BY id LIMIT ?)",
+                    (cutoff, batch)).rowcount
+            deleted += gone
+            if gone < batch:
+                return deleted
 
     def unmatched(self) -> list[dict[str, Any]]:
         with self._lock:

@@ -169,6 +169,21 @@ return out
 # ARGV[3] (the latest ARGV[3] are the policy's window). Ids that go are overwritten with the
 # step's own marker ARGV[6], then removed together; an id whose row is missing goes too.
 # Returns the rows deleted, where the next step starts, and 1 when the walk is over.
+#: Pops up to ARGV[2] entries from the head of the unmatched list while each was received
+#: before ARGV[1] (ISO times in UTC compare as text); returns how many.
+_PRUNE_UNMATCHED = """
+local gone = 0
+while gone < tonumber(ARGV[2]) do
+    local head = redis.call('LINDEX', KEYS[1], 0)
+    if not head or cjson.decode(head)['received_at'] >= ARGV[1] then
+        break
+    end
+    redis.call('LPOP', KEYS[1])
+    gone = gone + 1
+end
+return gone
+"""
+
 _PRUNE = """
 local function part(s) return (string.gsub((string.gsub(s, '%%', '%%25')), ':', '%%3A')) end
 local prefix, cutoff, keep = ARGV[1], ARGV[2], tonumber(ARGV[3])
@@ -223,6 +238,7 @@ class RedisFeedbackLog(FeedbackLog):
         self._append = self._client.register_script(_APPEND)
         self._window = self._client.register_script(_WINDOW)
         self._prune = self._client.register_script(_PRUNE)
+        self._prune_unmatched = self._client.register_script(_PRUNE_UNMATCHED)
         meta = self._key("meta")
         #: Whether the server fsyncs each write before answering (checked when creating).
         self.durable: bool | None = None
@@ -308,6 +324,17 @@ class RedisFeedbackLog(FeedbackLog):
 
     def unmatched(self) -> list[dict[str, Any]]:
         return [json.loads(row) for row in self._client.lrange(self._key("unmatched"), 0, -1)]
+
+    def prune_unmatched(self, older_than: datetime, batch: int = PRUNE_BATCH) -> int:
+        """One script per step: pops from the head of ``P:unmatched`` (oldest first) while
+        the head was received before the cutoff."""
+        cutoff, deleted = served_before(older_than, 0, batch), 0
+        while True:
+            gone = int(self._prune_unmatched(keys=[self._key("unmatched")],
+                                             args=[cutoff, batch]))
+            deleted += gone
+            if gone < batch:
+                return deleted
 
     # The adaptive state ---------------------------------------------------------------
     def policy_counts(self, bundle_version: str, scenario: str, window: int | None = None

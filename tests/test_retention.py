@@ -91,6 +91,21 @@ def test_the_adaptive_windows_lists_stay_however_old(log):
     assert ids(log) == ["shop-recent"]
 
 
+def test_old_unmatched_feedback_goes_in_small_steps_recent_stays(log):
+    for n in range(5):
+        log.record_unmatched([{"request_id": f"old{n}", "item_id": "i1"}],
+                             (OLD + timedelta(hours=n)).isoformat())
+    log.record_unmatched([{"request_id": "recent", "item_id": "i1"}], RECENT.isoformat())
+    log.record_unmatched([{"request_id": "late-old"}], OLD.isoformat())  # after a recent one
+    assert log.prune_unmatched(CUTOFF, batch=2) == 5
+    assert [u["request_id"] for u in log.unmatched()] == ["recent", "late-old"]
+    assert log.prune_unmatched(CUTOFF) == 0  # the walk stops at the first recent entry
+    assert log.prune_unmatched(RECENT + timedelta(seconds=1)) == 2
+    assert log.unmatched() == []
+    with pytest.raises(ValueError, match="time zone"):
+        log.prune_unmatched(datetime(2025, 1, 1))
+
+
 def test_small_steps_walk_past_the_kept_lists(log):
     for n in range(6):  # kept lists first, then rows to delete behind them
         serve_at(log, f"kept{n}", OLD + timedelta(minutes=n), scenario=f"s{n}")
@@ -229,11 +244,17 @@ def test_the_server_counts_and_logs_what_it_pruned_and_survives_a_failure(tmp_pa
     serve_at(state.feedback, "old", now - timedelta(days=31), policy=None)
     serve_at(state.feedback, "kept", now - timedelta(days=31))  # the default window's
     serve_at(state.feedback, "new", now - timedelta(days=29), policy=None)
+    state.feedback.record_unmatched([{"request_id": "bogus"}],
+                                    (now - timedelta(days=31)).isoformat())
+    state.feedback.record_unmatched([{"request_id": "fresh"}], now.isoformat())
     with caplog.at_level(logging.INFO, logger="hybridrec.server"):
         assert state.prune_served() == 1
     assert ids(state.feedback) == ["kept", "new"]
+    assert [u["request_id"] for u in state.feedback.unmatched()] == ["fresh"]
     assert counter(state, "hybridrec_served_pruned_total") == 1
+    assert counter(state, "hybridrec_unmatched_pruned_total") == 1
     assert "deleted 1 served rows" in caplog.text
+    assert "and 1 unmatched feedback entries" in caplog.text
     state.feedback.close()  # a log that fails: logged and counted, never raised
     assert state.prune_served() == 0
     assert counter(state, "hybridrec_served_prune_failures_total") == 1

@@ -54,6 +54,7 @@ class Metrics:
     bundle_refusals: Any
     bundle_refused: Any
     served_pruned: Any
+    unmatched_pruned: Any
     prune_failures: Any
 
     @classmethod
@@ -105,6 +106,9 @@ class Metrics:
                                  registry=registry),
             served_pruned=Counter("hybridrec_served_pruned", "Served rows deleted by their "
                                   "retention (by this process)", registry=registry),
+            unmatched_pruned=Counter("hybridrec_unmatched_pruned", "Audit entries of "
+                                     "feedback for unknown request ids deleted by the served "
+                                     "rows' retention (by this process)", registry=registry),
             prune_failures=Counter("hybridrec_served_prune_failures", "Prunings of the "
                                    "served log that failed", registry=registry))
 
@@ -303,8 +307,9 @@ class ServerState:
 
     def prune_served(self) -> int:
         """Delete the served rows past the retention (none when it is 0), keeping in every
-        (scenario, bundle) the latest lists of the largest window a serving scenario follows;
-        count and log them. A failure is logged and counted, never raised: the next turn
+        (scenario, bundle) the latest lists of the largest window a serving scenario follows,
+        and the audit's unmatched feedback past it; count and log them (returns the served
+        rows deleted). A failure is logged and counted, never raised: the next turn
         tries again."""
         if self.retention_days <= 0:
             return 0
@@ -313,6 +318,7 @@ class ServerState:
         try:
             keep = self._kept_lists()
             deleted = int(self.feedback.prune_served(cutoff, keep_latest=keep))
+            audit = int(self.feedback.prune_unmatched(cutoff))
         except Exception:
             if self.stop.is_set():
                 return 0  # the log was closed under it: the server is stopping
@@ -321,9 +327,11 @@ class ServerState:
                           "%g s)", self.prune_seconds)
             return 0
         self.metrics.served_pruned.inc(deleted)
-        log.log(logging.INFO if deleted else logging.DEBUG,
+        self.metrics.unmatched_pruned.inc(audit)
+        log.log(logging.INFO if deleted or audit else logging.DEBUG,
                 "deleted %d served rows served before %s (each scenario's latest %d adaptive "
-                "lists kept) in %.2f s", deleted, cutoff.isoformat(timespec="seconds"), keep,
+                "lists kept) and %d unmatched feedback entries received before it, in %.2f s",
+                deleted, cutoff.isoformat(timespec="seconds"), keep, audit,
                 time.monotonic() - start)
         return deleted
 
