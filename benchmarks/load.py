@@ -15,7 +15,7 @@ the scenario's items (``items.parquet``, those the bundle was trained with):
 
 Each scenario is measured ``--rounds`` times, the scenarios in turn, and the tables show the
 median run with the lowest and highest figure over the runs: on a shared machine one run can
-be a quarter slower than the next with the same code. The budget is checked on the median
+be half as fast as the next with the same code. The budget is checked on the median
 runs and, separately, on every run.
 
 Every run counts answers outside 2xx, socket errors and timeouts, and the answers marked
@@ -23,7 +23,7 @@ Every run counts answers outside 2xx, socket errors and timeouts, and the answer
 items, all of them among the candidates). The server listens on 127.0.0.1
 only and serves a copy of the workspace in a temporary directory (the benchmark's requests
 are logged as served rows and count in the adaptive state; ``--in-place`` serves the
-workspace itself). Each wrk run is bounded in time (``--warmup`` then ``--duration``
+workspace itself). Each wrk run is bounded in time (``--warmup`` or ``--duration``
 seconds), each request by ``--timeout``. Prints Markdown tables and the exact command, and
 exits 1 if an answer was outside 2xx or wrong, or a socket error or timeout occurred.
 
@@ -71,7 +71,8 @@ def parse_args() -> argparse.Namespace:
                         help="measured runs per scenario and setting, the scenarios in turn; "
                         "the tables show their median and spread (1 to 20)")
     parser.add_argument("--warmup", type=int, default=2,
-                        help="seconds of load before each measured run, not counted (0 to 30)")
+                        help="seconds of load per scenario before its measured runs, not "
+                        "counted (0 to 30)")
     parser.add_argument("--timeout", type=int, default=2, help="seconds before wrk counts a "
                         "request as timed out")
     parser.add_argument("--scenario", action="append", default=None,

@@ -209,8 +209,11 @@ class AdaptiveBlender(Blender):
         if cached is not None and not fresh:
             stale = time.monotonic() - cached[0] >= cached[1].settings.refresh_seconds
             if stale and self._refreshing.acquire(blocking=False):
-                threading.Thread(target=self._reread_logged, args=(arms,), daemon=True,
-                                 name="hybridrec-policy").start()
+                try:
+                    threading.Thread(target=self._reread_logged, args=(arms,), daemon=True,
+                                     name="hybridrec-policy").start()
+                except RuntimeError:  # no thread to be had: the next request tries again
+                    self._refreshing.release()
             return cached[1]
         self._refreshing.acquire()
         return self._reread(arms)

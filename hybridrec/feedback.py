@@ -33,6 +33,7 @@ from abc import ABC, abstractmethod
 from collections.abc import Iterable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from datetime import UTC, datetime
+from itertools import takewhile
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -403,17 +404,21 @@ class SqliteFeedbackLog(FeedbackLog):
                  for e in events])
 
     def prune_unmatched(self, older_than: datetime, batch: int = PRUNE_BATCH) -> int:
+        """Each step reads the ``batch`` oldest entries and deletes those before the first
+        one not older, in one short transaction; work and lock per step stay bounded."""
         cutoff, deleted = served_before(older_than, 0, batch), 0
         while True:
-            with self._lock, self._transaction("NORMAL"):
-                gone = self._conn.execute(
-                    "DELETE FROM unmatched WHERE id IN (SELECT id FROM unmatched WHERE id < "
-                    "COALESCE((SELECT id FROM unmatched WHERE received_at >= ? ORDER BY id "
-                    "LIMIT 1), 9223372036854775807) ORDER BY id LIMIT ?)",
-                    (cutoff, batch)).rowcount
-            deleted += gone
-            if gone < batch:
+            with self._lock:
+                rows = self._conn.execute("SELECT id, received_at FROM unmatched ORDER BY id "
+                                          "LIMIT ?", (batch,)).fetchall()
+                old = [row_id for row_id, at in takewhile(lambda r: r[1] < cutoff, rows)]
+                if old:
+                    with self._transaction("NORMAL"):
+                        self._conn.execute("DELETE FROM unmatched WHERE id <= ?", (old[-1],))
+            deleted += len(old)
+            if len(old) < batch:
                 return deleted
+            time.sleep(0.001)  # let the requests waiting for the log in first
 
     def unmatched(self) -> list[dict[str, Any]]:
         with self._lock:

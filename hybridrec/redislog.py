@@ -163,12 +163,6 @@ return out
 """
 
 
-# One step of pruning: the ids at ARGV[4].. of KEYS[1] (P:served), ARGV[5] of them, oldest
-# first, up to the first served at or after ARGV[2]. A row goes with its P:request list; an
-# adaptive row only from the head of its list, and only while that list holds more than
-# ARGV[3] (the latest ARGV[3] are the policy's window). Ids that go are overwritten with the
-# step's own marker ARGV[6], then removed together; an id whose row is missing goes too.
-# Returns the rows deleted, where the next step starts, and 1 when the walk is over.
 #: Pops up to ARGV[2] entries from the head of the unmatched list while each was received
 #: before ARGV[1] (ISO times in UTC compare as text); returns how many.
 _PRUNE_UNMATCHED = """
@@ -184,6 +178,12 @@ end
 return gone
 """
 
+# One step of pruning: the ids at ARGV[4].. of KEYS[1] (P:served), ARGV[5] of them, oldest
+# first, up to the first served at or after ARGV[2]. A row goes with its P:request list; an
+# adaptive row only from the head of its list, and only while that list holds more than
+# ARGV[3] (the latest ARGV[3] are the policy's window). Ids that go are overwritten with the
+# step's own marker ARGV[6], then removed together; an id whose row is missing goes too.
+# Returns the rows deleted, where the next step starts, and 1 when the walk is over.
 _PRUNE = """
 local function part(s) return (string.gsub((string.gsub(s, '%%', '%%25')), ':', '%%3A')) end
 local prefix, cutoff, keep = ARGV[1], ARGV[2], tonumber(ARGV[3])

@@ -257,8 +257,9 @@ def test_the_server_counts_and_logs_what_it_pruned_and_survives_a_failure(tmp_pa
     assert "and 1 unmatched feedback entries" in caplog.text
     state.feedback.close()  # a log that fails: logged and counted, never raised
     assert state.prune_served() == 0
-    assert counter(state, "hybridrec_served_prune_failures_total") == 1
-    assert "pruning the served log failed" in caplog.text
+    assert counter(state, "hybridrec_served_prune_failures_total") == 2  # each prune
+    assert "pruning the served rows failed" in caplog.text
+    assert "pruning the unmatched feedback entries failed" in caplog.text
     state.retention_days = 0  # kept forever
     assert state.prune_served() == 0
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from collections.abc import Callable
 from typing import Any
 
 import click
@@ -118,37 +119,28 @@ def _add_serve(cli: click.Group) -> None:
                     workers=workers, **options)
 
 
-def _retention(ctx: click.Context, param: click.Parameter, value: str | None) -> None:
-    """Check ``--served-retention-days`` (or its variable), a usage error naming both if it
-    is not a number of days, and hand it to the server and its worker processes in the
-    environment, which ``ServerState`` reads."""
-    import os
+def _to_environment(check: Callable[[str | None, str], object], option: str, variable: str
+                   ) -> Callable[[click.Context, click.Parameter, str | None], None]:
+    """An option's callback: ``check`` the value (a usage error naming the option and its
+    variable when it raises ValueError) and hand it to the server and its worker processes
+    in the environment, which ``ServerState`` reads."""
+    def callback(ctx: click.Context, param: click.Parameter, value: str | None) -> None:
+        import os
 
-    try:
-        days = served_retention_days(
-            value, f"--served-retention-days (or {ENV_SERVED_RETENTION})")
-    except ValueError as exc:
-        raise click.UsageError(str(exc), ctx) from None
-    os.environ[ENV_SERVED_RETENTION] = repr(days)
-
-
-def _scoring_threads(ctx: click.Context, param: click.Parameter, value: str | None) -> None:
-    """Check ``--scoring-threads`` (or its variable) and hand it to the server and its
-    worker processes in the environment, which ``ServerState`` reads."""
-    import os
-
-    try:
-        threads = scoring_threads(value, f"--scoring-threads (or {ENV_SCORING_THREADS})")
-    except ValueError as exc:
-        raise click.UsageError(str(exc), ctx) from None
-    os.environ[ENV_SCORING_THREADS] = str(threads)
+        try:
+            checked = check(value, f"{option} (or {variable})")
+        except ValueError as exc:
+            raise click.UsageError(str(exc), ctx) from None
+        os.environ[variable] = repr(checked)
+    return callback
 
 
 #: ``hybridrec serve --scoring-threads N``.
 SCORING_THREADS = click.option(
     "--scoring-threads", metavar="N", default=str(DEFAULT_SCORING_THREADS), show_default=True,
     envvar=ENV_SCORING_THREADS, show_envvar=True, expose_value=False,
-    callback=_scoring_threads, help="Recommendations each worker process computes at once, "
+    callback=_to_environment(scoring_threads, "--scoring-threads", ENV_SCORING_THREADS),
+    help="Recommendations each worker process computes at once, "
     "each on a thread; more requests wait for a free one. A process runs Python on about "
     "one core, so a few suffice: more only contend for it.")
 
@@ -157,7 +149,9 @@ SCORING_THREADS = click.option(
 SERVED_RETENTION = click.option(
     "--served-retention-days", metavar="DAYS", default=f"{DEFAULT_SERVED_RETENTION_DAYS:g}",
     show_default=True, envvar=ENV_SERVED_RETENTION, show_envvar=True, expose_value=False,
-    callback=_retention, help="Delete served rows (each answer with its decision) older than "
+    callback=_to_environment(served_retention_days, "--served-retention-days",
+                             ENV_SERVED_RETENTION),
+    help="Delete served rows (each answer with its decision) older than "
     "this, hourly, except each scenario's latest lists the adaptive window reads; 0 keeps "
     "them forever. Feedback events are never deleted.")
 

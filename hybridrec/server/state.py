@@ -14,6 +14,7 @@ import logging
 import os
 import threading
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -309,30 +310,33 @@ class ServerState:
         """Delete the served rows past the retention (none when it is 0), keeping in every
         (scenario, bundle) the latest lists of the largest window a serving scenario follows,
         and the audit's unmatched feedback past it; count and log them (returns the served
-        rows deleted). A failure is logged and counted, never raised: the next turn
-        tries again."""
+        rows deleted). A failure is logged and counted, never raised: the next turn tries
+        again, and one prune failing does not stop the other."""
         if self.retention_days <= 0:
             return 0
         cutoff = datetime.now(UTC) - timedelta(days=self.retention_days)
-        start = time.monotonic()
+        deleted = self._prune("served rows", self.metrics.served_pruned, lambda: (
+            self.feedback.prune_served(cutoff, keep_latest=self._kept_lists())))
+        audit = self._prune("unmatched feedback entries", self.metrics.unmatched_pruned,
+                            lambda: self.feedback.prune_unmatched(cutoff))
+        log.log(logging.INFO if deleted or audit else logging.DEBUG,
+                "deleted %d served rows served before %s (each scenario's latest adaptive "
+                "lists kept) and %d unmatched feedback entries received before it",
+                deleted, cutoff.isoformat(timespec="seconds"), audit)
+        return deleted
+
+    def _prune(self, what: str, counter: Any, prune: Callable[[], int]) -> int:
+        """``prune()``, counted in ``counter``; a failure logged and counted, returning 0."""
         try:
-            keep = self._kept_lists()
-            deleted = int(self.feedback.prune_served(cutoff, keep_latest=keep))
-            audit = int(self.feedback.prune_unmatched(cutoff))
+            deleted = int(prune())
         except Exception:
             if self.stop.is_set():
                 return 0  # the log was closed under it: the server is stopping
             self.metrics.prune_failures.inc()
-            log.exception("pruning the served log failed (serving goes on; tried again in "
-                          "%g s)", self.prune_seconds)
+            log.exception("pruning the %s failed (serving goes on; tried again in %g s)",
+                          what, self.prune_seconds)
             return 0
-        self.metrics.served_pruned.inc(deleted)
-        self.metrics.unmatched_pruned.inc(audit)
-        log.log(logging.INFO if deleted or audit else logging.DEBUG,
-                "deleted %d served rows served before %s (each scenario's latest %d adaptive "
-                "lists kept) and %d unmatched feedback entries received before it, in %.2f s",
-                deleted, cutoff.isoformat(timespec="seconds"), keep, audit,
-                time.monotonic() - start)
+        counter.inc(deleted)
         return deleted
 
     def _kept_lists(self) -> int:
