@@ -44,6 +44,7 @@ BUILTIN_PLUGINS = (
     "hybridrec.builtin.features",
     "hybridrec.builtin.scenarios",
     "hybridrec.builtin.popularity",
+    "hybridrec.builtin.ease",
     "hybridrec.builtin.blenders",
     "hybridrec.builtin.learned",
 )

@@ -18,12 +18,10 @@ a made-up zero.
 from __future__ import annotations
 
 import itertools
-import json
 import logging
 import time
 from dataclasses import dataclass, field
-from pathlib import Path
-from typing import Any, Self
+from typing import Any
 
 import numpy as np
 
@@ -32,13 +30,13 @@ from hybridrec.contracts import (
     CandidateSource,
     Ragged,
     RetrievalBatch,
-    Scenario,
     ScoreBatch,
     Scorer,
     SimilarItems,
     TrainingData,
 )
 from hybridrec.ids import IdIndex
+from hybridrec.persistence import ScenarioModels
 from hybridrec.ranking import top_k, top_k_rows
 from hybridrec_als import device as D
 
@@ -46,6 +44,8 @@ log = logging.getLogger(__name__)
 
 DEFAULT_GRID = {"factors": [16, 32], "regularization": [5.0, 20.0], "alpha": [1.0, 2.0]}
 DEFAULT_PARAMS = {"factors": 16, "regularization": 5.0, "alpha": 1.0}
+#: A scenario model's arrays, as saved (one file each).
+ARRAYS = ("user_ids", "item_ids", "user_factors", "item_factors", "user_items", "seen_keys")
 
 
 @dataclass
@@ -160,9 +160,12 @@ def ndcg_at(model: Any, train: Any, valid: Any, k: int = 10) -> float:
     return M.ranking_metrics(hits, np.diff(valid[users].indptr))["ndcg"]
 
 
-class AlsScorer(Scorer, CandidateSource, SimilarItems):
+class AlsScorer(ScenarioModels, Scorer, CandidateSource, SimilarItems):
     name = "als"
     tasks = ("click",)
+    meta_file = "als.json"
+    arrays = ARRAYS
+    model_class = ScenarioModel
 
     def __init__(
         self,
@@ -187,19 +190,6 @@ class AlsScorer(Scorer, CandidateSource, SimilarItems):
                          validation_fraction=validation_fraction, random_state=random_state)
         self.models: dict[str, ScenarioModel] = {}
         self.fit_info: dict[str, Any] = {}
-
-    # Which scenarios ---------------------------------------------------------------------
-    def supports(self, scenario: Scenario) -> bool:
-        """Preference scenarios: any listed in config, else every one whose objective is not
-        click-through rate (ad ranking is the CTR model's job) and that has positive weights."""
-        if self.config.get("scenarios"):
-            return scenario.name in self.config["scenarios"]
-        return "ctr" not in scenario.objective and any(
-            w > 0 for w in scenario.event_weights.values())
-
-    def weights_for(self, scenario: Scenario) -> dict[str, float]:
-        return dict((self.config.get("weights") or {}).get(scenario.name,
-                                                           scenario.event_weights))
 
     # Fitting ----------------------------------------------------------------------------
     def fit(self, data: TrainingData) -> None:
@@ -266,13 +256,6 @@ class AlsScorer(Scorer, CandidateSource, SimilarItems):
         best = max(scored, key=lambda r: r["val_ndcg@10"])
         return {k: best[k] for k in DEFAULT_PARAMS}, results
 
-    def describe(self) -> dict[str, Any]:
-        return {"config": {k: v for k, v in self.config.items() if v is not None},
-                **self.fit_info,
-                "scenarios": {name: {"params": m.params, "tuning": m.tuning,
-                                     "users": len(m.user_ids), "items": len(m.item_ids)}
-                              for name, m in self.models.items()}}
-
     # Serving ----------------------------------------------------------------------------
     def score(self, batch: ScoreBatch) -> dict[str, np.ndarray]:
         out = np.full(len(batch), np.nan)
@@ -313,39 +296,6 @@ class AlsScorer(Scorer, CandidateSource, SimilarItems):
         cosine[pos] = -np.inf
         order = top_k(cosine, n, finite_only=True)
         return model.item_ids[order], cosine[order]
-
-    # Persistence ------------------------------------------------------------------------
-    def save(self, path: Path) -> None:
-        import scipy.sparse as sp
-
-        meta = {"config": self.config, "fit_info": self.fit_info, "scenarios": {}}
-        for name, m in self.models.items():
-            directory = path / name
-            directory.mkdir()
-            np.save(directory / "user_ids.npy", m.user_ids)
-            np.save(directory / "item_ids.npy", m.item_ids)
-            np.save(directory / "user_factors.npy", m.user_factors)
-            np.save(directory / "item_factors.npy", m.item_factors)
-            sp.save_npz(directory / "user_items.npz", m.user_items)
-            np.save(directory / "seen_keys.npy", m.seen_keys)
-            meta["scenarios"][name] = {"params": m.params, "tuning": m.tuning}
-        (path / "als.json").write_text(json.dumps(meta, indent=2))
-
-    @classmethod
-    def load(cls, path: Path) -> Self:
-        import scipy.sparse as sp
-
-        meta = json.loads((path / "als.json").read_text())
-        scorer = cls(**meta["config"])
-        scorer.fit_info = meta["fit_info"]
-        for name, info in meta["scenarios"].items():
-            d = path / name
-            scorer.models[name] = ScenarioModel(
-                np.load(d / "user_ids.npy"), np.load(d / "item_ids.npy"),
-                np.load(d / "user_factors.npy"), np.load(d / "item_factors.npy"),
-                sp.load_npz(d / "user_items.npz").tocsr(), info["params"], info["tuning"],
-                np.load(d / "seen_keys.npy"))
-        return scorer
 
 
 def _cpu_factors(model: Any) -> tuple[np.ndarray, np.ndarray]:

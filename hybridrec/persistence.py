@@ -1,0 +1,99 @@
+"""What components that fit a model per scenario share: their arrays on disk, for ``save``
+and ``load`` (one file per array, plain ``.npy`` for dense ones and SciPy's ``.npz`` for
+sparse ones, so that a bundle holds no pickles), and which scenarios they apply to and how
+they describe themselves (``ScenarioModels``)."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterable, Mapping
+from pathlib import Path
+from typing import Any, ClassVar, Self
+
+import numpy as np
+
+__all__ = ["ScenarioModels", "load_arrays", "save_arrays"]
+
+
+def save_arrays(directory: Path, arrays: Mapping[str, Any]) -> None:
+    """Each of ``arrays`` to ``directory/NAME.npy``, or ``NAME.npz`` for a SciPy sparse
+    matrix; ``directory`` is made (it must not exist yet)."""
+    directory.mkdir()
+    for name, array in arrays.items():
+        if hasattr(array, "tocsr"):
+            import scipy.sparse as sp
+
+            sp.save_npz(directory / f"{name}.npz", array)
+        else:
+            np.save(directory / f"{name}.npy", array, allow_pickle=False)
+
+
+def load_arrays(directory: Path, names: Iterable[str]) -> dict[str, Any]:
+    """What ``save_arrays`` wrote under ``names``: sparse matrices back as CSR."""
+    out: dict[str, Any] = {}
+    for name in names:
+        if (directory / f"{name}.npz").exists():
+            import scipy.sparse as sp
+
+            out[name] = sp.load_npz(directory / f"{name}.npz").tocsr()
+        else:
+            out[name] = np.load(directory / f"{name}.npy", allow_pickle=False)
+    return out
+
+
+class ScenarioModels:
+    """A mix-in for a component that fits one model per *preference* scenario (those ranked
+    by what users act on, not by click-through rate) and keeps them in ``self.models``:
+    ``model_class`` objects with ``user_ids``, ``item_ids``, ``params``, ``tuning`` and the
+    ``arrays`` that ``save`` writes and ``load`` reads (with the config, the ``fit_info``
+    and each model's parameters in ``meta_file``). Its config may list ``scenarios`` (then
+    only those) and event ``weights`` per scenario. Put it before ``Scorer`` among the
+    bases."""
+
+    meta_file: ClassVar[str]
+    arrays: ClassVar[tuple[str, ...]]
+    model_class: ClassVar[type]
+    config: dict[str, Any]
+    models: dict[str, Any]
+
+    def supports(self, scenario: Any) -> bool:
+        """Any scenario listed in config, else every one whose objective is not click-through
+        rate (ad ranking is the CTR model's job) and that weighs some event above zero."""
+        if self.config.get("scenarios"):
+            return scenario.name in self.config["scenarios"]
+        return "ctr" not in scenario.objective and any(
+            w > 0 for w in scenario.event_weights.values())
+
+    def weights_for(self, scenario: Any) -> dict[str, float]:
+        """The event weights of ``scenario``: configured, else the scenario's own."""
+        return dict((self.config.get("weights") or {}).get(scenario.name,
+                                                           scenario.event_weights))
+
+    def describe(self) -> dict[str, Any]:
+        """The set parameters, ``fit_info`` if any, and per scenario the chosen parameters,
+        the tuning grid's results and the model's size."""
+        return {"config": {k: v for k, v in self.config.items() if v is not None},
+                **getattr(self, "fit_info", {}),
+                "scenarios": {name: {"params": m.params, "tuning": m.tuning,
+                                     "users": len(m.user_ids), "items": len(m.item_ids)}
+                              for name, m in self.models.items()}}
+
+    def save(self, path: Path) -> None:
+        meta = {"config": self.config, "fit_info": getattr(self, "fit_info", {}),
+                "scenarios": {}}
+        for name, m in self.models.items():
+            save_arrays(path / name, {key: getattr(m, key) for key in self.arrays})
+            meta["scenarios"][name] = {"params": m.params, "tuning": m.tuning}
+        (path / self.meta_file).write_text(json.dumps(meta, indent=2))
+
+    @classmethod
+    def load(cls, path: Path) -> Self:
+        meta = json.loads((path / cls.meta_file).read_text())
+        component = cls(**meta["config"])
+        if meta.get("fit_info"):
+            component.fit_info = meta["fit_info"]  # type: ignore[attr-defined]
+        for name, info in meta["scenarios"].items():
+            component.models[name] = cls.model_class(**load_arrays(path / name, cls.arrays),
+                                                      params=info["params"],
+                                                      tuning=info["tuning"])
+        return component
