@@ -170,6 +170,10 @@ class AdaptiveBlender(Blender):
         self._lock = threading.Lock()
         self._refreshing = threading.Lock()
         self._cache: dict[tuple[str, ...], tuple[float, Snapshot]] = {}
+        #: Bumped by ``forget``: a re-read that began before it does not cache what it read.
+        self._generation = 0
+        #: Re-reads failed in a row (the first of a run is logged with its traceback).
+        self.failed_rereads = 0
         #: The arms of the latest adaptive decision (they follow the scorer outputs).
         self.arms: list[str] = []
 
@@ -223,9 +227,18 @@ class AdaptiveBlender(Blender):
         snapshot serves until the next attempt."""
         try:
             self._reread(arms)
-        except Exception:
-            log.exception("re-reading the %s policy failed; its previous probabilities "
-                          "serve until the next attempt", self.scenario)
+            if self.failed_rereads:
+                log.warning("re-reading the %s policy works again after %d failures",
+                            self.scenario, self.failed_rereads)
+                self.failed_rereads = 0
+        except Exception as exc:
+            self.failed_rereads += 1
+            if self.failed_rereads == 1:
+                log.exception("re-reading the %s policy failed; its previous probabilities "
+                              "serve until the next attempt", self.scenario)
+            else:
+                log.debug("re-reading the %s policy failed again (%d in a row): %s",
+                          self.scenario, self.failed_rereads, exc)
             with self._lock:  # the next attempt after refresh_seconds, not next request
                 if (cached := self._cache.get(tuple(arms))) is not None:
                     self._cache[tuple(arms)] = (time.monotonic(), cached[1])
@@ -234,7 +247,7 @@ class AdaptiveBlender(Blender):
         """Read the state and cache the snapshot; then let the next re-read start (the
         caller holds ``_refreshing``)."""
         try:
-            now = time.monotonic()
+            now, generation = time.monotonic(), self._generation
             control = self.store.policy_control(self.scenario, self.version)
             settings = replace(self.configured, **control)
             counts = self.store.policy_counts(self.version, self.scenario, settings.window)
@@ -245,8 +258,9 @@ class AdaptiveBlender(Blender):
                 for bucket in BUCKETS])
             snapshot = Snapshot(settings, table)
             with self._lock:
-                self._cache[tuple(arms)] = (now, snapshot)
-                self.settings = settings
+                if generation == self._generation:  # else forgotten meanwhile: read again
+                    self._cache[tuple(arms)] = (now, snapshot)
+                    self.settings = settings
             return snapshot
         finally:
             self._refreshing.release()
@@ -255,6 +269,7 @@ class AdaptiveBlender(Blender):
         """Drop the cached probabilities: the next request re-reads the state."""
         with self._lock:
             self._cache.clear()
+            self._generation += 1
 
     def decide(self, scores: Mapping[str, Mapping[str, np.ndarray]],
                batch: ScoreBatch) -> Blend:

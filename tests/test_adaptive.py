@@ -325,3 +325,65 @@ def test_the_policy_follows_the_latest_window_of_lists(log):
     recent = log.policy_counts("v1", "shop", window=200)
     assert recent[("light", OFFLINE)] == (100.0, 0.0)
     assert recent[("light", "toward:b.click")] == (100.0, 50.0)
+
+
+def test_a_reread_begun_before_forget_does_not_cache_the_old_state(log):
+    """``forget`` during a background re-read: what that re-read saw is not kept, so the
+    next request reads the state as it is after ``forget``."""
+    import threading
+
+    blender = adaptive(log, exploration=0.1)
+    batch = batch_of(1, history=7)
+    scores = two_scorers(batch)
+    blender.decide(scores, batch)  # cached
+    arms = blender.arms
+    reading, release = threading.Event(), threading.Event()
+    counts = log.policy_counts
+
+    def slow_counts(*args, **kwargs):
+        out = counts(*args, **kwargs)  # the state before the feedback below
+        reading.set()
+        release.wait(10)
+        return out
+
+    log.policy_counts = slow_counts
+    worker = threading.Thread(target=blender._reread_logged, args=(arms,))
+    blender._refreshing.acquire()  # as probabilities() does before starting the thread
+    worker.start()
+    assert reading.wait(10)
+    for i in range(MIN_PULLS + 10):
+        serve(log, f"b{i}", arm="toward:b.click")
+        log.append([event(f"b{i}", 1.0)], NOW)
+        serve(log, f"o{i}", arm=OFFLINE)
+    blender.forget()
+    release.set()
+    worker.join(10)
+    log.policy_counts = counts
+    after = blender.decide(scores, batch).probabilities[0]
+    assert max(after, key=after.get) == "toward:b.click"
+
+
+def test_failed_rereads_are_logged_once_a_run(log, caplog):
+    import logging
+
+    blender = adaptive(log, exploration=0.1)
+    batch = batch_of(1, history=7)
+    blender.decide(two_scorers(batch), batch)
+    arms, counts = blender.arms, log.policy_counts
+
+    def broken(*args, **kwargs):
+        raise OSError("disk gone")
+
+    log.policy_counts = broken
+    with caplog.at_level(logging.DEBUG, logger="hybridrec.adaptive"):
+        for _ in range(3):
+            blender._refreshing.acquire()
+            blender._reread_logged(arms)
+        log.policy_counts = counts
+        blender._refreshing.acquire()
+        blender._reread_logged(arms)
+    errors = [r for r in caplog.records if r.levelno == logging.ERROR]
+    assert len(errors) == 1 and errors[0].exc_info is not None
+    assert "works again after 3 failures" in caplog.text
+    assert blender.failed_rereads == 0
+    assert not blender._refreshing.locked()
