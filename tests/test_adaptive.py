@@ -2,6 +2,7 @@
 and the state in the feedback log (exactly once, across restarts and processes)."""
 
 import multiprocessing
+import time
 from datetime import UTC, datetime
 
 import numpy as np
@@ -387,3 +388,33 @@ def test_failed_rereads_are_logged_once_a_run(log, caplog):
     assert "works again after 3 failures" in caplog.text
     assert blender.failed_rereads == 0
     assert not blender._refreshing.locked()
+
+
+def test_no_thread_for_a_stale_reread_keeps_serving_and_retries(log, monkeypatch):
+    """When no thread can be started, the cached probabilities serve and the next request
+    tries again (the re-read's lock is not left taken)."""
+    import threading
+
+    blender = adaptive(log, exploration=0.1)
+    batch = batch_of(1, history=7)
+    scores = two_scorers(batch)
+    blender.decide(scores, batch)
+    arms = blender.arms
+    cached = blender.probabilities(arms)
+    with blender._lock:  # make the snapshot stale
+        key = tuple(arms)
+        blender._cache[key] = (blender._cache[key][0] - 3600.0, blender._cache[key][1])
+
+    def no_thread(self):
+        raise RuntimeError("can't start new thread")
+
+    monkeypatch.setattr(threading.Thread, "start", no_thread)
+    assert blender.probabilities(arms) is cached
+    assert not blender._refreshing.locked()
+    monkeypatch.undo()
+    blender.probabilities(arms)  # a thread this time: it re-reads
+    for _ in range(200):
+        if not blender._refreshing.locked():
+            break
+        threading.Event().wait(0.05)
+    assert time.monotonic() - blender._cache[tuple(arms)][0] < 60.0
