@@ -28,8 +28,11 @@ def save_arrays(directory: Path, arrays: Mapping[str, Any]) -> None:
             np.save(directory / f"{name}.npy", array, allow_pickle=False)
 
 
-def load_arrays(directory: Path, names: Iterable[str]) -> dict[str, Any]:
-    """What ``save_arrays`` wrote under ``names``: sparse matrices back as CSR."""
+def load_arrays(directory: Path, names: Iterable[str],
+                mapped: Iterable[str] = ()) -> dict[str, Any]:
+    """What ``save_arrays`` wrote under ``names``: sparse matrices back as CSR, the dense
+    ones in ``mapped`` memory-mapped read-only (processes that load them share the pages)."""
+    mapped = set(mapped)
     out: dict[str, Any] = {}
     for name in names:
         if (directory / f"{name}.npz").exists():
@@ -37,7 +40,8 @@ def load_arrays(directory: Path, names: Iterable[str]) -> dict[str, Any]:
 
             out[name] = sp.load_npz(directory / f"{name}.npz").tocsr()
         else:
-            out[name] = np.load(directory / f"{name}.npy", allow_pickle=False)
+            out[name] = np.load(directory / f"{name}.npy", allow_pickle=False,
+                                mmap_mode="r" if name in mapped else None)
     return out
 
 
@@ -53,6 +57,8 @@ class ScenarioModels:
     meta_file: ClassVar[str]
     arrays: ClassVar[tuple[str, ...]]
     model_class: ClassVar[type]
+    #: Arrays loaded memory-mapped (large, read-only at serving time).
+    mapped: ClassVar[tuple[str, ...]] = ()
     config: dict[str, Any]
     models: dict[str, Any]
 
@@ -93,7 +99,7 @@ class ScenarioModels:
         if meta.get("fit_info"):
             component.fit_info = meta["fit_info"]  # type: ignore[attr-defined]
         for name, info in meta["scenarios"].items():
-            component.models[name] = cls.model_class(**load_arrays(path / name, cls.arrays),
-                                                      params=info["params"],
+            arrays = load_arrays(path / name, cls.arrays, cls.mapped)
+            component.models[name] = cls.model_class(**arrays, params=info["params"],
                                                       tuning=info["tuning"])
         return component

@@ -4,7 +4,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from hybridrec.builtin.ease import EaseScorer, interactions, item_weights
+from hybridrec.builtin.ease import EaseScorer, gram, interactions, item_weights
 from hybridrec.builtin.scenarios import ADS, SHOP, VIDEO
 from hybridrec.contracts import ScoreBatch, TrainingData
 from hybridrec.testing import ScorerContract, events_frame, tiny_training_data
@@ -20,10 +20,11 @@ class TestEaseScorer(ScorerContract):
         return tiny_training_data(users=80, items=40, events=4000)
 
 
-def world(rows, items):
-    return TrainingData(events=events_frame(rows),
-                        items=pd.DataFrame({"item_id": items, "scenario": "shop"}),
-                        users=pd.DataFrame(), scenarios={"shop": SHOP})
+def world(rows, items, video_items=()):
+    catalogue = pd.DataFrame({"item_id": [*items, *video_items],
+                              "scenario": ["shop"] * len(items) + ["video"] * len(video_items)})
+    return TrainingData(events=events_frame(rows), items=catalogue, users=pd.DataFrame(),
+                        scenarios={"shop": SHOP, "video": VIDEO})
 
 
 def baskets(pairs, repeat=5):
@@ -53,11 +54,13 @@ def test_the_closed_form_solves_its_objective():
     import scipy.sparse as sp
 
     matrix, lam = sp.csr_matrix(dense), 3.0
-    b = item_weights(matrix, lam).astype(np.float64)
+    b = item_weights(gram(matrix), lam).astype(np.float64)
+    assert np.abs(b).max() > 0.01
     assert np.all(np.diag(b) == 0)
     gradient = dense.T @ (dense @ b - dense) + lam * b
     off = ~np.eye(12, dtype=bool)
     np.testing.assert_allclose(gradient[off], 0.0, atol=1e-3)
+    assert np.abs(gradient).max() > 0  # not the trivial B = 0 (the diagonal is constrained)
 
 
 def test_a_trained_user_is_scored_from_training_and_history_alike():
@@ -72,13 +75,16 @@ def test_a_trained_user_is_scored_from_training_and_history_alike():
 
 
 def test_only_positive_events_and_the_most_shared_items_are_modelled():
-    rows = baskets([("a", "b")]) + [("u0", "c", "shop", "purchase", "2025-01-03T00:00:00Z"),
-                                     ("v", "d", "video", "like", "2025-01-03T00:00:00Z")]
-    data = world(rows, ["a", "b", "c"])
-    model = EaseScorer(lam=1.0, max_items=2)
+    rows = baskets([("a", "b")]) + [("u0", "0", "shop", "purchase", "2025-01-03T00:00:00Z"),
+                                     ("v", "d", "video", "watch", "2025-01-03T00:00:00Z")]
+    data = world(rows, ["0", "a", "b"], video_items=["d"])
+    model = EaseScorer(lam=1.0, max_items=2, weights={"video": {"watch": 0.0, "like": 1.0}})
     model.fit(data)
-    assert model.models["shop"].item_ids.tolist() == ["a", "b"]  # c has one user
-    assert "video" not in model.models
+    assert model.models["shop"].item_ids.tolist() == ["a", "b"]  # "0" has one user
+    assert "video" not in model.models  # its one event is weighed zero
+    model = EaseScorer(lam=1.0, max_items=3)
+    model.fit(data)
+    assert model.models["video"].item_ids.tolist() == ["d"]
     matrix = interactions(events_frame([("x", "a", "shop", "view", "2025-01-01T00:00:00Z")]),
                           {"view": 0.0}, np.array(["x"]), np.array(["a"]))
     assert matrix.nnz == 0, "an event weighed zero is no interaction"
@@ -107,3 +113,24 @@ def test_supports_preference_scenarios_and_refuses_bad_settings():
                 {"validation_fraction": 1.0}):
         with pytest.raises(ValueError, match=next(iter(bad))):
             EaseScorer(**bad)
+
+
+def test_a_saved_model_is_mapped_read_only(tmp_path):
+    model = EaseScorer(lam=1.0)
+    model.fit(world(baskets([("a", "b"), ("c", "d")]), ["a", "b", "c", "d"]))
+    model.save(tmp_path)
+    loaded = EaseScorer.load(tmp_path)
+    weights = loaded.models["shop"].weights
+    assert isinstance(weights, np.memmap) and not weights.flags.writeable
+    batch = ScoreBatch.one(SHOP, "u0", ["b", "c", "d"])
+    np.testing.assert_array_equal(model.score(batch)["click"], loaded.score(batch)["click"])
+
+
+def test_no_validation_user_means_the_default_penalty_without_fitting_the_grid(caplog):
+    same_day = [(u, i, "shop", "purchase", "2025-01-01T00:00:00Z")
+                for u, i in [("x", "a"), ("x", "b"), ("y", "a")]]
+    model = EaseScorer(grid=[1.0, 10.0])
+    model.fit(world(same_day, ["a", "b"]))
+    info = model.describe()["scenarios"]["shop"]
+    assert info["tuning"] == [] and info["params"]["lam"] == 400.0
+    assert "no validation users" in caplog.text

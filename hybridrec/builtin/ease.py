@@ -10,15 +10,20 @@ the user acted on, in training and in the request's history (feedback since trai
 from the end of the training window (never the test window), as ALS chooses its factors; the
 grid's results are in ``describe()`` and so in the manifest.
 
-The model holds a dense items x items matrix (``4 n²`` bytes) and its fit inverts one (``n³``),
-so it keeps the ``max_items`` items with the most users (10,000 by default: 400 MB, a minute to
-fit on two cores). Items outside them, items no one acted on in training and users with no
-known item get NaN: no opinion, never a made-up zero.
+The model holds a dense items x items matrix (``4 n²`` bytes, memory-mapped from the bundle,
+so a server's workers share it) and its fit inverts one (``n³``; about ``16 n²`` bytes while
+fitting), once per penalty of the grid and once more, so it keeps the ``max_items`` items with
+the most users (5,000 by default). Items outside them, items no one acted on in training and
+users with no known item get NaN: no opinion, never a made-up zero. Scoring a request costs
+its profile's size times its candidates (one gather): a user with hundreds of items costs
+milliseconds. The serving history holds the events the scenario weighs above zero, so
+``weights`` set to zero for an event type the scenario counts leave it out of training only.
 """
 
 from __future__ import annotations
 
 import itertools
+import logging
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -29,6 +34,8 @@ from hybridrec.contracts import ScoreBatch, Scorer, TrainingData
 from hybridrec.hookspecs import hookimpl
 from hybridrec.ids import IdIndex
 from hybridrec.persistence import ScenarioModels
+
+log = logging.getLogger(__name__)
 
 DEFAULT_GRID = (50.0, 100.0, 200.0, 400.0, 800.0, 1600.0)
 #: The penalty without tuning, or when the validation slice has no user to measure.
@@ -52,35 +59,55 @@ def interactions(events: Any, weights: dict[str, float], users: np.ndarray,
     return matrix
 
 
-def item_weights(matrix: Any, lam: float) -> np.ndarray:
-    """EASE's ``B`` for a binary (users x items) matrix and L2 penalty ``lam``, float32."""
-    gram = (matrix.T @ matrix).toarray().astype(np.float64)
-    gram[np.diag_indices_from(gram)] += lam
-    inverse = np.linalg.inv(gram)
-    weights = inverse / -np.diag(inverse)
-    np.fill_diagonal(weights, 0.0)
-    return weights.astype(np.float32)
+def gram(matrix: Any) -> np.ndarray:
+    """``XᵀX`` of a (users x items) matrix, dense float64 (items x items)."""
+    return (matrix.T @ matrix).toarray().astype(np.float64)
 
 
-def validation_ndcg(train: Any, valid: Any, weights: np.ndarray, k: int = 10) -> float:
-    """NDCG@k over users with validation items new to them, training items left out."""
+def item_weights(gram: np.ndarray, lam: float) -> np.ndarray:
+    """EASE's ``B`` from ``XᵀX`` and the L2 penalty ``lam``, float32; ``gram`` is left as it
+    is. Memory: two float64 copies of it, then the float32 result."""
+    import scipy.linalg
+
+    penalised = gram.copy()
+    penalised[np.diag_indices_from(penalised)] += lam
+    inverse = scipy.linalg.inv(penalised, overwrite_a=True, check_finite=False)
+    diagonal = np.diag(inverse).copy()
+    inverse /= -diagonal  # column j over -P[j, j]
+    np.fill_diagonal(inverse, 0.0)
+    return inverse.astype(np.float32)
+
+
+def validation_ndcg(train: Any, valid: Any, weights: np.ndarray, k: int = 10,
+                    chunk: int = 2048) -> float:
+    """NDCG@k over users with validation items new to them, training items left out; users
+    are scored ``chunk`` at a time (each costs a dense row of the catalogue's width)."""
     from hybridrec import metrics as M
     from hybridrec.ranking import top_k_rows
 
-    users = np.flatnonzero(np.diff(valid.indptr) > 0)
-    users = users[np.diff(train.indptr)[users] > 0]
+    users = measurable_users(train, valid)
     if len(users) == 0:
         return float("nan")
-    scores = np.asarray(train[users] @ weights)
-    seen = train[users].tocoo()
-    scores[seen.row, seen.col] = -np.inf
-    top = top_k_rows(scores, k, finite_only=True)
-    ranked = np.full((len(users), k), -1, dtype=np.int64)  # -1: an empty slot
-    rows = top.row_index()
-    ranked[rows, np.arange(len(rows)) - top.offsets[rows]] = top.values
-    sub = valid[users].tocoo()
-    hits = M.hits_matrix(ranked, sub.row, sub.col)
-    return M.ranking_metrics(hits, np.diff(valid[users].indptr))["ndcg"]
+    ndcg = []
+    for start in range(0, len(users), chunk):
+        part = users[start:start + chunk]
+        scores = np.asarray(train[part] @ weights)
+        seen = train[part].tocoo()
+        scores[seen.row, seen.col] = -np.inf
+        top = top_k_rows(scores, k, finite_only=True)
+        ranked = np.full((len(part), k), -1, dtype=np.int64)  # -1: an empty slot
+        rows = top.row_index()
+        ranked[rows, np.arange(len(rows)) - top.offsets[rows]] = top.values
+        sub = valid[part].tocoo()
+        hits = M.hits_matrix(ranked, sub.row, sub.col)
+        ndcg.append(M.per_user_ranking(hits, np.diff(valid[part].indptr))["ndcg"])
+    return float(np.concatenate(ndcg).mean())
+
+
+def measurable_users(train: Any, valid: Any) -> np.ndarray:
+    """Rows with training items and validation items."""
+    users = np.flatnonzero(np.diff(valid.indptr) > 0)
+    return users[np.diff(train.indptr)[users] > 0]
 
 
 @dataclass
@@ -107,15 +134,17 @@ class ScenarioModel:
         start, end = self.user_items.indptr[row], self.user_items.indptr[row + 1]
         return np.union1d(self.user_items.indices[start:end], history)
 
+
 class EaseScorer(ScenarioModels, Scorer):
     name = "ease"
     tasks = ("click",)
     meta_file = "ease.json"
+    mapped = ("weights",)
     arrays = ("user_ids", "item_ids", "user_items", "weights")
     model_class = ScenarioModel
 
     def __init__(self, lam: float | None = None, grid: list[float] | None = None,
-                 tune: bool = True, max_items: int = 10_000,
+                 tune: bool = True, max_items: int = 5_000,
                  weights: dict[str, dict[str, float]] | None = None,
                  scenarios: list[str] | None = None,
                  validation_fraction: float = 0.1) -> None:
@@ -153,7 +182,8 @@ class EaseScorer(ScenarioModels, Scorer):
             lam = DEFAULT_LAM if lam is None else lam
             matrix = interactions(events, weights, users, items)
             self.models[name] = ScenarioModel(users, items, matrix,
-                                              item_weights(matrix, lam), {"lam": lam}, tuning)
+                                              item_weights(gram(matrix), lam), {"lam": lam},
+                                              tuning)
 
     def _kept_items(self, events: Any) -> np.ndarray:
         """The ``max_items`` items with the most users (ties by id), sorted by id."""
@@ -172,14 +202,18 @@ class EaseScorer(ScenarioModels, Scorer):
         valid = interactions(events[ts >= cutoff], weights, users, items)
         valid = (valid - valid.multiply(train)).tocsr()  # only items new to the user
         valid.eliminate_zeros()
+        if len(measurable_users(train, valid)) == 0:
+            log.warning("no validation users for EASE tuning; using lam = %g", DEFAULT_LAM)
+            return DEFAULT_LAM, []
+        train_gram = gram(train)
         results = [{"lam": float(lam),
-                    "val_ndcg@10": round(validation_ndcg(train, valid,
-                                                         item_weights(train, lam)), 5)}
+                    "val_ndcg@10": round(validation_ndcg(
+                        train, valid, item_weights(train_gram, lam)), 5)}
                    for lam in grid]
-        scored = [r for r in results if r["val_ndcg@10"] == r["val_ndcg@10"]]
-        if not scored:
-            return DEFAULT_LAM, results
-        return max(scored, key=lambda r: r["val_ndcg@10"])["lam"], results
+        best = max(results, key=lambda r: r["val_ndcg@10"])["lam"]
+        if len(grid) > 1 and best in (min(grid), max(grid)):
+            log.info("EASE chose lam = %g, at the edge of its grid %s", best, grid)
+        return best, results
 
     # Serving ----------------------------------------------------------------------------
     def score(self, batch: ScoreBatch) -> dict[str, np.ndarray]:
