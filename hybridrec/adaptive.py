@@ -174,6 +174,7 @@ class AdaptiveBlender(Blender):
         self._generation = 0
         #: Re-reads failed in a row (the first of a run is logged with its traceback).
         self.failed_rereads = 0
+        self._failure: type[BaseException] | None = None
         #: The arms of the latest adaptive decision (they follow the scorer outputs).
         self.arms: list[str] = []
 
@@ -220,50 +221,53 @@ class AdaptiveBlender(Blender):
                     self._refreshing.release()
             return cached[1]
         self._refreshing.acquire()
-        return self._reread(arms)
+        try:
+            return self._reread(arms)
+        finally:
+            self._refreshing.release()
 
     def _reread_logged(self, arms: list[str]) -> None:
-        """``_reread`` on a background thread: a failure is logged and the previous
-        snapshot serves until the next attempt."""
+        """``_reread`` on a background thread: a failure is logged (with its traceback the
+        first time and whenever it changes kind) and the previous snapshot serves until the
+        next attempt; then the next re-read may start (the caller holds ``_refreshing``)."""
         try:
             self._reread(arms)
             if self.failed_rereads:
                 log.warning("re-reading the %s policy works again after %d failures",
                             self.scenario, self.failed_rereads)
-                self.failed_rereads = 0
+                self.failed_rereads, self._failure = 0, None
         except Exception as exc:
             self.failed_rereads += 1
-            if self.failed_rereads == 1:
+            if type(exc) is not self._failure:
                 log.exception("re-reading the %s policy failed; its previous probabilities "
                               "serve until the next attempt", self.scenario)
+                self._failure = type(exc)
             else:
                 log.debug("re-reading the %s policy failed again (%d in a row): %s",
                           self.scenario, self.failed_rereads, exc)
             with self._lock:  # the next attempt after refresh_seconds, not next request
                 if (cached := self._cache.get(tuple(arms))) is not None:
                     self._cache[tuple(arms)] = (time.monotonic(), cached[1])
-
-    def _reread(self, arms: list[str]) -> Snapshot:
-        """Read the state and cache the snapshot; then let the next re-read start (the
-        caller holds ``_refreshing``)."""
-        try:
-            now, generation = time.monotonic(), self._generation
-            control = self.store.policy_control(self.scenario, self.version)
-            settings = replace(self.configured, **control)
-            counts = self.store.policy_counts(self.version, self.scenario, settings.window)
-            rate = settings.exploration if settings.adapt and self.explore else 0.0
-            table = np.stack([arm_probabilities(
-                np.array([counts.get((bucket, a), (0.0, 0.0))[0] for a in arms]),
-                np.array([counts.get((bucket, a), (0.0, 0.0))[1] for a in arms]), rate)
-                for bucket in BUCKETS])
-            snapshot = Snapshot(settings, table)
-            with self._lock:
-                if generation == self._generation:  # else forgotten meanwhile: read again
-                    self._cache[tuple(arms)] = (now, snapshot)
-                    self.settings = settings
-            return snapshot
         finally:
             self._refreshing.release()
+
+    def _reread(self, arms: list[str]) -> Snapshot:
+        """Read the state and cache the snapshot (the caller holds ``_refreshing``)."""
+        now, generation = time.monotonic(), self._generation
+        control = self.store.policy_control(self.scenario, self.version)
+        settings = replace(self.configured, **control)
+        counts = self.store.policy_counts(self.version, self.scenario, settings.window)
+        rate = settings.exploration if settings.adapt and self.explore else 0.0
+        table = np.stack([arm_probabilities(
+            np.array([counts.get((bucket, a), (0.0, 0.0))[0] for a in arms]),
+            np.array([counts.get((bucket, a), (0.0, 0.0))[1] for a in arms]), rate)
+            for bucket in BUCKETS])
+        snapshot = Snapshot(settings, table)
+        with self._lock:
+            if generation == self._generation:  # else forgotten meanwhile: read again
+                self._cache[tuple(arms)] = (now, snapshot)
+                self.settings = settings
+        return snapshot
 
     def forget(self) -> None:
         """Drop the cached probabilities: the next request re-reads the state."""
