@@ -12,6 +12,7 @@ import argparse
 import resource
 import sys
 import time
+import timeit
 from pathlib import Path
 
 import numpy as np
@@ -54,11 +55,7 @@ def main() -> None:
     for size in (20, 100, 700):
         batch = ScoreBatch.one(SHOP, "someone", rng.choice(items, 500, replace=False),
                                history=rng.choice(items, size, replace=False))
-        times = []
-        for _ in range(200):
-            start = time.perf_counter()
-            scorer.score(batch)
-            times.append(time.perf_counter() - start)
+        times = timeit.repeat(lambda b=batch: scorer.score(b), number=1, repeat=200)
         print(f"score 500 candidates, profile of {size} items: "
               f"{np.median(times) * 1000:.3f} ms (median of 200)")
     print(f"\ncommand: {Path(sys.executable).name} benchmarks/ease.py "
