@@ -33,7 +33,7 @@ from hybridrec import columns as C
 from hybridrec.contracts import ScoreBatch, Scorer, TrainingData
 from hybridrec.hookspecs import hookimpl
 from hybridrec.ids import IdIndex
-from hybridrec.persistence import ScenarioModels
+from hybridrec.scenario_models import ScenarioModels, measurable_users, validation_slices
 
 log = logging.getLogger(__name__)
 
@@ -102,12 +102,6 @@ def validation_ndcg(train: Any, valid: Any, weights: np.ndarray, k: int = 10,
         hits = M.hits_matrix(ranked, sub.row, sub.col)
         ndcg.append(M.per_user_ranking(hits, np.diff(valid[part].indptr))["ndcg"])
     return float(np.concatenate(ndcg).mean())
-
-
-def measurable_users(train: Any, valid: Any) -> np.ndarray:
-    """Rows with training items and validation items."""
-    users = np.flatnonzero(np.diff(valid.indptr) > 0)
-    return users[np.diff(train.indptr)[users] > 0]
 
 
 @dataclass
@@ -196,12 +190,9 @@ class EaseScorer(ScenarioModels, Scorer):
               items: np.ndarray) -> tuple[float, list[dict[str, Any]]]:
         """The grid's best penalty on the last ``validation_fraction`` of the window."""
         grid = list(self.config.get("grid") or DEFAULT_GRID)
-        ts = events[C.EVENT_TIMESTAMP]
-        cutoff = ts.quantile(1 - self.config["validation_fraction"])
-        train = interactions(events[ts < cutoff], weights, users, items)
-        valid = interactions(events[ts >= cutoff], weights, users, items)
-        valid = (valid - valid.multiply(train)).tocsr()  # only items new to the user
-        valid.eliminate_zeros()
+        train, valid = validation_slices(
+            events, lambda part: interactions(part, weights, users, items),
+            self.config["validation_fraction"])
         if len(measurable_users(train, valid)) == 0:
             log.warning("no validation users for EASE tuning; using lam = %g", DEFAULT_LAM)
             return DEFAULT_LAM, []

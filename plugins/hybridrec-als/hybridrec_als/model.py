@@ -36,8 +36,8 @@ from hybridrec.contracts import (
     TrainingData,
 )
 from hybridrec.ids import IdIndex
-from hybridrec.persistence import ScenarioModels
 from hybridrec.ranking import top_k, top_k_rows
+from hybridrec.scenario_models import ScenarioModels, measurable_users, validation_slices
 from hybridrec_als import device as D
 
 log = logging.getLogger(__name__)
@@ -150,8 +150,7 @@ def ndcg_at(model: Any, train: Any, valid: Any, k: int = 10) -> float:
     """NDCG@k of ``model`` on users with validation items, seen training items filtered."""
     from hybridrec import metrics as M
 
-    users = np.flatnonzero(np.diff(valid.indptr) > 0)
-    users = users[np.diff(train.indptr)[users] > 0]
+    users = measurable_users(train, valid)
     if len(users) == 0:
         return float("nan")
     ids, _ = model.recommend(users, train[users], N=k, filter_already_liked_items=True)
@@ -234,12 +233,9 @@ class AlsScorer(ScenarioModels, Scorer, CandidateSource, SimilarItems):
               items: np.ndarray, device: str, threads: int
               ) -> tuple[dict[str, Any], list[dict[str, Any]]]:
         """Grid search on the last ``validation_fraction`` of the training window."""
-        ts = events[C.EVENT_TIMESTAMP]
-        cutoff = ts.quantile(1 - self.config["validation_fraction"])
-        train = confidence_matrix(events[ts < cutoff], weights, users, items)
-        valid = confidence_matrix(events[ts >= cutoff], weights, users, items)
-        valid = (valid - valid.multiply(train > 0)).tocsr()  # only items new to the user
-        valid.eliminate_zeros()
+        train, valid = validation_slices(
+            events, lambda part: confidence_matrix(part, weights, users, items),
+            self.config["validation_fraction"])
         grid = {**DEFAULT_GRID, **(self.config.get("grid") or {})}
         for key in DEFAULT_PARAMS:  # an explicit value pins that parameter
             if self.config.get(key) is not None:

@@ -1,18 +1,22 @@
-"""What components that fit a model per scenario share: their arrays on disk, for ``save``
-and ``load`` (one file per array, plain ``.npy`` for dense ones and SciPy's ``.npz`` for
-sparse ones, so that a bundle holds no pickles), and which scenarios they apply to and how
-they describe themselves (``ScenarioModels``)."""
+"""What components that fit a model per preference scenario share (``ScenarioModels``):
+which scenarios they apply to, their event weights, the validation slice they tune on, how
+they describe themselves, and their arrays on disk for ``save`` and ``load`` (one file per
+array, plain ``.npy`` for dense ones and SciPy's ``.npz`` for sparse ones, so that a bundle
+holds no pickles)."""
 
 from __future__ import annotations
 
 import json
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from pathlib import Path
 from typing import Any, ClassVar, Self
 
 import numpy as np
 
-__all__ = ["ScenarioModels", "load_arrays", "save_arrays"]
+from hybridrec import columns as C
+
+__all__ = ["ScenarioModels", "load_arrays", "measurable_users", "save_arrays",
+           "validation_slices"]
 
 
 def save_arrays(directory: Path, arrays: Mapping[str, Any]) -> None:
@@ -43,6 +47,25 @@ def load_arrays(directory: Path, names: Iterable[str],
             out[name] = np.load(directory / f"{name}.npy", allow_pickle=False,
                                 mmap_mode="r" if name in mapped else None)
     return out
+
+
+def validation_slices(events: Any, build: Callable[[Any], Any], fraction: float
+                      ) -> tuple[Any, Any]:
+    """The events before the latest ``fraction`` of them by time and those after, each as
+    the (users x items) sparse matrix ``build(events)`` makes; the validation matrix keeps
+    only the pairs new to the user (what a ranking of unseen items can find)."""
+    ts = events[C.EVENT_TIMESTAMP]
+    cutoff = ts.quantile(1 - fraction)
+    train, valid = build(events[ts < cutoff]), build(events[ts >= cutoff])
+    valid = (valid - valid.multiply(train > 0)).tocsr()
+    valid.eliminate_zeros()
+    return train, valid
+
+
+def measurable_users(train: Any, valid: Any) -> np.ndarray:
+    """The rows of two such matrices with training items and validation items."""
+    users = np.flatnonzero(np.diff(valid.indptr) > 0)
+    return users[np.diff(train.indptr)[users] > 0]
 
 
 class ScenarioModels:
