@@ -538,6 +538,12 @@ class Blender(_Reader, _Persistent):
         """Learn from ``data`` (the events before the blend slice, when there is one) and,
         for a blender that ``learns``, from ``examples``."""
 
+    def observe(self, data: TrainingData) -> None:
+        """Called after ``fit`` each time the scorers are fit again on later events (before
+        evaluation, and on the whole window for the bundle), with those events. A blender
+        that keeps figures of the data (how popular an item is, how old) brings them up to
+        date here; what it learned stays. The default does nothing."""
+
     def check(self, inputs: Mapping[str, Sequence[str]], scenarios: Collection[str]) -> None:
         """Called when training is planned: ``inputs`` maps each scenario this blender will
         blend to its ``scorer.task`` keys, ``scenarios`` lists every registered scenario.

@@ -130,3 +130,113 @@ def test_an_ad_slot_starts_from_expected_value():
     assert np.argsort(-out).tolist() == np.argsort(-(p * bid)).tolist()
     parts = blender.contributions({"ctr": {"ctr": p}}, batch)
     assert set(parts) >= {"ctr.ctr", "objective value"}
+
+
+def test_the_check_keeps_an_input_alone_that_ranks_held_out_requests_better(tmp_path):
+    """Weights held at equal (huge penalties, no refinement) mix a noise input in; on the
+    held-out quarter the informative input alone ranks better, so the scenario keeps it."""
+    frozen = {"l2_shared": 1e9, "l2_scenario": 1e9, "refine": False}
+    blender = fitted(world(SHOP, n_requests=400, informative=lambda n: "cf"), **frozen)
+    check = blender.describe()["fit"]["check"]["shop"]
+    assert check["chosen"] == "cf.click"
+    assert check["cf.click"] > check["learned"]
+    alone = np.zeros(len(blender.columns))
+    alone[column(blender, "cf.click")] = 1.0
+    for bucket in range(len(BUCKETS)):
+        assert np.array_equal(blender.weights("shop", bucket), alone)
+    batch, scores, labels = world(SHOP, seed=1, informative=lambda n: "cf")
+    assert hit_rate(blender.blend(scores, batch), batch, labels) == hit_rate(
+        scores["cf"]["click"], batch, labels)
+    blender.save(tmp_path)
+    again = LearnedBlender.load(tmp_path)
+    assert np.array_equal(again.blend(scores, batch), blender.blend(scores, batch))
+
+    unchecked = fitted(world(SHOP, n_requests=400, informative=lambda n: "cf"), check=False,
+                       **frozen)
+    assert unchecked.fixed == {} and "check" not in unchecked.describe()["fit"]
+    assert unchecked.weights("shop", HEAVY)[column(unchecked, "text.click")] > 0.5
+
+
+def test_the_check_keeps_the_fit_when_it_ranks_held_out_requests_best():
+    def informative(n):
+        return "text" if n < 5 else "cf"
+
+    blender = fitted(world(SHOP, history=(1, 2, 60, 80), informative=informative, n_requests=600))
+    check = blender.describe()["fit"]["check"]["shop"]
+    assert check["chosen"] == "learned"
+    assert check["learned"] >= max(v for k, v in check.items() if k not in ("chosen", "learned"))
+    assert blender.fixed == {}
+
+
+def test_a_scenario_too_small_to_check_is_not_checked():
+    blender = fitted(world(SHOP, n_requests=600, informative=lambda n: "cf"),
+                     world(VIDEO, n_requests=20, seed=5, informative=lambda n: "text"))
+    assert "video" not in blender.describe()["fit"]["check"]
+    assert "video" not in blender.fixed
+
+
+def test_item_context_counts_what_the_scenario_weighs_and_follows_the_latest_fit():
+    """An ad's popularity is its clicks, not the impressions a logging policy chose to show;
+    and ``observe`` (called when the scorers are fit again) brings the counts up to date."""
+    import pandas as pd
+
+    from hybridrec import columns as C
+
+    data = tiny_training_data(scenarios=("ads",), ads=5, events=2000)
+    blender = LearnedBlender()
+    blender.fit(data, None)
+    events = data.events
+    clicks = events[events[C.EVENT_TYPE] == "click"].groupby(C.ITEM_ID).size()
+    table = blender.items["ads"]
+    assert table["count"].reindex(clicks.index).tolist() == clicks.astype(float).tolist()
+    shown_only = set(events[C.ITEM_ID]) - set(clicks.index)
+    assert all(table.loc[i, "count"] == 0.0 for i in shown_only)
+
+    early = events[events[C.EVENT_TIMESTAMP] < events[C.EVENT_TIMESTAMP].quantile(0.5)]
+    blender.fit(type(data)(events=early, items=data.items, users=data.users,
+                           scenarios=data.scenarios, ads=data.ads), None)
+    before = blender.items["ads"]["count"].sum()
+    blender.observe(data)
+    assert blender.items["ads"]["count"].sum() == float(len(events[events[C.EVENT_TYPE]
+                                                                   == "click"])) > before
+    assert pd.Timestamp(int(blender.items["ads"]["last"].max()), unit="us") == \
+        pd.Timestamp(events[C.EVENT_TIMESTAMP].max()).tz_localize(None).floor("us")
+
+
+def ad_world(n_requests=400, n_candidates=30, seed=0):
+    """Ad requests: one click each, drawn by a calibrated click probability that has nothing
+    to do with the bid; the gain of a click is the ad's bid (expected value)."""
+    rng = np.random.default_rng(seed)
+    candidates = Ragged.from_rows([[f"a{j}" for j in range(n_candidates)]] * n_requests)
+    bid = rng.uniform(0.2, 3.0, n_candidates * n_requests)
+    batch = ScoreBatch(scenario=ADS, user_ids=np.array([f"u{r}" for r in range(n_requests)],
+                                                       dtype=object),
+                       candidates=candidates,
+                       history=Ragged.from_rows([["h"]] * n_requests),
+                       item_features={"ad_profile__bid": bid})
+    p = 1 / (1 + np.exp(-(rng.normal(size=len(batch)) * 1.5 - 3.0)))
+    labels = np.zeros(len(batch))
+    for r in range(n_requests):
+        rows = np.arange(batch.offsets[r], batch.offsets[r + 1])
+        labels[rng.choice(rows, p=p[rows] / p[rows].sum())] = 1.0
+    return batch, {"ctr": {"ctr": p}}, labels * bid
+
+
+def pooled_ndcg(blend, batch, gains, k=10):
+    from hybridrec.builtin.learned import _Ndcg
+
+    return _Ndcg(gains, batch.offsets, k, pooled=True)(blend)
+
+
+def test_an_ad_slot_learns_for_the_value_at_stake():
+    """Clicks say nothing of bids, so a fit that weighs every request alike would learn to
+    ignore the bid; weighing each request by its value keeps p x bid, which ranks better on
+    the pooled objective."""
+    blender = fitted(ad_world(), check=False)
+    assert blender.pooled == {"ads"}
+    w = blender.weights("ads", COLD)
+    assert w[column(blender, "objective value")] > 0.8
+    assert w[column(blender, "ctr.ctr")] > 0.5
+    batch, scores, gains = ad_world(seed=1)
+    assert pooled_ndcg(blender.blend(scores, batch), batch, gains) > pooled_ndcg(
+        scores["ctr"]["ctr"], batch, gains)

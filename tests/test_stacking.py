@@ -17,7 +17,7 @@ from hybridrec.plugins import build_registry
 from hybridrec.testing import BlenderContract, tiny_training_data
 from hybridrec.workspace import Workspace
 
-SEEN: dict[str, list] = {"scorer": [], "blender": [], "examples": []}
+SEEN: dict[str, list] = {"scorer": [], "blender": [], "examples": [], "observed": []}
 
 
 class RecordingScorer(PopularityScorer):
@@ -39,6 +39,9 @@ class RecordingBlender(Blender):
     def fit(self, data: TrainingData, examples: BlendExamples | None = None) -> None:
         SEEN["blender"].append(pd.Timestamp(data.events[C.EVENT_TIMESTAMP].max()))
         SEEN["examples"].append(examples)
+
+    def observe(self, data: TrainingData) -> None:
+        SEEN["observed"].append(pd.Timestamp(data.events[C.EVENT_TIMESTAMP].max()))
 
     def blend(self, scores, batch: ScoreBatch) -> np.ndarray:
         values = scores.get("recording", {}).get("click", np.zeros(len(batch)))
@@ -92,6 +95,9 @@ def test_no_blend_or_test_label_reaches_the_scorers_and_no_test_label_the_blende
     assert everything >= test_cut  # the refit on the whole window
     [blender_data] = SEEN["blender"]  # fit once, kept through the refit
     assert blender_data < blend_cut
+    # told of the scorers' data after each later fit: before evaluation, none of the test
+    # slice; then the whole window, for the bundle
+    assert SEEN["observed"] == [before_test, everything]
     [examples] = SEEN["examples"]
     parts = examples.scenarios["shop"]
     assert parts and examples.rows("shop") > 0

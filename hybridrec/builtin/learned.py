@@ -26,6 +26,17 @@ gradient; NumPy and SciPy only. Then (``refine``), for each scenario with at lea
 where it raises the slice's NDCG@k with the objective's gains: the softmax loss ranks the
 whole list, the top is what counts (on MovieLens it lifts the blend from below ALS alone to
 above it).
+
+Checked (``check``): for each scenario with at least ``CHECK_MIN_REQUESTS`` blend-slice
+requests, the weights are first fit without a seeded quarter of its requests and compared on
+that quarter, by NDCG@k with the objective's gains, with equal weights and with each score
+input alone. When one of those ranks the held-out requests better, the scenario keeps it
+(``fixed``): the blend never knowingly ranks below its best part. Otherwise the weights are
+fit again on every request.
+
+The item context is the data the scorers were last fit on: training calls ``observe`` with
+it after every refit, so evaluation and serving see the items' counts and ages as the scorers
+do, not as of the blend slice.
 """
 
 from __future__ import annotations
@@ -58,6 +69,11 @@ CONTEXT = (POPULARITY, AGE, VALUE)
 _FLOOR = 1e-6
 #: A scenario's blend-slice requests below which its weights are not tuned on NDCG.
 REFINE_MIN_REQUESTS = 100
+#: A scenario's blend-slice requests from which ``CHECK_SHARE`` of them are held out to check
+#: the fit against equal weights and each input alone.
+CHECK_MIN_REQUESTS = 100
+CHECK_SHARE = 0.25
+EQUAL = "equal weights"
 
 
 class LearnedBlender(Blender):
@@ -65,8 +81,8 @@ class LearnedBlender(Blender):
     learns: ClassVar[bool] = True
 
     def __init__(self, l2_shared: float = 2.0, l2_scenario: float = 20.0, k: int = 10,
-                 refine: bool = True, max_requests: int = 20000, max_iter: int = 300,
-                 seed: int = 0) -> None:
+                 refine: bool = True, check: bool = True, max_requests: int = 20000,
+                 max_iter: int = 300, seed: int = 0) -> None:
         for label, value in (("l2_shared", l2_shared), ("l2_scenario", l2_scenario)):
             if not isinstance(value, int | float) or value < 0:
                 raise ValueError(f"{label} must be a number >= 0, got {value!r}")
@@ -76,13 +92,17 @@ class LearnedBlender(Blender):
         if not isinstance(k, int) or k < 1:
             raise ValueError(f"k must be an integer >= 1, got {k!r}")
         super().__init__(l2_shared=l2_shared, l2_scenario=l2_scenario, k=k,
-                         refine=bool(refine), max_requests=max_requests, max_iter=max_iter,
-                         seed=seed)
+                         refine=bool(refine), check=bool(check), max_requests=max_requests,
+                         max_iter=max_iter, seed=seed)
         self.keys: list[str] = []
         self.scenarios: list[str] = []
         self.shared = np.zeros(0)
         self.per_scenario = np.zeros((0, 0))
         self.per_bucket = np.zeros((len(BUCKETS), 0))
+        #: Per scenario whose check chose an alternative, its weights for every bucket.
+        self.fixed: dict[str, np.ndarray] = {}
+        #: Scenarios whose objective has a value: their requests weigh by the value at stake.
+        self.pooled: set[str] = set()
         self.items: dict[str, pd.DataFrame] = {}
         self._stats: dict[str, tuple[Any, np.ndarray, np.ndarray, int]] = {}
         self.report: dict[str, Any] = {}
@@ -151,6 +171,8 @@ class LearnedBlender(Blender):
 
     def weights(self, scenario: str, bucket: int) -> np.ndarray:
         """The weight of each ``columns`` entry for a scenario and activity bucket."""
+        if scenario in self.fixed:
+            return self.fixed[scenario].copy()
         w = self.shared.copy()
         if scenario in self.scenarios:
             w += self.per_scenario[self.scenarios.index(scenario)]
@@ -163,32 +185,96 @@ class LearnedBlender(Blender):
 
     # Fitting ----------------------------------------------------------------------------
     def fit(self, data: TrainingData, examples: BlendExamples | None = None) -> None:
-        self.items, self._stats = _item_table(data), {}
+        self.observe(data)
+        self.fixed = {}
         examples = examples or BlendExamples()
         keys = {f"{s}.{t}" for parts in examples.scenarios.values() for part in parts
                 for s, tasks in part.scores.items() for t in tasks}
         self.keys = sorted(keys)
         self.scenarios = sorted(examples.scenarios)
-        d = len(self.columns)
-        self.shared = self.prior()
-        self.per_scenario = np.zeros((len(self.scenarios), d))
-        self.per_bucket = np.zeros((len(BUCKETS), d))
+        self._reset()
         stacked = self._stack(examples)
         if stacked is None:
             self.report = {"requests": 0, "note": "no blend examples: equal weights"}
             return
+        fixed = self._check(stacked) if self.config["check"] else {}
+        self._reset()
+        self._fit_weights(stacked)
+        self.fixed = fixed
+
+    def observe(self, data: TrainingData) -> None:
+        """Item counts and first-event times from ``data``, the events the scorers were fit
+        on; the weights stay."""
+        self.items, self._stats = _item_table(data), {}
+
+    def _reset(self) -> None:
+        d = len(self.columns)
+        self.shared = self.prior()
+        self.per_scenario = np.zeros((len(self.scenarios), d))
+        self.per_bucket = np.zeros((len(BUCKETS), d))
+
+    def _fit_weights(self, stacked: tuple[np.ndarray, ...]) -> None:
         self._solve(*stacked)
         if self.config["refine"]:
             self._refine(*stacked)
 
+    def _check(self, stacked: tuple[np.ndarray, ...]) -> dict[str, np.ndarray]:
+        """Fit without a held-out share of each large enough scenario's requests, then rank
+        those with the fit, with equal weights and with each score input alone; returns the
+        weights of every scenario where an alternative ranked them better."""
+        x, t, scen, bucket, starts = stacked
+        rng = np.random.default_rng(self.config["seed"] + 1)
+        held = np.zeros(len(starts), dtype=bool)
+        for s in range(len(self.scenarios)):
+            requests = np.flatnonzero(scen[starts] == s)
+            if len(requests) >= CHECK_MIN_REQUESTS:
+                n = int(round(len(requests) * CHECK_SHARE))
+                held[rng.choice(requests, n, replace=False)] = True
+        if not held.any():
+            return {}
+        self._fit_weights(_requests(stacked, ~held))
+        checks: dict[str, dict[str, float]] = {}
+        fixed: dict[str, np.ndarray] = {}
+        for s, name in enumerate(self.scenarios):
+            mine = held & (scen[starts] == s)
+            if not mine.any():
+                continue
+            hx, ht, _, hb, hs = _requests(stacked, mine)
+            ndcg = _Ndcg(ht, np.r_[hs, len(hx)], self.config["k"], name in self.pooled)
+            table = np.stack([self.weights(name, b) for b in range(len(BUCKETS))])
+            options = {"learned": table[hb], **self._alternatives(hx)}
+            checks[name] = {k: round(ndcg(np.einsum("ij,ij->i", hx, np.broadcast_to(
+                w, hx.shape))), 5) for k, w in options.items()}
+            best = max(checks[name], key=lambda k: (checks[name][k], k == "learned"))
+            checks[name]["chosen"] = best  # type: ignore[assignment]
+            if best != "learned":
+                fixed[name] = options[best]
+        self.report["check"] = checks
+        return fixed
+
+    def _alternatives(self, x: np.ndarray) -> dict[str, np.ndarray]:
+        """Equal weights, and each score input the rows hold (not all missing) alone."""
+        out = {EQUAL: self.prior()}
+        for j, key in enumerate(self.keys):
+            if not x[:, 2 * j + 1].all():
+                alone = np.zeros(len(self.columns))
+                alone[2 * j] = 1.0
+                out[key] = alone
+        return out
+
     def _stack(self, examples: BlendExamples) -> tuple[np.ndarray, ...] | None:
         """Design rows, targets, scenario and bucket per row, and request starts: only the
-        requests with a positive gain, at most ``max_requests`` per scenario."""
+        requests with a positive gain, at most ``max_requests`` per scenario. A request's
+        targets sum to 1; in a scenario whose objective has a value (``pooled``), to its
+        gain over the scenario's mean, so that a request weighs by the value at stake (a
+        click on a high bid more than one on a low bid), as the pooled metric weighs it."""
         rng = np.random.default_rng(self.config["seed"])
         xs, ts, ss, bs, sizes = [], [], [], [], []
         self.report = {"requests": {}}
+        self.pooled = {name for name in self.scenarios if any(
+            part.batch.scenario.objective_value for part in examples.scenarios[name])}
         for s, name in enumerate(self.scenarios):
-            used = 0
+            labels, per_request, mean_of = [], [], []
             for part in examples.scenarios[name]:
                 batch = part.batch
                 gain = np.bincount(batch.request, weights=np.maximum(part.labels, 0.0),
@@ -197,16 +283,18 @@ class LearnedBlender(Blender):
                 if not len(keep):
                     continue
                 rows = np.isin(batch.request, keep)
-                x = self.design(part.scores, batch)[rows]
-                target = np.maximum(part.labels, 0.0)[rows]
-                target /= gain[batch.request[rows]]
-                xs.append(x)
-                ts.append(target)
-                ss.append(np.full(len(x), s))
+                xs.append(self.design(part.scores, batch)[rows])
+                labels.append(np.maximum(part.labels, 0.0)[rows])
+                per_request.append(gain[batch.request[rows]])
+                mean_of.append(gain[keep])
+                ss.append(np.full(int(rows.sum()), s))
                 bs.append(activity_bucket(_history(batch).lengths)[batch.request[rows]])
                 sizes.append(batch.candidates.lengths[keep])
-                used += len(keep)
-            self.report["requests"][name] = used
+            self.report["requests"][name] = int(sum(len(g) for g in mean_of))
+            if labels:
+                mean = float(np.concatenate(mean_of).mean())
+                ts += [y / mean if name in self.pooled else y / g
+                       for y, g in zip(labels, per_request, strict=True)]
         if not xs:
             return None
         x, t = np.concatenate(xs), np.concatenate(ts)
@@ -229,6 +317,8 @@ class LearnedBlender(Blender):
         prior = self.prior()
         l2_g, l2_s = float(self.config["l2_shared"]), float(self.config["l2_scenario"])
         scen_rows = [np.flatnonzero(scen == s) for s in range(n_s)]
+        # each request's targets sum to its weight (1, or its share of the value at stake)
+        weight = np.repeat(np.add.reduceat(t, starts), np.diff(np.r_[starts, len(t)]))
         bucket_rows = [np.flatnonzero(bucket == b) for b in range(n_b)]
 
         def unpack(theta: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
@@ -246,7 +336,7 @@ class LearnedBlender(Blender):
             sizes = np.diff(np.r_[starts, len(z)])
             log_norm = np.log(total) + top
             ce = -(t * (z - np.repeat(log_norm, sizes))).sum()
-            r = e / np.repeat(total, sizes) - t
+            r = weight * e / np.repeat(total, sizes) - t
             gg = x.T @ r
             gs = np.stack([x[rows].T @ r[rows] for rows in scen_rows]) if n_s else s
             gb = np.stack([x[rows].T @ r[rows] if len(rows) else np.zeros(d)
@@ -283,7 +373,8 @@ class LearnedBlender(Blender):
             if len(requests) < REFINE_MIN_REQUESTS:  # too few to tune on: keep the shrunk fit
                 continue
             lo, hi = offsets[requests[0]], offsets[requests[-1] + 1]
-            part = _Ndcg(t[lo:hi], offsets[requests[0]:requests[-1] + 2] - lo, k)
+            part = _Ndcg(t[lo:hi], offsets[requests[0]:requests[-1] + 2] - lo, k,
+                         name in self.pooled)
             base, xs = z[lo:hi], x[lo:hi]
             best = before = part(base)
             step = max(float(np.abs(self.shared[0:2 * len(self.keys):2]).mean()), 0.1)
@@ -323,7 +414,8 @@ class LearnedBlender(Blender):
     # Persistence ------------------------------------------------------------------------
     def save(self, path: Path) -> None:
         state = {"config": self.config, "keys": self.keys, "scenarios": self.scenarios,
-                 "report": self.report}
+                 "report": self.report,
+                 "fixed": {name: w.tolist() for name, w in self.fixed.items()}}
         (path / "learned.json").write_text(json.dumps(state))
         np.savez(path / "weights.npz", shared=self.shared, per_scenario=self.per_scenario,
                  per_bucket=self.per_bucket)
@@ -338,6 +430,8 @@ class LearnedBlender(Blender):
         blender = cls(**state["config"])
         blender.keys, blender.scenarios = state["keys"], state["scenarios"]
         blender.report = state["report"]
+        blender.fixed = {name: np.asarray(w, dtype=float)
+                         for name, w in state.get("fixed", {}).items()}
         with np.load(path / "weights.npz") as w:
             blender.shared = w["shared"]
             blender.per_scenario = w["per_scenario"].reshape(len(blender.scenarios), -1)
@@ -349,12 +443,15 @@ class LearnedBlender(Blender):
 
 
 class _Ndcg:
-    """NDCG@k of scores over fixed requests (``offsets``) with graded gains ``t``."""
+    """NDCG@k of scores over fixed requests (``offsets``) with graded gains ``t``: the mean
+    over requests, or (``pooled``) the sum of their DCG over the sum of their ideal DCG, as
+    evaluation measures a scenario whose objective has a value."""
 
-    def __init__(self, t: np.ndarray, offsets: np.ndarray, k: int) -> None:
+    def __init__(self, t: np.ndarray, offsets: np.ndarray, k: int, pooled: bool = False
+                 ) -> None:
         from hybridrec.ranking import top_k_groups
 
-        self.t, self.offsets, self.k = t, offsets, k
+        self.t, self.offsets, self.k, self.pooled = t, offsets, k, pooled
         self.discounts = 1.0 / np.log2(np.arange(2, k + 2))
         self.ideal = self._dcg(top_k_groups(t, offsets, k))
 
@@ -368,7 +465,20 @@ class _Ndcg:
 
         dcg = self._dcg(top_k_groups(scores, self.offsets, self.k))
         ok = self.ideal > 0
-        return float((dcg[ok] / self.ideal[ok]).mean()) if ok.any() else 0.0
+        if not ok.any():
+            return 0.0
+        if self.pooled:
+            return float(dcg[ok].sum() / self.ideal[ok].sum())
+        return float((dcg[ok] / self.ideal[ok]).mean())
+
+
+def _requests(stacked: tuple[np.ndarray, ...], keep: np.ndarray) -> tuple[np.ndarray, ...]:
+    """The stacked rows of the requests where ``keep`` (one flag per request) is set."""
+    x, t, scen, bucket, starts = stacked
+    sizes = np.diff(np.r_[starts, len(x)])
+    rows = np.repeat(keep, sizes)
+    kept = sizes[keep]
+    return x[rows], t[rows], scen[rows], bucket[rows], np.r_[0, np.cumsum(kept)[:-1]]
 
 
 def _history(batch: ScoreBatch) -> Any:
@@ -377,7 +487,9 @@ def _history(batch: ScoreBatch) -> Any:
 
 
 def _item_table(data: TrainingData) -> dict[str, pd.DataFrame]:
-    """Per scenario, each item's event count and first event time (microseconds)."""
+    """Per scenario, each item's count of events the scenario weighs above zero (for an ad,
+    its clicks, not the impressions a logging policy chose to show) and its first event time
+    of any kind (microseconds)."""
     import pandas as pd
 
     out: dict[str, pd.DataFrame] = {}
@@ -387,10 +499,14 @@ def _item_table(data: TrainingData) -> dict[str, pd.DataFrame]:
     stamp = pd.to_datetime(events[C.EVENT_TIMESTAMP], utc=True).dt.tz_localize(None)
     frame = pd.DataFrame({C.SCENARIO: events[C.SCENARIO].astype(str),
                           C.ITEM_ID: events[C.ITEM_ID].astype(str),
+                          C.EVENT_TYPE: events[C.EVENT_TYPE].astype(str),
                           "t": stamp.to_numpy("datetime64[us]").astype(np.int64)})
     for name, part in frame.groupby(C.SCENARIO, sort=True):
-        table = part.groupby(C.ITEM_ID).agg(count=("t", "size"), first=("t", "min"),
-                                            last=("t", "max"))
+        scenario = data.scenarios.get(str(name))
+        weights = scenario.event_weights if scenario is not None else {}
+        counted = part[C.EVENT_TYPE].map(weights).fillna(1.0 if not weights else 0.0) > 0
+        table = part.assign(counted=counted.to_numpy(float)).groupby(C.ITEM_ID).agg(
+            count=("counted", "sum"), first=("t", "min"), last=("t", "max"))
         out[str(name)] = table.astype({"count": float, "first": np.int64, "last": np.int64})
     return out
 

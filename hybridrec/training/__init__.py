@@ -103,6 +103,7 @@ def run(ws: Workspace, scenarios: Iterable[str] | None = None,
     if refit:  # the scorers on the whole window; the blenders as they are
         components, _ = plan.build()
         seconds.update(fit_components(components, full, progress))
+        _observe(blenders, full)
         fitted_on = full.events
     version = new_version()
     window = {"start": events[C.EVENT_TIMESTAMP].min(), "end": events[C.EVENT_TIMESTAMP].max(),
@@ -146,7 +147,14 @@ def _fit_stages(plan: Plan, store: Any, inputs: Inputs, train: TrainingData,
     examples = _blend_examples(plan, store, inputs, train, blenders, inner, progress)
     seconds = fit_blenders(every, replace(train, events=inner.train), progress, examples)
     seconds.update(fit_components(components, train, progress))
+    _observe(every, train)
     return components, blenders, seconds, inner.cutoff
+
+
+def _observe(blenders: Mapping[str, Any], data: TrainingData) -> None:
+    """Tell every blender the events the scorers were just fit on."""
+    for blender in blenders.values():
+        blender.observe(data)
 
 
 def _baselines(plan: Plan, names: Iterable[str]) -> dict[str, Any]:
