@@ -30,9 +30,11 @@ above it).
 Checked (``check``): for each scenario with at least ``CHECK_MIN_REQUESTS`` blend-slice
 requests, the weights are first fit without a seeded quarter of its requests and compared on
 that quarter, by NDCG@k with the objective's gains, with equal weights and with each score
-input alone. When one of those ranks the held-out requests better, the scenario keeps it
-(``fixed``): the blend never knowingly ranks below its best part. Otherwise the weights are
-fit again on every request.
+input alone. When the best of those ranks the held-out requests better, by a paired gain
+above zero at one-sided 95 % (``CHECK_Z`` standard errors), the scenario keeps it
+(``fixed``): the blend never knowingly ranks below its best part, and a difference within the
+noise of a few hundred requests does not throw the fit away. Otherwise the weights are fit
+again on every request.
 
 The item context is the data the scorers were last fit on: training calls ``observe`` with
 it after every refit, so evaluation and serving see the items' counts and ages as the scorers
@@ -73,6 +75,9 @@ REFINE_MIN_REQUESTS = 100
 #: the fit against equal weights and each input alone.
 CHECK_MIN_REQUESTS = 100
 CHECK_SHARE = 0.25
+#: An alternative replaces the fit only when its paired gain over it on the held-out
+#: requests is above zero by this many standard errors (one-sided 95 %).
+CHECK_Z = 1.645
 EQUAL = "equal weights"
 
 
@@ -243,11 +248,13 @@ class LearnedBlender(Blender):
             ndcg = _Ndcg(ht, np.r_[hs, len(hx)], self.config["k"], name in self.pooled)
             table = np.stack([self.weights(name, b) for b in range(len(BUCKETS))])
             options = {"learned": table[hb], **self._alternatives(hx)}
-            checks[name] = {k: round(ndcg(np.einsum("ij,ij->i", hx, np.broadcast_to(
-                w, hx.shape))), 5) for k, w in options.items()}
-            best = max(checks[name], key=lambda k: (checks[name][k], k == "learned"))
-            checks[name]["chosen"] = best  # type: ignore[assignment]
-            if best != "learned":
+            each = {k: ndcg.per_request(np.einsum("ij,ij->i", hx, np.broadcast_to(w, hx.shape)))
+                    for k, w in options.items()}
+            checks[name] = {k: round(float(v.mean()), 5) for k, v in each.items()}
+            best = max((k for k in each if k != "learned"), key=lambda k: checks[name][k])
+            better = _clearly_above(each[best], each["learned"])
+            checks[name]["chosen"] = best if better else "learned"  # type: ignore[assignment]
+            if better:
                 fixed[name] = options[best]
         self.report["check"] = checks
         return fixed
@@ -460,16 +467,30 @@ class _Ndcg:
         return np.bincount(top.row_index(), weights=self.t[top.values] * self.discounts[rank],
                            minlength=len(self.offsets) - 1)
 
-    def __call__(self, scores: np.ndarray) -> float:
+    def per_request(self, scores: np.ndarray) -> np.ndarray:
+        """Each request's share of the figure (requests without gain left out): its NDCG,
+        or (``pooled``) its DCG over the mean ideal DCG; their mean is the figure."""
         from hybridrec.ranking import top_k_groups
 
         dcg = self._dcg(top_k_groups(scores, self.offsets, self.k))
         ok = self.ideal > 0
         if not ok.any():
-            return 0.0
-        if self.pooled:
-            return float(dcg[ok].sum() / self.ideal[ok].sum())
-        return float((dcg[ok] / self.ideal[ok]).mean())
+            return np.zeros(0)
+        return dcg[ok] / (self.ideal[ok].mean() if self.pooled else self.ideal[ok])
+
+    def __call__(self, scores: np.ndarray) -> float:
+        values = self.per_request(scores)
+        return float(values.mean()) if len(values) else 0.0
+
+
+def _clearly_above(a: np.ndarray, b: np.ndarray, z: float = CHECK_Z) -> bool:
+    """Whether the mean of the paired differences ``a - b`` is above zero by more than ``z``
+    standard errors (one-sided)."""
+    d = a - b
+    if len(d) < 2:
+        return False
+    error = d.std(ddof=1) / np.sqrt(len(d))
+    return bool(d.mean() > z * error) if error > 0 else bool(d.mean() > 0)
 
 
 def _requests(stacked: tuple[np.ndarray, ...], keep: np.ndarray) -> tuple[np.ndarray, ...]:
