@@ -182,6 +182,9 @@ class AdaptiveBlender(Blender):
         raise TypeError("the adaptive blender learns online from feedback; fit the "
                         "bundle's blender instead")
 
+    def observe(self, data: TrainingData) -> None:
+        self.base.observe(data)
+
     def save(self, path: Path) -> None:
         raise TypeError("the adaptive state lives in the feedback log, not in a bundle")
 
@@ -294,12 +297,16 @@ class AdaptiveBlender(Blender):
         offline = sum(parts.values(), np.zeros(len(batch)))
         spread = _group_std(offline, batch.request, batch.n_requests)[batch.request]
         tilt = snapshot.settings.tilt
-        terms = {arm: self._terms(parts, scores, batch, arm, spread, tilt) for arm in arms}
-        arm_scores = {arm: sum(t.values(), np.zeros(len(batch))) for arm, t in terms.items()}
-        if batch.n_requests == 1:  # serving: the drawn arm's arrays as they are
+        if batch.n_requests == 1:  # serving: the drawn arm's terms; the others' sums only
             arm = arms[int(drawn[0])]
-            final, contributions = arm_scores[arm], {k: terms[arm][k] for k in parts}
+            terms = self._terms(parts, scores, batch, arm, spread, tilt)
+            final = sum(terms.values(), np.zeros(len(batch)))
+            contributions = {k: terms[k] for k in parts}
+            arm_scores = {a: final if a == arm else self._sum(offline, scores, batch, a,
+                                                                spread, tilt) for a in arms}
         else:
+            terms = {a: self._terms(parts, scores, batch, a, spread, tilt) for a in arms}
+            arm_scores = {a: sum(t.values(), np.zeros(len(batch))) for a, t in terms.items()}
             row_arm, rows = drawn[batch.request], np.arange(len(batch))
             final = np.stack([arm_scores[a] for a in arms])[row_arm, rows]
             contributions = {k: np.stack([terms[a][k] for a in arms])[row_arm, rows]
@@ -342,6 +349,19 @@ class AdaptiveBlender(Blender):
                 "contexts": contexts, "offline_prior": {"blender": self.base.name,
                                                         **self.base.describe()},
                 "updates": updates, "history": latest}
+
+    @staticmethod
+    def _sum(offline: np.ndarray, scores: Mapping[str, Mapping[str, np.ndarray]],
+             batch: ScoreBatch, arm: str, spread: np.ndarray, tilt: float) -> np.ndarray:
+        """What the terms of ``arm`` (``_terms``) add up to, without building them."""
+        values = None
+        if arm != OFFLINE:
+            scorer, _, task = arm.removeprefix(TOWARD).partition(".")
+            values = scores.get(scorer, {}).get(task)
+        if values is None:
+            return offline
+        z = np.nan_to_num(group_standardise(values, batch.request, batch.n_requests))
+        return offline * (1.0 - tilt) + tilt * spread * z
 
     @staticmethod
     def _terms(parts: Mapping[str, np.ndarray],

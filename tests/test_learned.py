@@ -187,7 +187,7 @@ def test_a_scenario_too_small_to_check_is_not_checked():
     assert "video" not in blender.fixed
 
 
-def test_item_context_counts_what_the_scenario_weighs_and_follows_the_latest_fit():
+def test_item_context_counts_what_the_scenario_weighs_and_follows_the_latest_fit(tmp_path):
     """An ad's popularity is its clicks, not the impressions a logging policy chose to show;
     and ``observe`` (called when the scorers are fit again) brings the counts up to date."""
     import pandas as pd
@@ -213,6 +213,9 @@ def test_item_context_counts_what_the_scenario_weighs_and_follows_the_latest_fit
                                                                    == "click"])) > before
     assert pd.Timestamp(int(blender.items["ads"]["last"].max()), unit="us") == \
         pd.Timestamp(events[C.EVENT_TIMESTAMP].max()).tz_localize(None).floor("us")
+    blender.save(tmp_path)
+    again = LearnedBlender.load(tmp_path)
+    pd.testing.assert_frame_equal(again.items["ads"], blender.items["ads"])
 
 
 def ad_world(n_requests=400, n_candidates=30, seed=0):

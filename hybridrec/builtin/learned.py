@@ -441,7 +441,8 @@ class LearnedBlender(Blender):
                          for name, w in state.get("fixed", {}).items()}
         with np.load(path / "weights.npz") as w:
             blender.shared = w["shared"]
-            blender.per_scenario = w["per_scenario"].reshape(len(blender.scenarios), -1)
+            blender.per_scenario = w["per_scenario"].reshape(len(blender.scenarios),
+                                                             len(blender.columns))
             blender.per_bucket = w["per_bucket"]
         for file in sorted(path.glob("items-*.parquet")):
             table = pd.read_parquet(file)
