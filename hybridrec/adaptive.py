@@ -305,11 +305,11 @@ class AdaptiveBlender(Blender):
             arm_scores = {a: final if a == arm else self._sum(offline, scores, batch, a,
                                                                 spread, tilt) for a in arms}
         else:
-            terms = {a: self._terms(parts, scores, batch, a, spread, tilt) for a in arms}
-            arm_scores = {a: sum(t.values(), np.zeros(len(batch))) for a, t in terms.items()}
+            every = {a: self._terms(parts, scores, batch, a, spread, tilt) for a in arms}
+            arm_scores = {a: sum(t.values(), np.zeros(len(batch))) for a, t in every.items()}
             row_arm, rows = drawn[batch.request], np.arange(len(batch))
             final = np.stack([arm_scores[a] for a in arms])[row_arm, rows]
-            contributions = {k: np.stack([terms[a][k] for a in arms])[row_arm, rows]
+            contributions = {k: np.stack([every[a][k] for a in arms])[row_arm, rows]
                              for k in parts}
         return Blend(scores=final, contributions=contributions, policy=snapshot.policy,
                      arms=[arms[i] for i in drawn],
