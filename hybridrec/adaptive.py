@@ -354,30 +354,36 @@ class AdaptiveBlender(Blender):
     def _sum(offline: np.ndarray, scores: Mapping[str, Mapping[str, np.ndarray]],
              batch: ScoreBatch, arm: str, spread: np.ndarray, tilt: float) -> np.ndarray:
         """What the terms of ``arm`` (``_terms``) add up to, without building them."""
-        values = None
-        if arm != OFFLINE:
-            scorer, _, task = arm.removeprefix(TOWARD).partition(".")
-            values = scores.get(scorer, {}).get(task)
-        if values is None:
+        toward = _toward(scores, batch, arm)
+        if toward is None:
             return offline
-        z = np.nan_to_num(group_standardise(values, batch.request, batch.n_requests))
-        return offline * (1.0 - tilt) + tilt * spread * z
+        return offline * (1.0 - tilt) + tilt * spread * toward[1]
 
     @staticmethod
     def _terms(parts: Mapping[str, np.ndarray],
                scores: Mapping[str, Mapping[str, np.ndarray]], batch: ScoreBatch, arm: str,
                spread: np.ndarray, tilt: float) -> dict[str, np.ndarray]:
-        if arm == OFFLINE:
+        toward = _toward(scores, batch, arm)
+        if toward is None:
             return dict(parts)
-        key = arm.removeprefix(TOWARD)
-        scorer, _, task = key.partition(".")
-        values = scores.get(scorer, {}).get(task)
-        if values is None:  # the scorer was left out of this batch: no tilt toward it
-            return dict(parts)
-        z = np.nan_to_num(group_standardise(values, batch.request, batch.n_requests))
+        key, z = toward
         out = {k: v * (1.0 - tilt) for k, v in parts.items()}
         out[key] = out.get(key, 0.0) + tilt * spread * z
         return out
+
+
+def _toward(scores: Mapping[str, Mapping[str, np.ndarray]], batch: ScoreBatch, arm: str
+            ) -> tuple[str, np.ndarray] | None:
+    """The output an arm tilts toward and its z-score over each request; None for the
+    offline arm, or when that scorer was left out of this batch (no tilt toward it)."""
+    if arm == OFFLINE:
+        return None
+    key = arm.removeprefix(TOWARD)
+    scorer, _, task = key.partition(".")
+    values = scores.get(scorer, {}).get(task)
+    if values is None:
+        return None
+    return key, np.nan_to_num(group_standardise(values, batch.request, batch.n_requests))
 
 
 def _counts(label: str, counts: tuple[float, float] | None) -> dict[str, dict[str, float]]:

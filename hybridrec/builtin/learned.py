@@ -58,6 +58,7 @@ from hybridrec.contracts import (
     ScoreBatch,
     TrainingData,
 )
+from hybridrec.history import seen_mask
 from hybridrec.hookspecs import hookimpl
 from hybridrec.ids import IdIndex
 from hybridrec.objectives import BUCKETS, activity_bucket, value_column
@@ -525,8 +526,7 @@ def _item_table(data: TrainingData) -> dict[str, pd.DataFrame]:
                           "t": stamp.to_numpy("datetime64[us]").astype(np.int64)})
     for name, part in frame.groupby(C.SCENARIO, sort=True):
         scenario = data.scenarios.get(str(name))
-        weights = scenario.event_weights if scenario is not None else {}
-        counted = part[C.EVENT_TYPE].map(weights).fillna(1.0 if not weights else 0.0) > 0
+        counted = seen_mask(part, scenario) if scenario is not None else part["t"] >= 0
         table = part.assign(counted=counted.to_numpy(float)).groupby(C.ITEM_ID).agg(
             count=("counted", "sum"), first=("t", "min"), last=("t", "max"))
         out[str(name)] = table.astype({"count": float, "first": np.int64, "last": np.int64})
