@@ -145,7 +145,11 @@ class TrainingData:
     joined point-in-time correctly by Feast (columns ``view__feature``), and the optional
     context columns (``position``, ``policy``, ``propensity``) where the data has them.
     ``items`` is the catalogue (one row per item, with ``scenario``); ``users`` the user
-    profiles; ``ads`` the ad table (bids, targeting), where the data has ads.
+    profiles; ``ads`` the ad table (bids, targeting), where the data has ads. ``split`` is
+    how the run holds out the events it evaluates on (``temporal``, ``random`` or
+    ``leave-last``, see ``hybridrec.training.data.make_split``): a component that tunes
+    itself on a validation slice of ``events`` draws it the same way
+    (``hybridrec.scenario_models.validation_slices``), so that it tunes for the test it gets.
     """
 
     events: pd.DataFrame
@@ -153,6 +157,7 @@ class TrainingData:
     users: pd.DataFrame
     scenarios: Mapping[str, Scenario]
     ads: pd.DataFrame | None = None
+    split: str = "temporal"
 
     def scenario_events(self, scenario: str) -> pd.DataFrame:
         from hybridrec.columns import SCENARIO

@@ -13,7 +13,8 @@ from typing import Any, ClassVar, Self
 
 import numpy as np
 
-from hybridrec import columns as C
+#: The seed of the random validation slice (``validation_slices`` with ``split="random"``).
+VALIDATION_SEED = 7
 
 __all__ = ["ScenarioModels", "load_arrays", "measurable_users", "save_arrays",
            "validation_slices"]
@@ -49,14 +50,17 @@ def load_arrays(directory: Path, names: Iterable[str],
     return out
 
 
-def validation_slices(events: Any, build: Callable[[Any], Any], fraction: float
-                      ) -> tuple[Any, Any]:
-    """The events before the latest ``fraction`` of them by time and those after, each as
-    the (users x items) sparse matrix ``build(events)`` makes; the validation matrix keeps
-    only the pairs new to the user (what a ranking of unseen items can find)."""
-    ts = events[C.EVENT_TIMESTAMP]
-    cutoff = ts.quantile(1 - fraction)
-    train, valid = build(events[ts < cutoff]), build(events[ts >= cutoff])
+def validation_slices(events: Any, build: Callable[[Any], Any], fraction: float,
+                      split: str = "temporal") -> tuple[Any, Any]:
+    """About ``fraction`` of the events held out the way ``split`` holds out the test
+    (``TrainingData.split``: the latest by time, a seeded random draw, or each user's
+    latest), and the rest, each as the (users x items) sparse matrix ``build(events)``
+    makes; the validation matrix keeps only the pairs new to the user (what a ranking of
+    unseen items can find)."""
+    from hybridrec.training.data import make_split
+
+    held = make_split(events, split, fraction, seed=VALIDATION_SEED)
+    train, valid = build(held.train), build(held.test)
     valid = (valid - valid.multiply(train > 0)).tocsr()
     valid.eliminate_zeros()
     return train, valid

@@ -134,3 +134,28 @@ def test_no_validation_user_means_the_default_penalty_without_fitting_the_grid(c
     info = model.describe()["scenarios"]["shop"]
     assert info["tuning"] == [] and info["params"]["lam"] == 400.0
     assert "no validation users" in caplog.text
+
+
+def test_the_validation_slice_is_held_out_as_the_run_holds_out_its_test():
+    from hybridrec.scenario_models import validation_slices
+
+    # users 0-9 act in January, users 10-19 in March: ten items each, one a day
+    rows = [(f"u{u}", f"i{(u + d) % 30}", "shop", "purchase",
+             f"2025-{1 if u < 10 else 3:02d}-{d + 1:02d}T00:00:00Z")
+            for u in range(20) for d in range(10)]
+    events = events_frame(rows)
+    users = np.array(sorted({r[0] for r in rows}))
+    items = np.array(sorted({r[1] for r in rows}))
+
+    def build(part):
+        return interactions(part, dict(SHOP.event_weights), users, items)
+
+    def held_out_users(split):
+        _, valid = validation_slices(events, build, 0.3, split)
+        return set(users[np.diff(valid.indptr) > 0])
+
+    assert held_out_users("temporal") <= {f"u{u}" for u in range(10, 20)}  # the latest
+    for split in ("random", "leave-last"):  # across the window, as those tests are
+        assert held_out_users(split) & {f"u{u}" for u in range(10)}
+    # leave-last: every user's own latest events
+    assert held_out_users("leave-last") == set(users)

@@ -17,7 +17,8 @@ from hybridrec.plugins import build_registry
 from hybridrec.testing import BlenderContract, tiny_training_data
 from hybridrec.workspace import Workspace
 
-SEEN: dict[str, list] = {"scorer": [], "blender": [], "examples": [], "observed": []}
+SEEN: dict[str, list] = {"scorer": [], "blender": [], "examples": [], "observed": [],
+                         "split": []}
 
 
 class RecordingScorer(PopularityScorer):
@@ -27,6 +28,7 @@ class RecordingScorer(PopularityScorer):
 
     def fit(self, data: TrainingData) -> None:
         SEEN["scorer"].append(pd.Timestamp(data.events[C.EVENT_TIMESTAMP].max()))
+        SEEN["split"].append(data.split)
         super().fit(data)
 
 
@@ -63,11 +65,15 @@ def register_blenders(register):
     register(RecordingBlender)
 
 
+CONFIG = {"scenarios": {"shop": {"scorers": ["recording"], "blender": "recording_blender",
+                                 "candidate_sources": ["popularity"]}}}
+
+
 @pytest.fixture
-def recorded(workspace_copy, monkeypatch, tmp_path):
+def recording(monkeypatch):
     import types
 
-    from hybridrec import hookimpl, training
+    from hybridrec import hookimpl
 
     module = types.ModuleType("recording")
     module.register_scorers = hookimpl(register_scorers)
@@ -75,10 +81,14 @@ def recorded(workspace_copy, monkeypatch, tmp_path):
     monkeypatch.setattr(P, "_registry", build_registry(extra=[("recording", module)]))
     for key in SEEN:
         SEEN[key].clear()
+
+
+@pytest.fixture
+def recorded(recording, workspace_copy, tmp_path):
+    from hybridrec import training
+
     ws = Workspace(workspace_copy.repo, tmp_path / "stacked-bundles")
-    config = {"scenarios": {"shop": {"scorers": ["recording"], "blender": "recording_blender",
-                                     "candidate_sources": ["popularity"]}}}
-    result = training.run(ws, scenarios=["shop"], config=config, progress=False)
+    result = training.run(ws, scenarios=["shop"], config=CONFIG, progress=False)
     manifest = __import__("json").loads((result.path / "manifest.json").read_text())
     return manifest["data_window"], result
 
@@ -98,6 +108,7 @@ def test_no_blend_or_test_label_reaches_the_scorers_and_no_test_label_the_blende
     # told of the scorers' data after each later fit: before evaluation, none of the test
     # slice; then the whole window, for the bundle
     assert SEEN["observed"] == [before_test, everything]
+    assert SEEN["split"] == ["temporal"] * 3
     [examples] = SEEN["examples"]
     parts = examples.scenarios["shop"]
     assert parts and examples.rows("shop") > 0
@@ -118,6 +129,16 @@ def test_no_blend_or_test_label_reaches_the_scorers_and_no_test_label_the_blende
         positive = part.labels > 0
         pairs = set(zip(users[positive], part.batch.item_ids[positive], strict=True))
         assert pairs <= allowed
+
+
+def test_the_scorers_are_told_how_the_run_holds_out_its_test(recording, workspace_copy,
+                                                           tmp_path):
+    """So that a scorer tuning on a validation slice draws it as the test is drawn."""
+    from hybridrec import training
+
+    training.run(Workspace(workspace_copy.repo, tmp_path / "b"), scenarios=["shop"],
+                 config=CONFIG, progress=False, split="random", write=False)
+    assert SEEN["split"] == ["random"] * 2  # the blend slice's scorers, then evaluation's
 
 
 class TestLearningBlenderKit(BlenderContract):

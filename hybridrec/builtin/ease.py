@@ -6,9 +6,10 @@ zero (``[ease.weights.shop]`` overrides the weights). The item-to-item weights a
 ``B = I - P / diag(P)`` with ``P = (XᵀX + λI)⁻¹`` and a zero diagonal, so that no item
 explains itself; a user's score for item ``j`` is the sum of ``B[i, j]`` over the items ``i``
 the user acted on, in training and in the request's history (feedback since training,
-``context.recent_items``). ``λ`` is chosen per scenario by NDCG@10 on a validation slice carved
-from the end of the training window (never the test window), as ALS chooses its factors; the
-grid's results are in ``describe()`` and so in the manifest.
+``context.recent_items``). ``λ`` is chosen per scenario by NDCG@10 on a validation slice of the
+training window (never the test window) held out the way the run holds out its test (the
+latest events for the temporal split, a seeded draw for the random one: ``TrainingData.split``),
+as ALS chooses its factors; the grid's results are in ``describe()`` and so in the manifest.
 
 The model holds a dense items x items matrix (``4 n²`` bytes, memory-mapped from the bundle,
 so a server's workers share it) and its fit inverts one (``n³``; about ``16 n²`` bytes while
@@ -172,7 +173,7 @@ class EaseScorer(ScenarioModels, Scorer):
             lam = self.config["lam"]
             tuning: list[dict[str, Any]] = []
             if lam is None and self.config["tune"]:
-                lam, tuning = self._tune(events, weights, users, items)
+                lam, tuning = self._tune(events, weights, users, items, data.split)
             lam = DEFAULT_LAM if lam is None else lam
             matrix = interactions(events, weights, users, items)
             self.models[name] = ScenarioModel(users, items, matrix,
@@ -187,12 +188,13 @@ class EaseScorer(ScenarioModels, Scorer):
         return np.sort(ranked.index[: self.config["max_items"]].to_numpy(str))
 
     def _tune(self, events: Any, weights: dict[str, float], users: np.ndarray,
-              items: np.ndarray) -> tuple[float, list[dict[str, Any]]]:
-        """The grid's best penalty on the last ``validation_fraction`` of the window."""
+              items: np.ndarray, split: str) -> tuple[float, list[dict[str, Any]]]:
+        """The grid's best penalty on a ``validation_fraction`` of the window held out as
+        ``split`` holds out the test."""
         grid = list(self.config.get("grid") or DEFAULT_GRID)
         train, valid = validation_slices(
             events, lambda part: interactions(part, weights, users, items),
-            self.config["validation_fraction"])
+            self.config["validation_fraction"], split)
         if len(measurable_users(train, valid)) == 0:
             log.warning("no validation users for EASE tuning; using lam = %g", DEFAULT_LAM)
             return DEFAULT_LAM, []

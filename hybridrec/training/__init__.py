@@ -78,7 +78,7 @@ def run(ws: Workspace, scenarios: Iterable[str] | None = None,
     store = open_store(ws.feature_repo)
     plan.resolve(applied_views(store))
     events = inputs.events[inputs.events[C.SCENARIO].isin(names)]
-    full = training_data(store, events, inputs, plan, progress)
+    full = replace(training_data(store, events, inputs, plan, progress), split=split)
     split_of = _splitter(split, seed)
     parts = split_of(full.events, test_fraction, 0)
     if split != "temporal":

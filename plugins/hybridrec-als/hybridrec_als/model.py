@@ -4,8 +4,9 @@ Confidence of a (user, item) pair is the sum of its events' weights; the weights
 the scenario's ``event_weights`` (purchase > cart > view, like > watch) and can be set per
 scenario in config (``weights: {shop: {view: 1, cart: 3, purchase: 8}}``). Factors,
 regularisation and alpha are chosen per scenario by a small grid search on a validation slice
-carved from the end of the training window (never the test window), scored by NDCG@10; the
-chosen values and the grid's results are recorded in ``describe()`` and so in the manifest.
+of the training window (never the test window) held out the way the run holds out its test
+(``TrainingData.split``), scored by NDCG@10; the chosen values and the grid's results are
+recorded in ``describe()`` and so in the manifest.
 
 At request time a user's vector is the trained one, or, when the request's history holds
 items the model did not see for that user (feedback since training, ``context.recent_items``),
@@ -208,7 +209,8 @@ class AlsScorer(ScenarioModels, Scorer, CandidateSource, SimilarItems):
             tuning: list[dict[str, Any]] = []
             params = self._fixed_params()
             if self.config["tune"]:
-                params, tuning = self._tune(events, weights, users, items, device, threads)
+                params, tuning = self._tune(events, weights, users, items, device, threads,
+                                             data.split)
             start = time.perf_counter()
             model = self._fit_one(matrix, params, device, threads)
             seconds = time.perf_counter() - start
@@ -230,12 +232,13 @@ class AlsScorer(ScenarioModels, Scorer, CandidateSource, SimilarItems):
         return model
 
     def _tune(self, events: Any, weights: dict[str, float], users: np.ndarray,
-              items: np.ndarray, device: str, threads: int
+              items: np.ndarray, device: str, threads: int, split: str
               ) -> tuple[dict[str, Any], list[dict[str, Any]]]:
-        """Grid search on the last ``validation_fraction`` of the training window."""
+        """Grid search on a ``validation_fraction`` of the training window held out as
+        ``split`` holds out the test."""
         train, valid = validation_slices(
             events, lambda part: confidence_matrix(part, weights, users, items),
-            self.config["validation_fraction"])
+            self.config["validation_fraction"], split)
         grid = {**DEFAULT_GRID, **(self.config.get("grid") or {})}
         for key in DEFAULT_PARAMS:  # an explicit value pins that parameter
             if self.config.get(key) is not None:
