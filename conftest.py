@@ -228,7 +228,17 @@ def server(workspace: Workspace):
 def workspace_copy(workspace: Workspace, tmp_path: Path) -> Workspace:
     """A copy of the trained session workspace to change freely, applied again so that Feast
     reads the copy's files."""
-    root = tmp_path / "copy"
+    return copy_workspace(workspace, tmp_path / "copy")
+
+
+@pytest.fixture(scope="module")
+def module_workspace_copy(workspace: Workspace,
+                          tmp_path_factory: pytest.TempPathFactory) -> Workspace:
+    """The same, shared by a module's tests (which leave it fit for the next one)."""
+    return copy_workspace(workspace, tmp_path_factory.mktemp("module") / "copy")
+
+
+def copy_workspace(workspace: Workspace, root: Path) -> Workspace:
     shutil.copytree(workspace.root, root, symlinks=True,
                     ignore=shutil.ignore_patterns("server-*.log"))
     env = {**workspace.env, "HYBRIDREC_FEATURE_REPO": str(root / "feature_repo"),

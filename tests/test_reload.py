@@ -59,11 +59,13 @@ class Load:
             thread.join()
 
 
-@pytest.fixture
-def served(workspace_copy):
-    server = Server(workspace_copy, "--refresh-seconds", "0.5")
+@pytest.fixture(scope="module")
+def served(module_workspace_copy):
+    """One server for the module's reload tests: each leaves a good bundle current and
+    served, and names its own bundles."""
+    server = Server(module_workspace_copy, "--refresh-seconds", "0.5")
     server.wait_ready()
-    yield workspace_copy, server
+    yield module_workspace_copy, server
     server.stop()
 
 
@@ -125,28 +127,29 @@ def test_a_broken_bundle_is_refused_and_the_old_one_keeps_serving(served, damage
     ws, server = served
     before = server.call("GET", "/readyz")[1]["bundle_version"]
     good = (ws.bundles / "current").resolve()
-    target = copy_bundle(ws, "v-broken")
+    broken = f"v-{damage.__name__}"
+    target = copy_bundle(ws, broken)
     damage(target)
     with Load(server) as load:
-        switch_current(ws.bundles, "v-broken")
+        switch_current(ws.bundles, broken)
         status, body = server.admin("POST", "/v1/admin/reload")
         assert status == 409, body
-        assert "v-broken refused" in body["detail"] and body["bundle_version"] == before
+        assert f"{broken} refused" in body["detail"] and body["bundle_version"] == before
         assert str(ws.root) not in body["detail"]  # no file system paths for clients
         # the watcher tries it too, refuses it, and does not retry the same files
         ready = server.call("GET", "/readyz")
         assert ready[0] == 200 and ready[1]["status"] == "degraded"
         refused = [p for p in ready[1]["problems"] if p["component"] == "bundle"]
-        assert refused and "v-broken refused" in refused[0]["reason"]
+        assert refused and f"{broken} refused" in refused[0]["reason"]
         assert "hybridrec_bundle_refused 1.0" in server.call("GET", "/metrics")[1]
         time.sleep(1.5)
     assert set(load.statuses) == {200} and load.versions == {before}
     log = server.log.read_text()
-    assert log.count("v-broken refused") <= 2  # by request, and once by the watcher
+    assert log.count(f"{broken} refused") <= 2  # by request, and once by the watcher
     # repaired: the next one is served
     shutil.rmtree(target)
-    copy_bundle(ws, "v-broken", good)
-    assert wait_for(lambda: server.call("GET", "/readyz")[1]["bundle_version"] == "v-broken")
+    copy_bundle(ws, broken, good)
+    assert wait_for(lambda: server.call("GET", "/readyz")[1]["bundle_version"] == broken)
     assert "hybridrec_bundle_refused 0.0" in server.call("GET", "/metrics")[1]
 
 

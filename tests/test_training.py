@@ -40,18 +40,17 @@ def test_bundle_manifest_records_what_was_trained(workspace):
     assert comps["cheapest"]["plugin"] == "hello"
 
 
-def test_train_again_switches_current_atomically(workspace):
-    before = os.readlink(workspace.bundles / "current")
+def test_train_again_switches_current_atomically(workspace_copy):
+    before = os.readlink(workspace_copy.bundles / "current")
     # ads only: installed scorers that apply to no trained scenario are left out entirely
-    out = workspace.cli("train", "--quiet", "--scenario", "ads", "--no-refit").stdout
-    after = os.readlink(workspace.bundles / "current")
+    out = workspace_copy.cli("train", "--quiet", "--scenario", "ads", "--no-refit").stdout
+    after = os.readlink(workspace_copy.bundles / "current")
     assert after != before and after in out
-    assert (workspace.bundles / before / "manifest.json").exists()  # old version kept
-    m = manifest(workspace)
+    assert (workspace_copy.bundles / before / "manifest.json").exists()  # old version kept
+    m = manifest(workspace_copy)
     assert set(m["scenarios"]) == {"ads"}
     assert "cheapest" not in {c["dir"] for c in m["components"]}
     assert all(c["names"] and c["fit_seconds"] is not None for c in m["components"])
-    workspace.cli("train", "--quiet")  # restore every scenario for the other tests
 
 
 def test_a_misspelled_weight_lists_the_known_keys(workspace, tmp_path):
@@ -125,23 +124,20 @@ def test_evaluate_movielens_popularity(tmp_path):
     assert 0.02 < pop["ndcg@10"] < 0.5 and 0.01 < pop["recall@10"] < 0.5
 
 
-def test_component_config_from_a_toml_file(workspace, tmp_path):
+def test_component_config_from_a_toml_file(workspace_copy, tmp_path):
     config = tmp_path / "hybridrec.toml"
     config.write_text('[popularity]\nhalf_life_days = 7.0\n\n'
                       '[scenarios.shop]\nblender = "weighted"\n\n'
                       '[weighted.weights.shop]\n"popularity.click" = 2.0\n')
-    try:
-        workspace.cli("train", "--quiet", "--no-refit", "--scenario", "shop", "--config",
-                      str(config))
-        m = manifest(workspace)
-        comps = {c["dir"]: c for c in m["components"]}
-        assert comps["popularity"]["params"] == {"half_life_days": 7.0}
-        assert m["blenders"]["weighted"]["params"] == {
-            "weights": {"shop": {"popularity.click": 2.0}}}
-        assert m["scenarios"]["shop"]["blender"] == "weighted"
-        assert m["config"]["popularity"] == {"half_life_days": 7.0}
-    finally:
-        workspace.cli("train", "--quiet")  # back to the defaults for the other tests
+    workspace_copy.cli("train", "--quiet", "--no-refit", "--scenario", "shop", "--config",
+                       str(config))
+    m = manifest(workspace_copy)
+    comps = {c["dir"]: c for c in m["components"]}
+    assert comps["popularity"]["params"] == {"half_life_days": 7.0}
+    assert m["blenders"]["weighted"]["params"] == {
+        "weights": {"shop": {"popularity.click": 2.0}}}
+    assert m["scenarios"]["shop"]["blender"] == "weighted"
+    assert m["config"]["popularity"] == {"half_life_days": 7.0}
 
 
 @pytest.mark.parametrize("text,message", [

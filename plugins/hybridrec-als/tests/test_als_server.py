@@ -81,11 +81,12 @@ def test_device_and_parameters_come_from_config(workspace, tmp_path):
     config = tmp_path / "als.toml"
     config.write_text('[als]\ndevice = "cpu"\ntune = false\nfactors = 8\n\n'
                       '[als.weights.shop]\nview = 1.0\npurchase = 20.0\n')
-    out = workspace.cli("evaluate", "--quiet", "--json", "--scenario", "shop", "--config",
-                        str(config)).stdout
+    out = workspace.cli("evaluate", "--quiet", "--json", "--scenario", "shop", "--scorer",
+                        "als", "--config", str(config)).stdout
     assert "als" in json.loads(out)["metrics"]["shop"]
     config.write_text('[als]\ndevice = "cuda"\n')
-    result = workspace.cli("evaluate", "--quiet", "--config", str(config), check=False)
+    result = workspace.cli("evaluate", "--quiet", "--scenario", "shop", "--scorer", "als",
+                           "--config", str(config), check=False)
     assert result.returncode != 0 and "no CUDA" in result.stderr
     config.write_text('[als]\nfactor = 8\n')
     result = workspace.cli("evaluate", "--quiet", "--config", str(config), check=False)
