@@ -4,8 +4,8 @@ Quality protocol: a seeded random 80/20 split of all MovieLens 100K interactions
 counts); for every user with test interactions, rank every item the user did not interact with
 in training; NDCG@10 and Recall@10 over the test items. In the same run: popularity (the core
 scorer, no time decay), implicit's BM25 item-kNN, and the ALS plugin. ALS and item-kNN choose
-their hyper-parameters on a validation slice carved from the training part (its latest 10% by
-time), never on the test part.
+their hyper-parameters on a validation slice of the training part drawn the way the test is
+(10 % of its ratings at random), never on the test part.
 
 Speed: ALS training seconds (one fit, no grid) on MovieLens 100K and on a synthetic world with
 about 1M shop and video events; scoring 500 candidates; top-100 retrieval over the whole
@@ -35,6 +35,8 @@ from hybridrec.builtin.popularity import PopularityScorer  # noqa: E402
 from hybridrec.builtin.scenarios import MOVIES, SHOP, VIDEO  # noqa: E402
 from hybridrec.contracts import Ragged, RetrievalBatch, ScoreBatch, TrainingData  # noqa: E402
 from hybridrec.data import movielens  # noqa: E402
+from hybridrec.scenario_models import VALIDATION_SEED  # noqa: E402
+from hybridrec.training.data import make_split  # noqa: E402
 
 ROOT = Path(__file__).resolve().parent.parent
 PUBLISHED = {"popularity": 0.2197, "item-kNN (BM25)": 0.3986, "ALS (hybridrec-als)": 0.4402}
@@ -94,17 +96,17 @@ def quality(ml: Path) -> None:
     train, test = split(data.events)
     users = np.array(sorted(set(test[C.USER_ID]) & set(train[C.USER_ID])))
     td = TrainingData(events=train, items=data.items, users=data.users,
-                      scenarios={"movies": MOVIES})
+                      scenarios={"movies": MOVIES}, split="random")
     rows = []
 
     pop = PopularityScorer(half_life_days=None)
     pop.fit(td)
     rows.append(("popularity", evaluate(source_top(pop, train, users), test), ""))
 
-    # item-kNN: K chosen on the validation carve (latest 10% of the training part)
-    cut = train[C.EVENT_TIMESTAMP].quantile(0.9)
-    fit_part, val_part = train[train[C.EVENT_TIMESTAMP] < cut], train[
-        train[C.EVENT_TIMESTAMP] >= cut]
+    # item-kNN: K chosen on a validation slice of the training part drawn as the test is
+    # (as ALS draws its own: TrainingData.split)
+    held = make_split(train, "random", 0.1, seed=VALIDATION_SEED)
+    fit_part, val_part = held.train, held.test
     val_part = val_part.merge(fit_part[[C.USER_ID, C.ITEM_ID]], how="left", indicator=True)
     val_part = val_part[val_part["_merge"] == "left_only"]
     val_users = np.array(sorted(set(val_part[C.USER_ID]) & set(fit_part[C.USER_ID])))
