@@ -132,6 +132,23 @@ def test_an_ad_slot_starts_from_expected_value():
     assert set(parts) >= {"ctr.ctr", "objective value"}
 
 
+def test_an_input_the_scenario_does_not_have_is_not_shown_as_a_contribution():
+    """A shop answer names no contribution of the ad scorer: absent from every row, its
+    term is the same for all of them and moves no item."""
+    blender = LearnedBlender()
+    blender.fit(tiny_training_data(), None)
+    blender.keys = ["als.click", "ctr.ctr"]
+    blender.shared = blender.prior() + 0.3  # the absent input's indicator weighs too
+    blender.per_bucket = np.zeros((len(BUCKETS), len(blender.columns)))
+    cf = np.array([0.3, -1.0, 2.0, 0.1])
+    batch = ScoreBatch.one(SHOP, "u", ["a", "b", "c", "d"])
+    parts = blender.contributions({"als": {"click": cf}}, batch)
+    assert "ctr.ctr" not in parts and "als.click" in parts
+    out = blender.blend({"als": {"click": cf}}, batch)
+    np.testing.assert_allclose(out, sum(parts.values()))
+    assert np.argsort(-out).tolist() == np.argsort(-cf).tolist()
+
+
 def test_the_check_keeps_an_input_alone_that_ranks_held_out_requests_better(tmp_path):
     """Weights held at equal (huge penalties, no refinement) mix a noise input in; on the
     held-out quarter the informative input alone ranks better, so the scenario keeps it."""

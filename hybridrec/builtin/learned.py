@@ -132,8 +132,8 @@ class LearnedBlender(Blender):
         n, group, groups = len(batch), batch.request, batch.n_requests
         x = np.zeros((n, len(self.columns)))
         for j, key in enumerate(self.keys):
-            scorer, _, task = key.partition(".")
-            raw = scores.get(scorer, {}).get(task)
+            task = key.partition(".")[2]
+            raw = _task(scores, key)
             if raw is None:
                 x[:, 2 * j + 1] = 1.0
                 continue
@@ -408,8 +408,12 @@ class LearnedBlender(Blender):
 
     def contributions(self, scores: Mapping[str, Mapping[str, np.ndarray]],
                       batch: ScoreBatch) -> dict[str, np.ndarray]:
+        """Per input the request has, and per context column, its term of the blend. An
+        input absent from the whole batch (a scorer another scenario has) is left out: its
+        missing indicator is the same on every row, so its term moves no item."""
         terms = self.design(scores, batch) * self._row_weights(batch)
-        out = {key: terms[:, 2 * j] + terms[:, 2 * j + 1] for j, key in enumerate(self.keys)}
+        out = {key: terms[:, 2 * j] + terms[:, 2 * j + 1] for j, key in enumerate(self.keys)
+               if _task(scores, key) is not None}
         base = 2 * len(self.keys)
         for i, name in enumerate(CONTEXT):
             if name != VALUE or value_column(batch.scenario) is not None:
@@ -449,6 +453,12 @@ class LearnedBlender(Blender):
             table = pd.read_parquet(file)
             blender.items[file.stem.removeprefix("items-")] = table.set_index(C.ITEM_ID)
         return blender
+
+
+def _task(scores: Mapping[str, Mapping[str, np.ndarray]], key: str) -> np.ndarray | None:
+    """The scores of input ``key`` (``scorer.task``), None where the batch has none."""
+    scorer, _, task = key.partition(".")
+    return scores.get(scorer, {}).get(task)
 
 
 class _Ndcg:
