@@ -327,12 +327,16 @@ class _Run:
                     late(name)
                     return
                 self.results[i] = result
-                self.cond.notify_all()
+                if i == len(self.calls) - 1:  # the request wakes once, for every result;
+                    self.cond.notify_all()  # a deadline wakes it earlier (``wait``)
 
     def wait(self, i: int, ready: float, budget: float
              ) -> Callable[[], tuple[Mapping[str, Any], float]] | None:
         """Call ``i``'s result, or None once ``budget`` seconds have passed since it started
-        (or, not started, since ``ready``). The caller holds ``cond``."""
+        (or, not started, since ``ready``). The caller holds ``cond``. The thread making the
+        calls notifies after the last one only (woken after each, the request took the
+        interpreter's lock from the calls still to make, for nothing): a call that answered
+        in time is found when the request wakes at its deadline or at the end."""
         while i not in self.results:
             remaining = self.started.get(i, ready) + budget - time.monotonic()
             if remaining <= 0:
