@@ -14,19 +14,35 @@ from hybridrec.feedback import FeedbackLog
 USERS = [f"u{i:05d}" for i in range(10, 70)]
 
 
-@pytest.fixture
-def exploring(workspace_copy):
+def exploring_pair(ws):
     """Two server processes on one workspace copy, exploring at 0.5 in shop and video,
-    from an empty feedback log (the tests count every pull; other tests serve lists from
-    the session workspace that the copy would carry)."""
-    workspace_copy.drop_feedback_log()
-    servers = [Server(workspace_copy, "--refresh-seconds", "0") for _ in range(2)]
+    from an empty feedback log (other tests serve lists from the session workspace that the
+    copy would carry)."""
+    ws.drop_feedback_log()
+    servers = [Server(ws, "--refresh-seconds", "0") for _ in range(2)]
     for srv in servers:
         srv.wait_ready()
     for scenario in ("shop", "video"):
         status, body = servers[0].admin("POST", f"/v1/admin/scenarios/{scenario}/policy",
                                        {"exploration": 0.5})
         assert status == 200 and body["exploration"] == 0.5
+    return servers
+
+
+@pytest.fixture(scope="module")
+def shared(module_workspace_copy):
+    """The pair, shared by the tests that count only their own requests' effects (the one
+    that freezes shop comes last)."""
+    servers = exploring_pair(module_workspace_copy)
+    yield module_workspace_copy, servers
+    for srv in servers:
+        srv.stop()
+
+
+@pytest.fixture
+def exploring(workspace_copy):
+    """A pair of its own, for a test that counts every pull."""
+    servers = exploring_pair(workspace_copy)
     yield workspace_copy, servers
     for srv in servers:
         srv.stop()
@@ -43,8 +59,8 @@ def recommend(srv, user, scenario="shop", k=5):
     return body
 
 
-def test_every_served_list_logs_its_decision_and_propensities(exploring):
-    ws, servers = exploring
+def test_every_served_list_logs_its_decision_and_propensities(shared):
+    ws, servers = shared
     answers = [recommend(servers[i % 2], user) for i, user in enumerate(USERS)]
     warm = [a for a in answers if not a["cold_start"]]
     assert warm, "the small world has warm users in shop"
@@ -70,8 +86,8 @@ def test_every_served_list_logs_its_decision_and_propensities(exploring):
             assert set(entry["decision"]["lists"]) == set(answer["decision"]["probabilities"])
 
 
-def test_feedback_moves_the_right_scenario_once(exploring):
-    ws, (first, second) = exploring
+def test_feedback_moves_the_right_scenario_once(shared):
+    ws, (first, second) = shared
     answer = next(a for a in (recommend(first, u) for u in USERS) if not a["cold_start"])
     before = {s: first.call("GET", f"/v1/scenarios/{s}/policy")[1] for s in ("shop", "video")}
     item = answer["items"][0]["item_id"]
@@ -95,6 +111,28 @@ def test_feedback_moves_the_right_scenario_once(exploring):
     assert status == 422 and "kept for audit" in body["rejected"][0]["errors"][0]
     assert first.call("GET", "/v1/scenarios/shop/policy")[1]["updates"] == \
         after["shop"]["updates"]
+
+
+def test_a_frozen_scenario_serves_one_arm_and_learns_nothing(shared):
+    ws, (first, second) = shared
+    status, policy = first.admin("POST", "/v1/admin/scenarios/shop/policy", {"adapt": False})
+    assert status == 200 and policy["policy"] == "adaptive-frozen"
+    deadline = time.monotonic() + 10  # the other process follows within a second or two
+    while recommend(second, USERS[0])["decision"]["policy"] != "adaptive-frozen":
+        assert time.monotonic() < deadline
+        time.sleep(0.2)
+    answers = [recommend(second, user) for user in USERS[:20]]
+    decisions = [a["decision"] for a in answers if a["decision"] is not None]
+    assert decisions and all(d["policy"] == "adaptive-frozen" and d["propensity"] == 1.0
+                             for d in decisions)
+    status, body = second.call("POST", "/v1/feedback", {"events": [
+        {"request_id": answers[0]["request_id"], "item_id": answers[0]["items"][0]["item_id"],
+         "event_type": "purchase"}]})
+    assert status == 200
+    after = first.call("GET", "/v1/scenarios/shop/policy")[1]
+    assert after["updates"] == policy["updates"]
+    assert second.admin("POST", "/v1/admin/scenarios/shop/policy", {"exploration": 2})[0] == 422
+    assert second.admin("POST", "/v1/admin/scenarios/nope/policy", {"adapt": True})[0] == 404
 
 
 def test_two_processes_and_a_restart_apply_every_update_once(exploring):
@@ -142,28 +180,6 @@ def test_two_processes_and_a_restart_apply_every_update_once(exploring):
     candidate = ope["shop"]["bundle:current"]  # the bundle's own ranking of each request
     assert candidate["requests"] == len(USERS) and candidate["skipped"] == 0
     assert set(candidate["estimates"]) >= {"ips", "snips"}
-
-
-def test_a_frozen_scenario_serves_one_arm_and_learns_nothing(exploring):
-    ws, (first, second) = exploring
-    status, policy = first.admin("POST", "/v1/admin/scenarios/shop/policy", {"adapt": False})
-    assert status == 200 and policy["policy"] == "adaptive-frozen"
-    deadline = time.monotonic() + 10  # the other process follows within a second or two
-    while recommend(second, USERS[0])["decision"]["policy"] != "adaptive-frozen":
-        assert time.monotonic() < deadline
-        time.sleep(0.2)
-    answers = [recommend(second, user) for user in USERS[:20]]
-    decisions = [a["decision"] for a in answers if a["decision"] is not None]
-    assert decisions and all(d["policy"] == "adaptive-frozen" and d["propensity"] == 1.0
-                             for d in decisions)
-    status, body = second.call("POST", "/v1/feedback", {"events": [
-        {"request_id": answers[0]["request_id"], "item_id": answers[0]["items"][0]["item_id"],
-         "event_type": "purchase"}]})
-    assert status == 200
-    after = first.call("GET", "/v1/scenarios/shop/policy")[1]
-    assert after["updates"] == policy["updates"]
-    assert second.admin("POST", "/v1/admin/scenarios/shop/policy", {"exploration": 2})[0] == 422
-    assert second.admin("POST", "/v1/admin/scenarios/nope/policy", {"adapt": True})[0] == 404
 
 
 def test_the_policy_endpoint_and_its_gauges(server):
