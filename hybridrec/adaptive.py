@@ -49,7 +49,14 @@ from typing import Any, Protocol, Self
 
 import numpy as np
 
-from hybridrec.contracts import Blend, Blender, BlendExamples, ScoreBatch, TrainingData
+from hybridrec.contracts import (
+    Blend,
+    Blender,
+    BlendExamples,
+    ScoreBatch,
+    TrainingData,
+    scorer_output,
+)
 from hybridrec.objectives import BUCKETS, activity_bucket
 from hybridrec.ranking import group_standardise, group_std
 
@@ -379,8 +386,7 @@ def _toward(scores: Mapping[str, Mapping[str, np.ndarray]], batch: ScoreBatch, a
     if arm == OFFLINE:
         return None
     key = arm.removeprefix(TOWARD)
-    scorer, _, task = key.partition(".")
-    values = scores.get(scorer, {}).get(task)
+    values = scorer_output(scores, key)
     if values is None:
         return None
     return key, np.nan_to_num(group_standardise(values, batch.request, batch.n_requests))

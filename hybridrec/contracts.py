@@ -51,6 +51,7 @@ __all__ = [
     "Scorer",
     "SimilarItems",
     "TrainingData",
+    "scorer_output",
 ]
 
 #: Tasks known to the core. Scorers may add their own; these are the shared vocabulary.
@@ -255,6 +256,14 @@ def utc64(when: datetime | str) -> np.datetime64:
 def utc_now() -> np.datetime64:
     """The current time as naive UTC microseconds."""
     return utc64(datetime.now(UTC))
+
+
+def scorer_output(scores: Mapping[str, Mapping[str, np.ndarray]], key: str
+                  ) -> np.ndarray | None:
+    """The scores of blend input ``key`` (``"scorer.task"``) among a batch's scorer outputs
+    (``{scorer: {task: scores}}``), None where the batch has none."""
+    scorer, _, task = key.partition(".")
+    return scores.get(scorer, {}).get(task)
 
 
 def _context_rows(context: Sequence[Mapping[str, Any]] | None, n: int) -> list[Mapping[str, Any]]:

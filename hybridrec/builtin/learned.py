@@ -57,6 +57,7 @@ from hybridrec.contracts import (
     BlendExamples,
     ScoreBatch,
     TrainingData,
+    scorer_output,
 )
 from hybridrec.history import seen_mask
 from hybridrec.hookspecs import hookimpl
@@ -133,7 +134,7 @@ class LearnedBlender(Blender):
         x = np.zeros((n, len(self.columns)))
         for j, key in enumerate(self.keys):
             task = key.partition(".")[2]
-            raw = _task(scores, key)
+            raw = scorer_output(scores, key)
             if raw is None:
                 x[:, 2 * j + 1] = 1.0
                 continue
@@ -413,7 +414,7 @@ class LearnedBlender(Blender):
         missing indicator is the same on every row, so its term moves no item."""
         terms = self.design(scores, batch) * self._row_weights(batch)
         out = {key: terms[:, 2 * j] + terms[:, 2 * j + 1] for j, key in enumerate(self.keys)
-               if _task(scores, key) is not None}
+               if scorer_output(scores, key) is not None}
         base = 2 * len(self.keys)
         for i, name in enumerate(CONTEXT):
             if name != VALUE or value_column(batch.scenario) is not None:
@@ -453,12 +454,6 @@ class LearnedBlender(Blender):
             table = pd.read_parquet(file)
             blender.items[file.stem.removeprefix("items-")] = table.set_index(C.ITEM_ID)
         return blender
-
-
-def _task(scores: Mapping[str, Mapping[str, np.ndarray]], key: str) -> np.ndarray | None:
-    """The scores of input ``key`` (``scorer.task``), None where the batch has none."""
-    scorer, _, task = key.partition(".")
-    return scores.get(scorer, {}).get(task)
 
 
 class _Ndcg:
@@ -536,8 +531,9 @@ def _item_table(data: TrainingData) -> dict[str, pd.DataFrame]:
                           "t": stamp.to_numpy("datetime64[us]").astype(np.int64)})
     for name, part in frame.groupby(C.SCENARIO, sort=True):
         scenario = data.scenarios.get(str(name))
-        counted = seen_mask(part, scenario) if scenario is not None else part["t"] >= 0
-        table = part.assign(counted=counted.to_numpy(float)).groupby(C.ITEM_ID).agg(
+        counted = (seen_mask(part, scenario).to_numpy(float) if scenario is not None
+                   else np.ones(len(part)))
+        table = part.assign(counted=counted).groupby(C.ITEM_ID).agg(
             count=("counted", "sum"), first=("t", "min"), last=("t", "max"))
         out[str(name)] = table.astype({"count": float, "first": np.int64, "last": np.int64})
     return out
