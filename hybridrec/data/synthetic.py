@@ -70,8 +70,9 @@ FILLER = ("great", "value", "popular", "choice", "new", "favourite", "quality", 
 ADVERTISERS = ("Northwind", "Contoso", "Fabrikam", "Globex", "Initech", "Umbrella", "Tailspin",
                "Litware")
 
-#: Share of the event budget per scenario.
-SCENARIO_SHARE = {"shop": 0.45, "video": 0.35, "ads": 0.20}
+#: Share of the event budget per scenario: an ad slot shows on most pages, so impressions
+#: outnumber the content scenarios' events.
+SCENARIO_SHARE = {"shop": 0.25, "video": 0.20, "ads": 0.55}
 #: The first event of a content scenario, then follow-ups, each gated by the user's utility
 #: for the item exceeding a threshold (a purchase needs a cart first).
 FUNNELS = {
@@ -85,7 +86,7 @@ class SyntheticConfig:
     users: int = 2000
     items: int = 500
     ads: int = 100
-    events: int = 100_000
+    events: int = 180_000
     weeks: int = 8
     factors: int = 8
     seed: int = 0
@@ -243,10 +244,10 @@ def _ad_events(rng: np.random.Generator, people: _People, ads: _Catalogue,
     target_gender = rng.choice(np.array(["F", "M", "any"]), size=n_items)
     age_min = rng.integers(18, 50, size=n_items)
     age_max = age_min + rng.integers(10, 30, size=n_items)
-    # campaigns start from two weeks before the log to a week before its end; the first
-    # ads run from the start, so every impression has ads to choose from
+    # campaigns start from two weeks before the log until its end; the first ads run from the
+    # start, so every impression has ads to choose from
     span = (ts.max() - profile_time).total_seconds() if len(ts) else 0.0
-    offsets = rng.uniform(-14 * 86400, max(span - 7 * 86400, 0.0), size=n_items)
+    offsets = rng.uniform(-14 * 86400, max(span, 0.0), size=n_items)
     offsets[: max(1, n_items // 5)] = -14 * 86400 - rng.uniform(0, 86400, max(1, n_items // 5))
     launched = profile_time + pd.to_timedelta(np.sort(offsets), unit="s")
     frame = pd.DataFrame({
