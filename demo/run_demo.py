@@ -25,6 +25,8 @@ from pathlib import Path
 
 import pandas as pd
 
+from hybridrec.data.tables import write_parquet
+
 ROOT = Path(__file__).resolve().parent.parent
 REPO = ROOT / "feature_repo"
 BIN = Path(sys.executable).parent
@@ -112,7 +114,8 @@ def new_item(base: str, hybridrec: str, items: pd.DataFrame) -> None:
     row["item_id"], row["category"] = "s-new-headphones", "electronics"
     row["title"] = "wireless bluetooth headphones"
     row["text"] = "wireless bluetooth headphones with a long battery and a charger"
-    pd.concat([table, row], ignore_index=True).to_parquet(path, index=False)
+    # written whole or not at all: the running server may read the table at any moment
+    write_parquet(pd.concat([table, row], ignore_index=True), path)
     step("6. A new product arrives: embed its text and push it online", hybridrec, "llm",
          "embed")
     known = items[items["scenario"] == "shop"].index[:2].tolist()

@@ -424,3 +424,40 @@ def test_too_many_recent_items_is_422_naming_the_context(server):
     assert status == 422
     assert body["detail"][0]["loc"] == ["body", "context"]
     assert "at most 1000" in body["detail"][0]["msg"]
+
+
+def test_a_half_written_item_table_is_skipped_then_read_whole(workspace_copy):
+    """The item table read while another program writes it (truncated): the refresh logs
+    why once and keeps serving; the table written whole adds its new item."""
+    import time
+
+    import pandas as pd
+
+    from hybridrec import columns as C
+    from hybridrec.data.tables import write_parquet
+
+    path = workspace_copy.repo / "data" / C.ITEMS_FILE
+    items = pd.read_parquet(path)
+    srv = Server(workspace_copy, "--refresh-seconds", "0.2")
+    srv.wait_ready()
+    try:
+        path.write_bytes(path.read_bytes()[:4])
+        time.sleep(1.5)  # several refreshes meet the same broken file
+        body = {"user_id": USER, "scenario": "shop", "candidates": ["s-new-1", "s00001"]}
+        status, answer = srv.call("POST", "/v1/recommend", body)
+        assert status == 200 and answer["unknown_candidates"] == ["s-new-1"], answer
+        log = srv.log.read_text()
+        assert log.count(f"could not read {path}") == 1, log
+        assert "Traceback" not in log, log
+
+        new = items[items[C.SCENARIO] == "shop"].iloc[[0]].assign(**{C.ITEM_ID: "s-new-1"})
+        write_parquet(pd.concat([items, new], ignore_index=True), path)
+        deadline = time.monotonic() + 30
+        while answer["unknown_candidates"] and time.monotonic() < deadline:
+            time.sleep(0.2)
+            status, answer = srv.call("POST", "/v1/recommend", body)
+        assert status == 200 and answer["unknown_candidates"] == [], answer
+        assert "s-new-1" in {i["item_id"] for i in answer["items"]}
+    finally:
+        srv.stop()
+    assert not list(path.parent.glob("*.partial"))

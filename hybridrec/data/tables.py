@@ -10,6 +10,7 @@ are in ``hybridrec.data.schema``.
 
 from __future__ import annotations
 
+import os
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -133,9 +134,20 @@ def write_dataset(data: Dataset, data_dir: Path) -> dict[str, int]:
                                             if k == "UnixTimestamp")):
             if column in frame:
                 frame[column] = as_utc_us(frame[column])
-        frame.to_parquet(data_dir / name, index=False)
+        write_parquet(frame, data_dir / name)
         counts[name] = len(frame)
     return counts
+
+
+def write_parquet(frame: pd.DataFrame, path: Path) -> None:
+    """Write ``frame`` to ``path`` whole or not at all: to a temporary file beside it, then
+    renamed over it, so a running server or Feast never reads half a table."""
+    partial = path.with_name(f".{path.name}.{os.getpid()}.partial")
+    try:
+        frame.to_parquet(partial, index=False)
+        os.replace(partial, path)
+    finally:
+        partial.unlink(missing_ok=True)
 
 
 def derived_tables(events: pd.DataFrame, items: pd.DataFrame) -> dict[str, pd.DataFrame]:

@@ -173,6 +173,8 @@ class ServerState:
     scoring_slots: Any = None
     _store: Any = None
     _reloading: threading.Lock = field(default_factory=threading.Lock)
+    #: (modification time, size) of the item table the latest refresh could not read.
+    _unreadable_items: tuple[int, int] | None = None
 
     def open_store(self) -> Any:
         """The Feast store, opened once, when a bundle first needs features."""
@@ -351,12 +353,27 @@ class ServerState:
         return max(windows)
 
     def _items(self) -> Any:
-        """The workspace's item table (for items created since training), or None."""
+        """The workspace's item table (for items created since training), or None: also when
+        it cannot be read (a file another program is still writing), which is logged once
+        per version of the file and read again at the next refresh."""
         from hybridrec import columns as C
         from hybridrec.data.tables import read_parquet
 
         path = self.ws.data_dir / C.ITEMS_FILE
-        return read_parquet(path) if path.exists() else None
+        try:
+            stat = path.stat()
+        except FileNotFoundError:
+            return None
+        try:
+            return read_parquet(path)
+        except Exception as exc:
+            version = (stat.st_mtime_ns, stat.st_size)
+            if version != self._unreadable_items:
+                self._unreadable_items = version
+                log.warning("could not read %s (%s: %s); new items join at the first refresh "
+                            "that reads it whole (write it to another file and rename it "
+                            "over this one)", path, type(exc).__name__, exc)
+            return None
 
     def start(self, in_background: bool) -> None:
         if in_background:
