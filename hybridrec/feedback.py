@@ -30,7 +30,7 @@ import sqlite3
 import threading
 import time
 from abc import ABC, abstractmethod
-from collections.abc import Iterable, Iterator, Mapping, Sequence
+from collections.abc import Collection, Iterable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from datetime import UTC, datetime
 from itertools import takewhile
@@ -245,12 +245,15 @@ class FeedbackLog(ABC):
 
     @abstractmethod
     def prune_served(self, older_than: datetime, keep_latest: int = Settings.window,
-                     batch: int = PRUNE_BATCH) -> int:
+                     batch: int = PRUNE_BATCH, versions: Collection[str] | None = None
+                     ) -> int:
         """Delete the served rows served before ``older_than``, oldest first, in steps of at
         most ``batch`` rows (each its own short write); returns how many were deleted.
         Never deleted: the latest ``keep_latest`` adaptive lists of every (scenario, bundle
-        version), which the policy's window reads (``policy_counts`` with a window up to
-        ``keep_latest`` counts the same before and after), nor feedback events, the policy's
+        version) among ``versions`` (None: of every version; a bundle deleted cannot serve
+        again, and its lists go with its other old rows), which the policy's window reads
+        (``policy_counts`` with a window up to ``keep_latest`` counts the same before and
+        after), nor feedback events, the policy's
         totals and history, or the audit of unmatched feedback. A pruned request id is then
         unknown to ``served`` (its late feedback is unmatched, like a request never served)
         and to ``decisions``. Idempotent: several processes may prune at once. The walk
@@ -523,7 +526,8 @@ class SqliteFeedbackLog(FeedbackLog):
         return frame
 
     def prune_served(self, older_than: datetime, keep_latest: int = Settings.window,
-                     batch: int = PRUNE_BATCH) -> int:
+                     batch: int = PRUNE_BATCH, versions: Collection[str] | None = None
+                     ) -> int:
         """Walks ``served`` in row order: each step reads ``batch`` rows after the last one
         kept, then deletes those to go in one transaction (``synchronous=NORMAL``)."""
         cutoff = served_before(older_than, keep_latest, batch)
@@ -540,8 +544,8 @@ class SqliteFeedbackLog(FeedbackLog):
                         done = True
                         break
                     after = rowid
-                    if learns and rowid >= self._window_floor(scenario, version, keep_latest,
-                                                              floors):
+                    if learns and (versions is None or version in versions) and \
+                            rowid >= self._window_floor(scenario, version, keep_latest, floors):
                         continue  # among the latest lists the policy reads
                     doomed.append(rowid)
                 if doomed:

@@ -43,7 +43,8 @@ those settings when a server opens it and logs a warning naming them otherwise.
 **Retention.** ``prune_served`` deletes old served rows from the head of ``P:served``, one
 script per step: with a row, its id in ``P:served``, its ``P:request`` list (an index of the
 events on it, which stay in the stream and the user lists) and, for an adaptive list, its key
-at the head of ``P:adaptive:...``, so no list ever names a deleted row.
+at the head of ``P:adaptive:...``, so no list ever names a deleted row. A list among the
+latest of its window stays, unless its bundle is not among the versions still kept.
 
 One Redis server (a primary, optionally with replicas for failover), not Redis Cluster: the
 scripts touch keys they derive from the rows they read.
@@ -54,7 +55,7 @@ from __future__ import annotations
 import json
 import logging
 import uuid
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Collection, Iterable, Mapping, Sequence
 from datetime import datetime
 from typing import TYPE_CHECKING, Any
 
@@ -188,6 +189,9 @@ _PRUNE = """
 local function part(s) return (string.gsub((string.gsub(s, '%%', '%%25')), ':', '%%3A')) end
 local prefix, cutoff, keep = ARGV[1], ARGV[2], tonumber(ARGV[3])
 local start, count, marker = tonumber(ARGV[4]), tonumber(ARGV[5]), ARGV[6]
+-- ARGV[7] '1': only the versions ARGV[8..] keep their windows ('0': every version does)
+local every, live = ARGV[7] ~= '1', {}
+for i = 8, #ARGV do live[ARGV[i]] = true end
 local ids = redis.call('LRANGE', KEYS[1], start, start + count - 1)
 local deleted, removed, kept, done = 0, 0, 0, #ids < count
 for i, id in ipairs(ids) do
@@ -200,7 +204,8 @@ for i, id in ipairs(ids) do
   local drop = true
   if row[1] and row[2] == '1' then
     local list = prefix .. ':adaptive:' .. part(row[3]) .. ':' .. part(row[4])
-    drop = redis.call('LINDEX', list, 0) == key and redis.call('LLEN', list) > keep
+    drop = redis.call('LINDEX', list, 0) == key and
+      (not (every or live[row[3]]) or redis.call('LLEN', list) > keep)
     if drop then redis.call('LPOP', list) end
   end
   if drop then
@@ -455,7 +460,8 @@ class RedisFeedbackLog(FeedbackLog):
         return frame
 
     def prune_served(self, older_than: datetime, keep_latest: int = Settings.window,
-                     batch: int = PRUNE_BATCH) -> int:
+                     batch: int = PRUNE_BATCH, versions: Collection[str] | None = None
+                     ) -> int:
         """One script per step of ``batch`` ids from the head of ``P:served``; the next
         step starts after the rows kept (the window's). Each step checks every row afresh,
         so replicas pruning at once delete each row once."""
@@ -465,7 +471,8 @@ class RedisFeedbackLog(FeedbackLog):
         while True:
             gone, start, done = self._prune(
                 keys=[self._key("served")],
-                args=[self.prefix, cutoff, keep_latest, start, batch, marker])
+                args=[self.prefix, cutoff, keep_latest, start, batch, marker,
+                      "0" if versions is None else "1", *sorted(versions or ())])
             deleted += int(gone)
             if done:
                 return deleted

@@ -1,9 +1,9 @@
 """The served log's retention, on both backends (SQLite, and Redis on a real
 ``redis-server``, through ``test_feedback_backends``' fixtures): old served rows go and recent
-ones stay, the latest lists of every adaptive window stay however old (so the policy's window
-counts the same), Redis's lists never name a deleted row, feedback for a pruned request is
-treated as for one never served, the setting is checked, and a real server prunes on its
-own, counting what it deleted."""
+ones stay, the latest lists of every adaptive window stay however old while their bundle is
+kept (so the policy's window counts the same), Redis's lists never name a deleted row,
+feedback for a pruned request is treated as for one never served, the setting is checked,
+and a real server prunes on its own, counting what it deleted."""
 
 from __future__ import annotations
 
@@ -89,6 +89,24 @@ def test_the_adaptive_windows_lists_stay_however_old(log):
     assert {p: log.policy_history(*p) for p in pairs} == history
     assert log.prune_served(CUTOFF, keep_latest=0) == 6  # nothing kept: every old list goes
     assert ids(log) == ["shop-recent"]
+
+
+def test_a_deleted_bundles_windows_go_with_its_other_old_rows(log):
+    for n in range(3):
+        serve_at(log, f"kept{n}", OLD + timedelta(minutes=n))  # v1: its bundle is there
+        serve_at(log, f"gone{n}", OLD + timedelta(minutes=n, seconds=30), version="v0")
+        serve_at(log, f"gone-video{n}", OLD + timedelta(hours=1, minutes=n), version="v0",
+                 scenario="video")
+    serve_at(log, "recent", RECENT, version="v0")  # a deleted bundle's recent list
+    log.append([event("gone1", 1.0)], RECENT.isoformat())
+    totals = log.policy_counts("v0", "shop")
+
+    assert log.prune_served(CUTOFF, keep_latest=5) == 0  # every version's window stays
+    assert log.prune_served(CUTOFF, keep_latest=5, versions={"v1"}) == 6
+    assert ids(log) == ["kept0", "kept1", "kept2", "recent"]
+    assert log.policy_counts("v0", "shop") == totals  # the totals are not rows
+    assert log.policy_counts("v0", "video", window=5) == {}
+    assert log.prune_served(CUTOFF, keep_latest=5, versions={"v1"}) == 0  # idempotent
 
 
 def test_old_unmatched_feedback_goes_in_small_steps_recent_stays(log):
@@ -238,22 +256,25 @@ def test_a_bad_retention_is_an_error_naming_the_setting(value, monkeypatch, tmp_
 def test_the_server_counts_and_logs_what_it_pruned_and_survives_a_failure(tmp_path, caplog):
     from hybridrec.server.state import ServerState
 
-    state = ServerState(Workspace(tmp_path, tmp_path), None, 0, retention_days=30)
+    (tmp_path / "bundles" / "v1").mkdir(parents=True)
+    (tmp_path / "bundles" / "v1" / "manifest.json").write_text("{}")
+    state = ServerState(Workspace(tmp_path, tmp_path / "bundles"), None, 0, retention_days=30)
     state.feedback = SqliteFeedbackLog(tmp_path / "feedback.db")
     now = datetime.now(UTC)
     serve_at(state.feedback, "old", now - timedelta(days=31), policy=None)
     serve_at(state.feedback, "kept", now - timedelta(days=31))  # the default window's
+    serve_at(state.feedback, "deleted", now - timedelta(days=31), version="v0")  # its bundle's
     serve_at(state.feedback, "new", now - timedelta(days=29), policy=None)
     state.feedback.record_unmatched([{"request_id": "bogus"}],
                                     (now - timedelta(days=31)).isoformat())
     state.feedback.record_unmatched([{"request_id": "fresh"}], now.isoformat())
     with caplog.at_level(logging.INFO, logger="hybridrec.server"):
-        assert state.prune_served() == 1
+        assert state.prune_served() == 2
     assert ids(state.feedback) == ["kept", "new"]
     assert [u["request_id"] for u in state.feedback.unmatched()] == ["fresh"]
-    assert counter(state, "hybridrec_served_pruned_total") == 1
+    assert counter(state, "hybridrec_served_pruned_total") == 2
     assert counter(state, "hybridrec_unmatched_pruned_total") == 1
-    assert "deleted 1 served rows" in caplog.text
+    assert "deleted 2 served rows" in caplog.text
     assert "and 1 unmatched feedback entries" in caplog.text
     state.feedback.close()  # a log that fails: logged and counted, never raised
     assert state.prune_served() == 0
@@ -279,7 +300,8 @@ def test_a_real_server_prunes_by_itself(workspace_copy):
     log = SqliteFeedbackLog(db)
     old = datetime.now(UTC) - timedelta(days=40)
     serve_at(log, "ancient", old, policy=None, user="u00001", scenario="shop")
-    serve_at(log, "ancient-adaptive", old, user="u00001", scenario="shop")
+    serving = (workspace_copy.bundles / "current").resolve().name
+    serve_at(log, "ancient-adaptive", old, user="u00001", scenario="shop", version=serving)
     server = Server(workspace_copy, "--refresh-seconds", "0", "--served-retention-days", "30")
     try:
         server.wait_ready()

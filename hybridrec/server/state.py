@@ -310,15 +310,17 @@ class ServerState:
 
     def prune_served(self) -> int:
         """Delete the served rows past the retention (none when it is 0), keeping in every
-        (scenario, bundle) the latest lists of the largest window a serving scenario follows,
-        and the audit's unmatched feedback past it; count and log them (returns the served
-        rows deleted). A failure is logged and counted, never raised: the next turn tries
-        again, and one prune failing does not stop the other."""
+        (scenario, bundle) of a bundle that may serve again the latest lists of the largest
+        window a serving scenario follows, and the audit's unmatched feedback past it; count
+        and log them (returns the served rows deleted). A failure is logged and counted,
+        never raised: the next turn tries again, and one prune failing does not stop the
+        other."""
         if self.retention_days <= 0:
             return 0
         cutoff = datetime.now(UTC) - timedelta(days=self.retention_days)
         deleted = self._prune("served rows", self.metrics.served_pruned, lambda: (
-            self.feedback.prune_served(cutoff, keep_latest=self._kept_lists())))
+            self.feedback.prune_served(cutoff, keep_latest=self._kept_lists(),
+                                       versions=self._bundle_versions())))
         audit = self._prune("unmatched feedback entries", self.metrics.unmatched_pruned,
                             lambda: self.feedback.prune_unmatched(cutoff))
         log.log(logging.INFO if deleted or audit else logging.DEBUG,
@@ -340,6 +342,21 @@ class ServerState:
             return 0
         counter.inc(deleted)
         return deleted
+
+    def _bundle_versions(self) -> set[str] | None:
+        """The bundles that may serve again, whose adaptive windows pruning keeps: those in
+        the bundles folder (``hybridrec train --keep`` deletes the older ones) and the one
+        serving; None, keeping every version's, when the folder cannot be read."""
+        from hybridrec.bundle import MANIFEST
+
+        try:
+            names = {p.name for p in self.ws.bundles.iterdir()
+                     if p.is_dir() and not p.is_symlink() and (p / MANIFEST).exists()}
+        except OSError:
+            return None
+        if self.recommender is not None:
+            names.add(self.recommender.version)
+        return names
 
     def _kept_lists(self) -> int:
         """How many of each (scenario, bundle)'s latest adaptive lists pruning keeps: the
