@@ -47,7 +47,10 @@ def test_sizes_are_configurable(world):
     assert len(world.users) == 400
     assert world.items.groupby(C.SCENARIO).size().to_dict() == {"ads": 40, "shop": 150,
                                                                 "video": 150}
-    assert 0.8 * 30_000 < len(world.events) < 1.2 * 30_000
+    ads = world.events[C.SCENARIO] == "ads"
+    # the budget: shop and video about 80 % of it, the ad slot about as much again
+    assert 0.8 * 24_000 < (~ads).sum() < 1.2 * 24_000
+    assert 0.8 * 30_000 < ads.sum() < 1.2 * 30_000
     assert len(world.ads) == 40
 
 

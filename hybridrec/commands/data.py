@@ -26,8 +26,9 @@ def _synthetic(data: click.Group) -> None:
     @click.option("--items", default=500, show_default=True, type=click.IntRange(1),
                   help="Items per content scenario (shop, video).")
     @click.option("--ads", default=100, show_default=True, type=click.IntRange(1))
-    @click.option("--events", default=180_000, show_default=True, type=click.IntRange(1),
-                  help="About this many events in all.")
+    @click.option("--events", default=100_000, show_default=True, type=click.IntRange(1),
+                  help="The event budget: shop and video about 80 % of it, and about as "
+                       "many ad impressions again.")
     @click.option("--weeks", default=8, show_default=True, type=click.IntRange(1))
     @click.option("--end", default=None, metavar="TIME",
                   help="When the world's events end (ISO 8601, UTC unless a zone is given); "

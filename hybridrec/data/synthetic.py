@@ -70,9 +70,9 @@ FILLER = ("great", "value", "popular", "choice", "new", "favourite", "quality", 
 ADVERTISERS = ("Northwind", "Contoso", "Fabrikam", "Globex", "Initech", "Umbrella", "Tailspin",
                "Litware")
 
-#: Share of the event budget per scenario: an ad slot shows on most pages, so impressions
-#: outnumber the content scenarios' events.
-SCENARIO_SHARE = {"shop": 0.25, "video": 0.20, "ads": 0.55}
+#: Each scenario's events as a share of the event budget: shop and video split most of it,
+#: and the ad slot, shown on most pages, adds about as many impressions as the whole budget.
+SCENARIO_SHARE = {"shop": 0.45, "video": 0.35, "ads": 1.0}
 #: The first event of a content scenario, then follow-ups, each gated by the user's utility
 #: for the item exceeding a threshold (a purchase needs a cart first).
 FUNNELS = {
@@ -86,7 +86,7 @@ class SyntheticConfig:
     users: int = 2000
     items: int = 500
     ads: int = 100
-    events: int = 180_000
+    events: int = 100_000
     weeks: int = 8
     factors: int = 8
     seed: int = 0
