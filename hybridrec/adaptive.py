@@ -58,7 +58,7 @@ from hybridrec.contracts import (
     scorer_output,
 )
 from hybridrec.objectives import BUCKETS, activity_bucket
-from hybridrec.ranking import group_standardise, group_std
+from hybridrec.ranking import group_standardise, group_std, nan_to_zero
 
 log = logging.getLogger("hybridrec.adaptive")
 
@@ -302,15 +302,17 @@ class AdaptiveBlender(Blender):
         u = self._rng.random(batch.n_requests) * cdf[:, -1]
         drawn = np.minimum((u[:, None] >= cdf).sum(axis=1), len(arms) - 1)
         offline = sum(parts.values(), np.zeros(len(batch)))
-        spread = _group_std(offline, batch.request, batch.n_requests)[batch.request]
+        spread = _group_std(offline, batch.request, batch.n_requests)
+        spread = spread if batch.n_requests == 1 else spread[batch.request]
         tilt = snapshot.settings.tilt
         if batch.n_requests == 1:  # serving: the drawn arm's terms; the others' sums only
             arm = arms[int(drawn[0])]
             terms = self._terms(parts, scores, batch, arm, spread, tilt)
             final = sum(terms.values(), np.zeros(len(batch)))
             contributions = {k: terms[k] for k in parts}
-            arm_scores = {a: final if a == arm else self._sum(offline, scores, batch, a,
-                                                                spread, tilt) for a in arms}
+            kept, pull = offline * (1.0 - tilt), tilt * spread
+            arm_scores = {a: final if a == arm else self._sum(offline, kept, pull, scores,
+                                                                batch, a) for a in arms}
         else:
             every = {a: self._terms(parts, scores, batch, a, spread, tilt) for a in arms}
             arm_scores = {a: sum(t.values(), np.zeros(len(batch))) for a, t in every.items()}
@@ -358,13 +360,16 @@ class AdaptiveBlender(Blender):
                 "updates": updates, "history": latest}
 
     @staticmethod
-    def _sum(offline: np.ndarray, scores: Mapping[str, Mapping[str, np.ndarray]],
-             batch: ScoreBatch, arm: str, spread: np.ndarray, tilt: float) -> np.ndarray:
-        """What the terms of ``arm`` (``_terms``) add up to, without building them."""
+    def _sum(offline: np.ndarray, kept: np.ndarray, pull: np.ndarray,
+             scores: Mapping[str, Mapping[str, np.ndarray]], batch: ScoreBatch, arm: str
+             ) -> np.ndarray:
+        """What the terms of ``arm`` (``_terms``) add up to, without building them: the
+        offline sum, or ``kept`` (its ``1 - tilt`` share) plus ``pull`` (the tilt times the
+        spread) times the z-score ``arm`` tilts toward."""
         toward = _toward(scores, batch, arm)
         if toward is None:
             return offline
-        return offline * (1.0 - tilt) + tilt * spread * toward[1]
+        return kept + pull * toward[1]
 
     @staticmethod
     def _terms(parts: Mapping[str, np.ndarray],
@@ -389,7 +394,7 @@ def _toward(scores: Mapping[str, Mapping[str, np.ndarray]], batch: ScoreBatch, a
     values = scorer_output(scores, key)
     if values is None:
         return None
-    return key, np.nan_to_num(group_standardise(values, batch.request, batch.n_requests))
+    return key, nan_to_zero(group_standardise(values, batch.request, batch.n_requests))
 
 
 def _counts(label: str, counts: tuple[float, float] | None) -> dict[str, dict[str, float]]:

@@ -100,9 +100,18 @@ def group_standardise(values: np.ndarray, group: np.ndarray, n_groups: int) -> n
     return out
 
 
+def nan_to_zero(values: np.ndarray) -> np.ndarray:
+    """``values`` with NaN as 0 (a z-score is finite or NaN: a cheaper ``np.nan_to_num``)."""
+    return np.where(np.isnan(values), 0.0, values)
+
+
 def group_std(values: np.ndarray, group: np.ndarray, n_groups: int) -> np.ndarray:
     """Each group's standard deviation over its finite values (0 for a group without)."""
-    return _moments(np.asarray(values, dtype=float), group, n_groups)[3]
+    values = np.asarray(values, dtype=float)
+    if n_groups == 1:
+        x = values[np.isfinite(values)]
+        return np.array([_centred_std(x)[1] if len(x) else 0.0])
+    return _moments(values, group, n_groups)[3]
 
 
 def _moments(values: np.ndarray, group: np.ndarray, n_groups: int
@@ -124,13 +133,24 @@ def _standardise_one(values: np.ndarray) -> np.ndarray:
     """``group_standardise`` of a single group, to the last bit: sums are accumulated in
     order (``cumsum``), as ``bincount`` does, without the per-group indexing."""
     finite = np.isfinite(values)
+    if finite.all():  # the usual case: no mask to apply
+        if not len(values):
+            return np.full(values.shape, np.nan)
+        centred, std = _centred_std(values)
+        return centred / std if std > 0 else np.zeros(values.shape)
     x = values[finite]
     out = np.full(values.shape, np.nan)
     if len(x):
-        centred = x - np.cumsum(x)[-1] / len(x)
-        std = np.sqrt(np.cumsum(centred * centred)[-1] / len(x))
+        centred, std = _centred_std(x)
         out[finite] = centred / std if std > 0 else 0.0
     return out
+
+
+def _centred_std(x: np.ndarray) -> tuple[np.ndarray, float]:
+    """A non-empty group's values minus their mean, and their standard deviation, summed in
+    order as ``_moments``' ``bincount`` sums them."""
+    centred = x - np.cumsum(x)[-1] / len(x)
+    return centred, float(np.sqrt(np.cumsum(centred * centred)[-1] / len(x)))
 
 
 def weighted_z_terms(scores: Mapping[str, Mapping[str, np.ndarray]], group: np.ndarray,

@@ -63,7 +63,7 @@ from hybridrec.history import seen_mask
 from hybridrec.hookspecs import hookimpl
 from hybridrec.ids import IdIndex
 from hybridrec.objectives import BUCKETS, activity_bucket, value_column
-from hybridrec.ranking import group_standardise
+from hybridrec.ranking import group_standardise, nan_to_zero
 
 if TYPE_CHECKING:
     import pandas as pd
@@ -131,7 +131,7 @@ class LearnedBlender(Blender):
                batch: ScoreBatch) -> np.ndarray:
         """The inputs of every row of ``batch``, one column per ``columns`` entry."""
         n, group, groups = len(batch), batch.request, batch.n_requests
-        x = np.zeros((n, len(self.columns)))
+        x = np.zeros((n, len(self.columns)), order="F")  # filled and read by column
         for j, key in enumerate(self.keys):
             task = key.partition(".")[2]
             raw = scorer_output(scores, key)
@@ -148,10 +148,10 @@ class LearnedBlender(Blender):
             x[:, 2 * j + 1] = missing
         base = 2 * len(self.keys)
         count, first = self._item_stats(batch)
-        x[:, base] = np.nan_to_num(group_standardise(np.log1p(count), group, groups))
+        x[:, base] = nan_to_zero(group_standardise(np.log1p(count), group, groups))
         # Age standardised per request does not depend on when the request is made: it is
         # minus the standardised first-event time (in days), computed without the request time.
-        x[:, base + 1] = -np.nan_to_num(group_standardise(first / 86_400e6, group, groups))
+        x[:, base + 1] = -nan_to_zero(group_standardise(first / 86_400e6, group, groups))
         column = value_column(batch.scenario)
         if column is not None and column in batch.item_features:
             value = np.asarray(batch.item_features[column], dtype=float)
@@ -186,7 +186,10 @@ class LearnedBlender(Blender):
         return w + self.per_bucket[bucket]
 
     def _row_weights(self, batch: ScoreBatch) -> np.ndarray:
+        """Each row's weights (one row, for every row, when the batch has one bucket)."""
         bucket = activity_bucket(_history(batch).lengths)
+        if len(bucket) and (bucket == bucket[0]).all():
+            return self.weights(batch.scenario.name, int(bucket[0]))[None, :]
         table = np.stack([self.weights(batch.scenario.name, b) for b in range(len(BUCKETS))])
         return table[bucket[batch.request]]
 
@@ -412,13 +415,13 @@ class LearnedBlender(Blender):
         """Per input the request has, and per context column, its term of the blend. An
         input absent from the whole batch (a scorer another scenario has) is left out: its
         missing indicator is the same on every row, so its term moves no item."""
-        terms = self.design(scores, batch) * self._row_weights(batch)
-        out = {key: terms[:, 2 * j] + terms[:, 2 * j + 1] for j, key in enumerate(self.keys)
-               if scorer_output(scores, key) is not None}
+        x, w = self.design(scores, batch), self._row_weights(batch)
+        out = {key: x[:, 2 * j] * w[:, 2 * j] + x[:, 2 * j + 1] * w[:, 2 * j + 1]
+               for j, key in enumerate(self.keys) if scorer_output(scores, key) is not None}
         base = 2 * len(self.keys)
         for i, name in enumerate(CONTEXT):
             if name != VALUE or value_column(batch.scenario) is not None:
-                out[name] = terms[:, base + i]
+                out[name] = x[:, base + i] * w[:, base + i]
         return out
 
     def describe(self) -> dict[str, Any]:
