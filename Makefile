@@ -25,7 +25,7 @@ demo: install
 	$(BIN)/python demo/run_demo.py
 
 test: install
-	$(BIN)/python -m pytest -ra
+	$(BIN)/python -m pytest -ra --durations=20
 
 test-fast: install
 	$(BIN)/python -m pytest -ra -m "not slow"
