@@ -53,7 +53,8 @@ exploration = 0.0
 ADMIN_TOKEN = "test-admin-token"
 
 SMALL_WORLD = ["--users", "300", "--items", "120", "--ads", "30", "--events", "20000",
-               "--weeks", "4", "--seed", "7", "--end", "2025-03-31T00:00:00Z"]
+               "--ad-traffic", "0.2", "--weeks", "4", "--seed", "7", "--end",
+               "2025-03-31T00:00:00Z"]
 
 
 def run(cmd: list[str], env: dict[str, str], cwd: Path | None = None,

@@ -130,6 +130,18 @@ def test_written_tables_and_snapshots(world, tmp_path):
 def test_bad_sizes_are_rejected():
     with pytest.raises(ValueError, match="users"):
         synthetic.SyntheticConfig(users=0)
+    with pytest.raises(ValueError, match="ad_traffic"):
+        synthetic.SyntheticConfig(ad_traffic=0)
+
+
+def test_ad_traffic_scales_the_impressions_alone(world):
+    light = synthetic.generate(config(ad_traffic=0.2))
+    ads = world.events[C.SCENARIO] == "ads"
+    light_ads = light.events[C.SCENARIO] == "ads"
+    assert 0.15 < light_ads.sum() / ads.sum() < 0.25
+    # generated last: the content scenarios' events are the same
+    pd.testing.assert_frame_equal(light.events[~light_ads].reset_index(drop=True),
+                                  world.events[~ads].reset_index(drop=True))
 
 
 @pytest.mark.skipif(not ML100K.exists(), reason=f"MovieLens 100K not found at {ML100K}")

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any
 
 import click
 
@@ -29,13 +30,16 @@ def _synthetic(data: click.Group) -> None:
     @click.option("--events", default=100_000, show_default=True, type=click.IntRange(1),
                   help="The event budget: shop and video about 80 % of it, and about as "
                        "many ad impressions again.")
+    @click.option("--ad-traffic", default=1.0, show_default=True,
+                  type=click.FloatRange(0, min_open=True),
+                  help="Ad impressions as a share of the event budget.")
     @click.option("--weeks", default=8, show_default=True, type=click.IntRange(1))
     @click.option("--end", default=None, metavar="TIME",
                   help="When the world's events end (ISO 8601, UTC unless a zone is given); "
                        "default: now, to the hour. Fix it for reproducible data.")
     @click.option("--seed", default=0, show_default=True, type=int)
     @click.pass_context
-    def synthetic(ctx: click.Context, end: str | None, **sizes: int) -> None:
+    def synthetic(ctx: click.Context, end: str | None, **sizes: Any) -> None:
         """The embedded multi-scenario world (shop, video, ads), seeded and deterministic."""
         from hybridrec.data import synthetic as gen
         from hybridrec.data.tables import write_dataset

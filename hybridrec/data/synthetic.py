@@ -90,6 +90,8 @@ class SyntheticConfig:
     weeks: int = 8
     factors: int = 8
     seed: int = 0
+    #: The ad slot's impressions as a share of the event budget (``SCENARIO_SHARE``'s).
+    ad_traffic: float = SCENARIO_SHARE["ads"]
     #: When the events end (ISO 8601 or a Timestamp; UTC unless a zone is given); None: now,
     #: to the hour.
     end: str | pd.Timestamp | None = None
@@ -98,6 +100,8 @@ class SyntheticConfig:
         for name in ("users", "items", "ads", "events", "weeks", "factors"):
             if getattr(self, name) < 1:
                 raise ValueError(f"{name} must be at least 1, got {getattr(self, name)}")
+        if not self.ad_traffic > 0:
+            raise ValueError(f"ad_traffic must be above 0, got {self.ad_traffic}")
         if self.end is None:
             end = pd.Timestamp.now(tz="UTC").floor("h")
         else:
@@ -166,6 +170,7 @@ def generate(config: SyntheticConfig | None = None) -> Dataset:
     people, users = _users(rng, cfg, profile_time)
     item_frames, ads_frame, event_frames, truth = [], None, [], None
     for scenario, share in SCENARIO_SHARE.items():
+        share = cfg.ad_traffic if scenario == "ads" else share
         catalogue = _catalogue(rng, cfg, scenario, profile_time)
         item_frames.append(catalogue.frame)
         affinity = people.taste @ catalogue.latent.T / np.sqrt(cfg.factors)  # users x items
