@@ -5,9 +5,9 @@ Importing this package is cheap: nothing heavy (Feast, pandas, torch) is importe
 
 __version__ = "0.1.0"
 
-from hybridrec import _feast_torch  # noqa: E402
+from hybridrec import _feast_import  # noqa: E402
 
-_feast_torch.install()  # Feast must not import torch for nothing (see the module)
+_feast_import.install()  # Feast without import-time costs hybridrec never uses (see there)
 
 from hybridrec.contracts import (  # noqa: E402  (light: numpy and stdlib only)
     TASKS,

@@ -56,3 +56,34 @@ for args in (["plugins"], ["plugins", "--json"],
 def test_registry_listing_is_light():
     setup = "from hybridrec.plugins import get_registry\nget_registry().scorers"
     assert imported_after(setup) == []
+
+
+FEAST_PROBE = """
+import sys
+{setup}
+import feast
+from feast import FeatureStore
+import feast.feature_view
+import typeguard
+code = feast.feature_view.FeatureView.__init__.__code__
+print("CHECKED:" + str("check_argument_types_internal" in code.co_names))
+print("RESTORED:" + str(typeguard.typechecked.__module__ == "typeguard"))
+print("LOADER:" + type(feast.__spec__.loader).__name__)
+print("TORCH:" + str("torch" in sys.modules))
+"""
+
+
+def feast_import(setup: str) -> dict[str, str]:
+    out = subprocess.run([sys.executable, "-c", FEAST_PROBE.format(setup=setup)],
+                         capture_output=True, text=True, check=True).stdout
+    return dict(line.split(":", 1) for line in out.splitlines() if ":" in line)
+
+
+def test_feast_imported_after_hybridrec_skips_typeguard_and_torch():
+    """Feast's typeguard instrumentation (seconds of start-up) and its eager torch import
+    are left out once hybridrec is imported, and typeguard itself is left as it was."""
+    plain = feast_import("")
+    assert plain["CHECKED"] == "True"  # what Feast does on its own
+    light = feast_import("import hybridrec")
+    assert light == {"CHECKED": "False", "RESTORED": "True", "LOADER": plain["LOADER"],
+                     "TORCH": "False"}
