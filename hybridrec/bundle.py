@@ -200,6 +200,13 @@ def write_bundle(bundles: Path, version: str, contents: BundleContents) -> Path:
     return final
 
 
+def stored(bundles: Path) -> list[Path]:
+    """The bundles stored in ``bundles``: folders with a manifest (not ``current`` or
+    another link). OSError when the folder cannot be read."""
+    return [p for p in bundles.iterdir()
+            if p.is_dir() and not p.is_symlink() and (p / MANIFEST).exists()]
+
+
 def prune(bundles: Path, keep: int) -> list[str]:
     """Delete all but the ``keep`` most recently created bundles (by their manifests'
     ``created_at``, not their names, which a copy or a rename can change), never the current
@@ -213,9 +220,7 @@ def prune(bundles: Path, keep: int) -> list[str]:
             return ""
 
     current = (bundles / CURRENT).resolve().name if (bundles / CURRENT).exists() else None
-    dirs = [p for p in bundles.iterdir()
-            if p.is_dir() and not p.is_symlink() and (p / MANIFEST).exists()]
-    versions = [p.name for p in sorted(dirs, key=lambda p: (created(p), p.name))]
+    versions = [p.name for p in sorted(stored(bundles), key=lambda p: (created(p), p.name))]
     removed = []
     for version in versions[:-keep] if keep else versions:
         if version != current:

@@ -347,11 +347,10 @@ class ServerState:
         """The bundles that may serve again, whose adaptive windows pruning keeps: those in
         the bundles folder (``hybridrec train --keep`` deletes the older ones) and the one
         serving; None, keeping every version's, when the folder cannot be read."""
-        from hybridrec.bundle import MANIFEST
+        from hybridrec.bundle import stored
 
         try:
-            names = {p.name for p in self.ws.bundles.iterdir()
-                     if p.is_dir() and not p.is_symlink() and (p / MANIFEST).exists()}
+            names = {p.name for p in stored(self.ws.bundles)}
         except OSError:
             return None
         if self.recommender is not None:
