@@ -1,23 +1,31 @@
 """`hybridrec serve --workers 2`: two worker processes behind one port, each with its own
 copy of the bundle, sharing the feedback log and the adaptive state."""
 
+import os
 import time
 
 from conftest import Server
 
 
-def test_two_workers_answer_and_count_every_update_once(workspace_copy):
+def test_two_workers_answer_and_count_every_update_once(workspace_copy, tmp_path):
     workspace_copy.drop_feedback_log()  # the test counts every pull
+    # CPUs claimed among these workers alone (other tests' servers may hold some)
+    workspace_copy.env["HYBRIDREC_CPU_CLAIMS"] = str(tmp_path / "claims")
     server = Server(workspace_copy, "--workers", "2", "--refresh-seconds", "0")
     server.wait_ready()
     try:
-        workers, deadline = set(), time.monotonic() + 120
+        workers, deadline = {}, time.monotonic() + 120
         while len(workers) < 2 and time.monotonic() < deadline:
             status, ready = server.call("GET", "/readyz")  # a new connection each time
             if status == 200:
-                workers.add(ready["worker"])
+                workers[ready["worker"]] = ready["cpu"]
             time.sleep(0.1)
         assert len(workers) == 2, "both workers load the bundle and answer"
+        if len(os.sched_getaffinity(0)) >= 2:  # each pinned to a CPU of its own
+            cpus = list(workers.values())
+            assert all(isinstance(c, int) for c in cpus) and len(set(cpus)) == 2, workers
+            for pid, cpu in workers.items():
+                assert cpus_allowed(pid) == str(cpu)
         served, rewarded = [], 0
         for n in range(40):
             status, answer = server.call("POST", "/v1/recommend",
@@ -38,3 +46,9 @@ def test_two_workers_answer_and_count_every_update_once(workspace_copy):
     totals = [arm["total"] for context in policy["contexts"] for arm in context["arms"]]
     assert sum(t["pulls"] for t in totals) == len(served) > 0
     assert sum(t["reward"] for t in totals) == rewarded == policy["updates"]
+
+
+def cpus_allowed(pid):
+    status = open(f"/proc/{pid}/status").read()
+    return next(line.split()[1] for line in status.splitlines()
+                if line.startswith("Cpus_allowed_list"))

@@ -33,6 +33,8 @@ from hybridrec.server.routes import (
 from hybridrec.server.state import ServerState
 from hybridrec.workspace import Workspace
 
+log = logging.getLogger("hybridrec.server")
+
 
 def create_app(ws: Workspace | None = None, bundle_version: str | None = None,
                refresh_seconds: float = 300.0, load_in_background: bool = True) -> FastAPI:
@@ -46,6 +48,8 @@ def create_app(ws: Workspace | None = None, bundle_version: str | None = None,
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         import anyio
 
+        if os.environ.get(ENV_PIN_CPU) == "1":
+            _pin()
         state.scoring_slots = anyio.CapacityLimiter(state.scoring_threads)
         state.start(in_background=load_in_background)
         yield
@@ -77,6 +81,19 @@ def create_app(ws: Workspace | None = None, bundle_version: str | None = None,
 ENV_SERVE_BUNDLE, ENV_REFRESH = "HYBRIDREC_SERVE_BUNDLE", "HYBRIDREC_REFRESH_SECONDS"
 #: ``json``: one JSON line per request on the ``hybridrec.access`` logger.
 ENV_ACCESS_LOG = "HYBRIDREC_ACCESS_LOG"
+#: ``1``: each worker pins itself to a free CPU (``hybridrec serve --cpu-affinity auto``).
+ENV_PIN_CPU = "HYBRIDREC_PIN_CPU"
+
+
+def _pin() -> None:
+    from hybridrec.system import pin_to_free_cpu
+
+    cpu = pin_to_free_cpu()
+    if cpu is None:
+        log.info("worker %d not pinned: no CPU free of other hybridrec servers (or the "
+                 "platform cannot pin)", os.getpid())
+    else:
+        log.info("worker %d pinned to CPU %d", os.getpid(), cpu)
 
 
 def create_app_from_env() -> FastAPI:

@@ -12,6 +12,7 @@ from fastapi.responses import JSONResponse, PlainTextResponse
 from hybridrec.recommender import UnknownScenario
 from hybridrec.server.models import PolicyControl
 from hybridrec.server.routes import UNAUTHORISED, admin, not_found, ready, redact, state_of
+from hybridrec.system import pinned_cpu
 
 router = APIRouter()
 
@@ -37,7 +38,7 @@ def readyz(request: Request) -> Any:
         problems.append({"scenario": None, "component": "bundle", "state": "unchecked",
                          "reason": redact(state.unchecked)})
     return {"status": "degraded" if problems else "ready", "bundle_version": rec.version,
-            "worker": os.getpid(), "scenarios": sorted(rec.scenarios),
+            "worker": os.getpid(), "cpu": pinned_cpu(), "scenarios": sorted(rec.scenarios),
             "items_cached": rec.features.items_cached, "items_refreshed_at": refreshed,
             "problems": problems}
 
