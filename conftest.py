@@ -93,6 +93,14 @@ def hello_site(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 
 @pytest.fixture(scope="session")
+def eras_site(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """Plugins made for other plugin API versions (``tests/plugins/hybridrec-eras``)."""
+    target = tmp_path_factory.mktemp("eras-site")
+    pip_install_target(TEST_PLUGINS / "hybridrec-eras", target)
+    return target
+
+
+@pytest.fixture(scope="session")
 def broken_site(tmp_path_factory: pytest.TempPathFactory) -> Path:
     target = tmp_path_factory.mktemp("broken-site")
     pip_install_target(TEST_PLUGINS / "hybridrec-broken", target)

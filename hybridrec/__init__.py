@@ -25,7 +25,7 @@ from hybridrec.contracts import (  # noqa: E402  (light: numpy and stdlib only)
     SimilarItems,
     TrainingData,
 )
-from hybridrec.hookspecs import hookimpl  # noqa: E402
+from hybridrec.hookspecs import PLUGIN_API, hookimpl  # noqa: E402
 
 __all__ = [
     "TASKS",
@@ -35,6 +35,7 @@ __all__ = [
     "EventSequences",
     "Explainer",
     "FeatureWriter",
+    "PLUGIN_API",
     "Ragged",
     "RetrievalBatch",
     "Scenario",

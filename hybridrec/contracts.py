@@ -61,6 +61,11 @@ TASKS = ("click", "like", "purchase", "rating", "ctr", "watch")
 PROBABILITY_TASKS = ("ctr",)
 
 
+#: Deprecated contract methods: (contract, method) -> what to do instead. A registered class
+#: that still defines one is named in one warning per plugin (``hybridrec.plugins``).
+DEPRECATED_METHODS: dict[tuple[str, str], str] = {}
+
+
 @dataclass(frozen=True)
 class Scenario:
     """A surface that recommends (a shop page, a video feed, an ad slot).

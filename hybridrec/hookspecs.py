@@ -16,6 +16,18 @@ A plugin is a module with ``@hookimpl`` functions and one entry point in the gro
 
     [project.entry-points.hybridrec]
     my_plugin = "my_package.plugin"
+
+and it names the versions of the plugin API it works with in that module::
+
+    HYBRIDREC_PLUGIN_API = ">=1.0,<2"
+
+The plugin API (``PLUGIN_API``) is these hooks and the contracts of ``hybridrec.contracts``.
+Its minor version grows with additions a plugin may ignore (a hook, a contract method with a
+default); its major version with changes that can break a plugin. A plugin whose range
+excludes this ``PLUGIN_API`` is refused at load with a message naming it, its version and
+both versions; one that declares nothing is loaded and reported. A hook in
+``DEPRECATED_HOOKS`` or a contract method in ``hybridrec.contracts.DEPRECATED_METHODS`` that
+a plugin still implements is named in one warning per plugin.
 """
 
 from __future__ import annotations
@@ -31,6 +43,13 @@ if TYPE_CHECKING:
     import click
 
 PROJECT_NAME = "hybridrec"
+
+#: The plugin API's version (see the module).
+PLUGIN_API = "1.0"
+#: The attribute of a plugin's entry-point module that names the API versions it works with.
+API_ATTRIBUTE = "HYBRIDREC_PLUGIN_API"
+#: Deprecated hooks: name -> what to do instead.
+DEPRECATED_HOOKS: dict[str, str] = {}
 
 hookspec = pluggy.HookspecMarker(PROJECT_NAME)
 hookimpl = pluggy.HookimplMarker(PROJECT_NAME)

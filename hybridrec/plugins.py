@@ -214,6 +214,7 @@ class Registry:
         target[name] = obj
         owners[name] = plugin
         if record:
+            _warn_deprecated_methods(plugin, obj)
             if owner is not None:
                 self.plugins[owner].registered[kind].remove(name)
             info.registered.setdefault(kind, []).append(name)
@@ -317,22 +318,91 @@ def build_registry(strict: bool | None = None,
         infos[ep.name] = info
         try:
             module = ep.load()
-            pm.register(module, name=ep.name)
         except Exception as exc:
             info.report(
                 f"plugin {ep.name!r} (distribution {dist_name!r}, {ep.value}) failed to load: "
                 f"{type(exc).__name__}: {exc}"
             )
+            continue
+        if _api_compatible(info, dist_name, module):
+            pm.register(module, name=ep.name)
     for name, plugin in extra:
         pm.register(plugin, name=name)
         infos[name] = PluginInfo(name, None, getattr(plugin, "__name__", name), builtin=False)
     _report_unknown_hooks(pm, infos)
+    _warn_deprecated_hooks(pm, infos)
     registry = Registry(pm, infos)
     if strict:
         registry.collect_all()
         if registry.problems:
             raise PluginError("; ".join(registry.problems))
     return registry
+
+
+def _api_compatible(info: PluginInfo, dist_name: str | None, module: Any) -> bool:
+    """Whether the plugin's declared range of plugin API versions admits this one; a plugin
+    that declares none is loaded and reported, one that declares another range refused."""
+    from packaging.specifiers import InvalidSpecifier, SpecifierSet
+
+    who = f"plugin {info.name!r} ({dist_name or 'no distribution'} {info.version or ''})"
+    declared = getattr(module, hookspecs.API_ATTRIBUTE, None)
+    example = f'{hookspecs.API_ATTRIBUTE} = ">={hookspecs.PLUGIN_API},<' \
+              f'{int(hookspecs.PLUGIN_API.split(".")[0]) + 1}"'
+    if declared is None:
+        info.report(f"{who} declares no plugin API versions; loaded as if it works with "
+                    f"hybridrec's plugin API {hookspecs.PLUGIN_API} (add {example} to "
+                    f"{module.__name__})")
+        return True
+    try:
+        versions = SpecifierSet(str(declared))
+    except InvalidSpecifier:
+        info.report(f"{who} declares {hookspecs.API_ATTRIBUTE} = {declared!r}, which is not "
+                    f"a version range (such as {example}); not loaded")
+        return False
+    if versions.contains(hookspecs.PLUGIN_API):
+        return True
+    from hybridrec import __version__
+
+    info.report(f"{who} works with plugin API {declared}, and this hybridrec {__version__} "
+                f"provides plugin API {hookspecs.PLUGIN_API}; not loaded (install a version "
+                f"of {dist_name or info.name} made for plugin API {hookspecs.PLUGIN_API}, or "
+                f"a hybridrec whose plugin API it declares)")
+    return False
+
+
+#: (plugin, what) pairs already warned about: each deprecation warns once per plugin.
+_warned: set[tuple[str, str]] = set()
+
+
+def _deprecated(plugin: str, what: str, advice: str) -> None:
+    import warnings
+
+    if (plugin, what) in _warned:
+        return
+    _warned.add((plugin, what))
+    message = f"plugin {plugin!r} uses {what}, which is deprecated: {advice}"
+    log.warning(message)
+    warnings.warn(message, FutureWarning, stacklevel=3)
+
+
+def _warn_deprecated_hooks(pm: pluggy.PluginManager, infos: dict[str, PluginInfo]) -> None:
+    for hook, advice in hookspecs.DEPRECATED_HOOKS.items():
+        caller = getattr(pm.hook, hook, None)
+        for impl in caller.get_hookimpls() if caller is not None else ():
+            if impl.plugin_name in infos:
+                _deprecated(impl.plugin_name, f"the hook {hook!r}", advice)
+
+
+def _warn_deprecated_methods(plugin: str, obj: Any) -> None:
+    """A registered class that defines a deprecated contract method, named once."""
+    from hybridrec import contracts
+
+    for (contract, method), advice in contracts.DEPRECATED_METHODS.items():
+        base = getattr(contracts, contract, None)
+        if not (isinstance(obj, type) and isinstance(base, type) and issubclass(obj, base)):
+            continue
+        if any(method in vars(cls) for cls in obj.__mro__ if not issubclass(base, cls)):
+            _deprecated(plugin, f"{contract}.{method} (in {obj.__name__})", advice)
 
 
 def _report_unknown_hooks(pm: pluggy.PluginManager, infos: dict[str, PluginInfo]) -> None:

@@ -184,6 +184,73 @@ def test_broken_plugins_are_reported_and_the_rest_still_load(hello_site, broken_
     assert "broken" in strict.stderr and "squatter" in strict.stderr
 
 
+def test_a_plugin_for_another_plugin_api_is_refused_naming_both_versions(eras_site):
+    env = base_env(PYTHONPATH=str(eras_site))
+    listing = {p["name"]: p for p in plugins_json(env)}
+    [refused] = listing["future"]["problems"]
+    assert refused.startswith("plugin 'future' (hybridrec-eras 2.1.0)"), refused
+    assert ">=2.0,<3" in refused and "plugin API 1.0" in refused and "not loaded" in refused
+    assert listing["future"]["registered"] == {}
+    [garbled] = listing["garbled"]["problems"]
+    assert "'the second one'" in garbled and "not loaded" in garbled
+    assert listing["garbled"]["registered"] == {}
+    [undeclared] = listing["undeclared"]["problems"]  # loaded, and told what to declare
+    assert "declares no plugin API versions" in undeclared
+    assert 'HYBRIDREC_PLUGIN_API = ">=1.0,<2"' in undeclared
+    assert listing["undeclared"]["registered"] == {"scorers": ["undeclared"]}
+    shown = run([str(BIN / "hybridrec"), "plugins"], env, check=False)
+    assert "plugin API 1.0" in shown.stdout.splitlines()[0]
+    assert "PROBLEM: plugin 'future' (hybridrec-eras 2.1.0) works with plugin API >=2.0,<3" \
+        in shown.stdout
+
+
+def test_first_party_plugins_declare_the_plugin_api():
+    listing = {p["name"]: p for p in plugins_json(base_env())}
+    for name in ("als", "ctr", "llm"):
+        if name in listing:
+            assert listing[name]["problems"] == [], listing[name]
+
+
+def test_a_deprecated_hook_or_method_warns_once_naming_the_plugin(monkeypatch, caplog):
+    from hybridrec import contracts, hookspecs, plugins
+
+    monkeypatch.setattr(hookspecs, "DEPRECATED_HOOKS",
+                        {"register_candidate_sources": "register them as scorers"})
+    monkeypatch.setattr(contracts, "DEPRECATED_METHODS",
+                        {("Scorer", "supports"): "declare scenarios instead"})
+    monkeypatch.setattr(plugins, "_warned", set())
+
+    class Picky(PopularityScorer):
+        name = "picky"
+
+        def supports(self, scenario):
+            return True
+
+    def register_scorers(register):
+        register(Picky)
+        register(Picky, replace=True)  # a second registration: still one warning
+
+    def register_candidate_sources(register):
+        pass
+
+    with pytest.warns(FutureWarning) as caught:
+        for _ in range(2):  # a second registry warns no more
+            build_registry(extra=[("oldtimer", plugin(
+                register_scorers=register_scorers,
+                register_candidate_sources=register_candidate_sources))]).collect_all()
+    messages = [str(w.message) for w in caught if issubclass(w.category, FutureWarning)]
+    assert len(messages) == len(set(messages)), messages  # once each, over both registries
+    assert [m for m in messages if "'oldtimer'" in m] == [
+        "plugin 'oldtimer' uses the hook 'register_candidate_sources', which is deprecated: "
+        "register them as scorers",
+        "plugin 'oldtimer' uses Scorer.supports (in Picky), which is deprecated: declare "
+        "scenarios instead"], messages
+    # a class that defines it is named (EASE); one that only inherits it is not (Popularity)
+    assert any("'hybridrec.builtin.ease' uses Scorer.supports (in EaseScorer)" in m
+               for m in messages)
+    assert not any("PopularityScorer" in m for m in messages)
+
+
 def test_load_plugins_variable_restricts_installed_plugins(hello_site, broken_site):
     env = base_env(PYTHONPATH=f"{hello_site}:{broken_site}", HYBRIDREC_LOAD_PLUGINS="hello")
     names = {p["name"] for p in plugins_json(env)}

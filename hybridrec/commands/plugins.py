@@ -33,6 +33,9 @@ def add_to(cli: click.Group) -> None:
         if as_json:
             click.echo(json.dumps(info, indent=2))
             return
+        from hybridrec import PLUGIN_API, __version__
+
+        click.echo(f"hybridrec {__version__}, plugin API {PLUGIN_API}")
         for plugin in info:
             kind = "built-in" if plugin["builtin"] else "installed"
             click.echo(f"{plugin['name']} {plugin['version'] or '?'} ({kind})")

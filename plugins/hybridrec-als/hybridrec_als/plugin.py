@@ -5,6 +5,9 @@ Importing this module is cheap; implicit is imported when a model is fitted or l
 
 from hybridrec import hookimpl
 
+#: The versions of hybridrec's plugin API this plugin works with.
+HYBRIDREC_PLUGIN_API = ">=1.0,<2"
+
 
 @hookimpl
 def register_scorers(register):

@@ -6,6 +6,9 @@ from __future__ import annotations
 
 from hybridrec import hookimpl
 
+#: The versions of hybridrec's plugin API this plugin works with.
+HYBRIDREC_PLUGIN_API = ">=1.0,<2"
+
 
 @hookimpl
 def register_scorers(register):

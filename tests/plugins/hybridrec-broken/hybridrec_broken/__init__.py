@@ -2,6 +2,9 @@
 
 from hybridrec import Scenario, hookimpl
 
+#: The versions of hybridrec's plugin API this plugin works with.
+HYBRIDREC_PLUGIN_API = ">=1.0,<2"
+
 
 @hookimpl
 def register_scenarios(register):

@@ -12,6 +12,9 @@ import numpy as np
 
 from hybridrec import Scorer, hookimpl
 
+#: The versions of hybridrec's plugin API this plugin works with.
+HYBRIDREC_PLUGIN_API = ">=1.0,<2"
+
 #: How long ``sleepy`` sleeps when switched on.
 SLEEP_SECONDS = 5.0
 
