@@ -174,13 +174,16 @@ def http(base: str, method: str, path: str, body: object = None, raw: bytes | No
 
 class Server:
     """``hybridrec serve`` on a free loopback port. With ``modules``, the server process
-    keeps writing the names of every module it has imported into that file."""
+    keeps writing the names of every module it has imported into that file; with
+    ``python``, it is that interpreter's hybridrec (another environment's)."""
 
-    def __init__(self, ws: Workspace, *args: str, modules: Path | None = None) -> None:
+    def __init__(self, ws: Workspace, *args: str, modules: Path | None = None,
+                 python: Path | None = None) -> None:
         self.port = free_port()
         self.base = f"http://127.0.0.1:{self.port}"
         self.log = ws.root / f"server-{self.port}.log"
-        command = [str(BIN / "hybridrec")]
+        command = [str(BIN / "hybridrec")] if python is None else \
+            [str(python), "-m", "hybridrec.cli"]
         if modules is not None:  # uvicorn ends on the signal itself, so no atexit: a thread
             command = [sys.executable, "-c",
                        "import json, sys, threading, time\n"

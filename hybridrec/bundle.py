@@ -200,6 +200,18 @@ def write_bundle(bundles: Path, version: str, contents: BundleContents) -> Path:
     return final
 
 
+def plugins_used(manifest: dict[str, Any]) -> dict[str, list[str]]:
+    """Per plugin a bundle needs, what it needs of it (``component 'als'``, ``blender
+    'learned'``)."""
+    used: dict[str, list[str]] = {}
+    for entry in manifest.get("components", ()):
+        for name in entry["names"]:
+            used.setdefault(entry["plugin"], []).append(f"component {name!r}")
+    for name, entry in manifest.get("blenders", {}).items():
+        used.setdefault(entry["plugin"], []).append(f"blender {name!r}")
+    return used
+
+
 def stored(bundles: Path) -> list[Path]:
     """The bundles stored in ``bundles``: folders with a manifest (not ``current`` or
     another link). OSError when the folder cannot be read."""

@@ -72,6 +72,8 @@ class PluginInfo:
     builtin: bool
     registered: dict[str, list[str]] = field(default_factory=dict)
     problems: list[str] = field(default_factory=list)
+    #: The distribution that installed it (None for built-ins and plugins passed in code).
+    dist: str | None = None
 
     def report(self, problem: str) -> None:
         self.problems.append(problem)
@@ -85,6 +87,7 @@ class PluginInfo:
             "builtin": self.builtin,
             "registered": {k: v for k, v in self.registered.items() if v},
             "problems": self.problems,
+            "distribution": self.dist,
         }
 
 
@@ -314,7 +317,7 @@ def build_registry(strict: bool | None = None,
             )
             continue
         info = PluginInfo(ep.name, dist.version if dist is not None else None, ep.value,
-                          builtin=False)
+                          builtin=False, dist=dist_name)
         infos[ep.name] = info
         try:
             module = ep.load()
@@ -420,6 +423,22 @@ def _report_unknown_hooks(pm: pluggy.PluginManager, infos: dict[str, PluginInfo]
             infos[impl.plugin_name].report(
                 f"plugin {impl.plugin_name!r} implements {name!r}, which is not a hybridrec "
                 f"hook{hint}; it is never called")
+
+
+def installed_entry_points() -> dict[str, str | None]:
+    """Every installed plugin now (read afresh, not the registry's): entry-point name ->
+    its distribution's name."""
+    return {ep.name: ep.dist.name if ep.dist is not None else None
+            for ep in _entry_points()}
+
+
+def uninstalled(plugins: Iterable[str]) -> list[str]:
+    """Those of ``plugins`` (names this process loaded from installed distributions) whose
+    entry point is no longer installed."""
+    loaded = get_registry().plugins
+    present = installed_entry_points()
+    return [p for p in plugins
+            if p in loaded and loaded[p].dist is not None and p not in present]
 
 
 _registry: Registry | None = None

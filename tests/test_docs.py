@@ -27,6 +27,6 @@ def test_every_hook_is_documented_with_its_signature():
 
 def test_documented_commands_exist():
     cli = make_cli()
-    documented = set(re.findall(r"`hybridrec (\w+)", README))
+    documented = set(re.findall(r"`hybridrec (\w[\w-]*)", README))
     assert documented <= set(cli.commands), documented - set(cli.commands)
     assert "make demo" in README and "make test" in README

@@ -32,6 +32,9 @@ from hybridrec.workspace import (
 log = logging.getLogger("hybridrec.server")
 #: How often each server process prunes the served log (seconds).
 PRUNE_SECONDS = 3600.0
+#: How often ``/readyz`` looks again for the serving bundle's plugins among the installed
+#: packages (seconds).
+PLUGIN_CHECK_SECONDS = 5.0
 
 
 @dataclass
@@ -155,6 +158,8 @@ class ServerState:
 
     #: The latest bundle refused, and why (cleared when one is served).
     refused: dict[str, Any] | None = None
+    #: (bundle version, when, its uninstalled plugins) of the latest check.
+    _plugin_check: tuple[str, float, dict[str, list[str]]] | None = None
     #: Why the bundle serving failed its probe (served anyway: there was no other).
     unchecked: str | None = None
     #: Per-user feedback rate limits (``routes.feedback.UserLimits``).
@@ -356,6 +361,25 @@ class ServerState:
         if self.recommender is not None:
             names.add(self.recommender.version)
         return names
+
+    def uninstalled_plugins(self) -> dict[str, list[str]]:
+        """The serving bundle's plugins that are no longer installed, with what the bundle
+        uses of each (read at most every ``PLUGIN_CHECK_SECONDS``: it scans the
+        environment's packages)."""
+        from hybridrec.bundle import plugins_used
+        from hybridrec.plugins import uninstalled
+
+        rec = self.recommender
+        if rec is None:
+            return {}
+        now = time.monotonic()
+        checked = self._plugin_check
+        if checked is None or checked[0] != rec.version or now - checked[1] > \
+                PLUGIN_CHECK_SECONDS:
+            used = plugins_used(rec.bundle.manifest)
+            checked = self._plugin_check = (rec.version, now,
+                                            {p: used[p] for p in uninstalled(used)})
+        return checked[2]
 
     def _kept_lists(self) -> int:
         """How many of each (scenario, bundle)'s latest adaptive lists pruning keeps: the

@@ -34,6 +34,12 @@ def readyz(request: Request) -> Any:
     if state.refused is not None:
         problems.append({"scenario": None, "component": "bundle", "state": "refused",
                          "reason": redact(state.refused["reason"])})
+    for plugin, parts in state.uninstalled_plugins().items():
+        problems.append({"scenario": None, "component": f"plugin {plugin}",
+                         "state": "uninstalled",
+                         "reason": f"no longer installed; this server still serves its "
+                                   f"{', '.join(parts)} from memory, until it restarts or "
+                                   "switches bundles: reinstall it, or retrain without it"})
     if state.unchecked is not None:
         problems.append({"scenario": None, "component": "bundle", "state": "unchecked",
                          "reason": redact(state.unchecked)})

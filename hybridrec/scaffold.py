@@ -1,0 +1,79 @@
+"""``hybridrec new-plugin``: a pip-installable plugin package to start from.
+
+``write_plugin(name, kind, parent)`` writes ``parent/hybridrec-NAME/``: a ``pyproject.toml``
+whose ``hybridrec`` entry point names the package, a package ``hybridrec_NAME`` registering a
+working component of ``kind`` (declaring the plugin API versions it works with), tests that
+run hybridrec's conformance kit against it, and a README. The templates are files under
+``hybridrec/templates/plugin``.
+"""
+
+from __future__ import annotations
+
+import re
+import string
+from dataclasses import dataclass
+from importlib import resources
+from pathlib import Path
+
+#: What a new plugin registers, and the words its files use for it.
+KINDS = {
+    "scorer": ("scorer.py.tmpl", "test_scorer.py.tmpl", "Scorer",
+               "scores candidates for the click task"),
+    "blender": ("blender.py.tmpl", "test_blender.py.tmpl", "Blender",
+                "blends the scorers' scores into one ranking score"),
+}
+NAME = re.compile(r"[a-z][a-z0-9_]{0,39}")
+
+
+class ScaffoldError(ValueError):
+    """A name or folder the scaffold cannot use."""
+
+
+@dataclass(frozen=True)
+class Written:
+    root: Path
+    files: list[Path]
+    values: dict[str, str]
+
+
+def values_for(name: str, kind: str) -> dict[str, str]:
+    """The templates' placeholders for plugin ``name`` of ``kind``."""
+    from hybridrec import PLUGIN_API, __version__
+
+    if kind not in KINDS:
+        raise ScaffoldError(f"unknown kind {kind!r}; one of {', '.join(KINDS)}")
+    if not NAME.fullmatch(name):
+        raise ScaffoldError(f"plugin name {name!r} must start with a lowercase letter and "
+                            "hold only lowercase letters, digits and underscores (at most 40)")
+    _, _, suffix, does = KINDS[kind]
+    major = int(PLUGIN_API.split(".")[0])
+    title = "".join(part.title() for part in name.split("_"))
+    usage = ("Its scores appear in responses as `" + name + ".click`: the next "
+             "`hybridrec train` fits it for every scenario it `supports`."
+             if kind == "scorer" else
+             "Blend a scenario with it by configuration (`[scenarios.shop]` `blender = \""
+             + name + "\"` in hybridrec.toml), then `hybridrec train`.")
+    return {"name": name, "kind": kind, "cls": title + suffix, "module": f"hybridrec_{name}",
+            "dist": f"hybridrec-{name.replace('_', '-')}", "api": f">={PLUGIN_API},<{major + 1}",
+            "core": ".".join(__version__.split(".")[:2]), "usage": usage,
+            "summary": f"The {name} {kind} for hybridrec: {does}."}
+
+
+def write_plugin(name: str, kind: str, parent: Path) -> Written:
+    values = values_for(name, kind)
+    root = Path(parent) / values["dist"]
+    if root.exists():
+        raise ScaffoldError(f"{root} already exists; choose another name or folder")
+    source, test, _, _ = KINDS[kind]
+    layout = {"pyproject.toml": "pyproject.toml.tmpl", "README.md": "README.md.tmpl",
+              f"{values['module']}/__init__.py": source,
+              f"tests/test_{name}.py": test}
+    templates = resources.files("hybridrec") / "templates" / "plugin"
+    files = []
+    for relative, template in layout.items():
+        text = string.Template((templates / template).read_text()).substitute(values)
+        path = root / relative
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text(text)
+        files.append(path)
+    return Written(root, files, values)

@@ -1,0 +1,131 @@
+"""``hybridrec new-plugin``: each kind scaffolded, pip-installed into a fresh virtual
+environment, tested with its own generated tests, listed, trained and served."""
+
+import json
+import subprocess
+import sys
+import sysconfig
+import time
+
+import pytest
+
+from conftest import BIN, LLM_TEST_CONFIG, Server, run
+
+
+def new_plugin(env, parent, *args, check=True):
+    return run([str(BIN / "hybridrec"), "new-plugin", *args, "--dir", str(parent)], env,
+               check=check)
+
+
+def fresh_env(path):
+    """A new virtual environment that sees hybridrec's installed packages (a .pth line adds
+    their site directory), so installing a plugin there downloads nothing."""
+    subprocess.run([sys.executable, "-m", "venv", "--without-pip", str(path)], check=True)
+    python = path / "bin" / "python"
+    site = subprocess.run([str(python), "-c", "import sysconfig; "
+                           "print(sysconfig.get_paths()['purelib'])"],
+                          capture_output=True, text=True, check=True).stdout.strip()
+    base = sysconfig.get_paths()["purelib"]
+    (path / "lib").joinpath(site.split("/lib/", 1)[1], "hybridrec-base.pth").write_text(
+        f"import site; site.addsitedir({base!r})\n")
+    return python
+
+
+def test_names_and_folders_it_cannot_use_are_refused(tmp_path):
+    env = {"PATH": "/usr/bin:/bin"}
+    bad = new_plugin(env, tmp_path, "My-Plugin", check=False)
+    assert bad.returncode != 0 and "plugin name 'My-Plugin' must start" in bad.stderr
+    bad = new_plugin(env, tmp_path, "ok", "--kind", "gadget", check=False)
+    assert bad.returncode != 0 and "gadget" in bad.stderr
+    new_plugin(env, tmp_path, "ok")
+    again = new_plugin(env, tmp_path, "ok", check=False)
+    assert again.returncode != 0 and "already exists" in again.stderr
+    assert not list(tmp_path.glob("*My-Plugin*"))
+
+
+@pytest.fixture(scope="module")
+def installed(tmp_path_factory):
+    """A scorer and a blender scaffolded and pip-installed (not editable) into a fresh
+    virtual environment."""
+    root = tmp_path_factory.mktemp("scaffold")
+    env = {"PATH": "/usr/bin:/bin"}
+    out = new_plugin(env, root, "recency_fan").stdout
+    assert "next: pip install" in out
+    new_plugin(env, root, "even_mix", "--kind", "blender")
+    python = fresh_env(root / "env")
+    packages = [root / "hybridrec-recency-fan", root / "hybridrec-even-mix"]
+    subprocess.run([str(python), "-m", "pip", "install", "--no-deps", "--no-build-isolation",
+                    "--no-index", "--quiet", *map(str, packages)], check=True)
+    return python, packages
+
+
+def test_each_kind_passes_its_generated_tests_in_a_fresh_environment(installed):
+    python, packages = installed
+    for package in packages:
+        result = subprocess.run([str(python), "-m", "pytest", "-q", "-p", "no:cacheprovider"],
+                                cwd=package, capture_output=True, text=True)
+        assert result.returncode == 0, result.stdout + result.stderr
+        assert " passed" in result.stdout and "failed" not in result.stdout
+    listing = json.loads(subprocess.run(
+        [str(python), "-m", "hybridrec.cli", "plugins", "--json"], capture_output=True,
+        text=True, check=True).stdout)
+    found = {p["name"]: p for p in listing}
+    assert found["recency_fan"]["registered"] == {"scorers": ["recency_fan"]}
+    assert found["even_mix"]["registered"] == {"blenders": ["even_mix"]}
+    assert found["recency_fan"]["problems"] == found["even_mix"]["problems"] == []
+
+
+def test_scaffolded_plugins_serve_then_uninstall_and_install_again(installed, workspace_copy):
+    python, packages = installed
+    config = workspace_copy.root / "scaffolded.toml"
+    config.write_text(LLM_TEST_CONFIG.replace("[scenarios.shop]\n",
+                                              '[scenarios.shop]\nblender = "even_mix"\n'))
+    workspace_copy.env["HYBRIDREC_CONFIG"] = str(config)
+    cli = [str(python), "-m", "hybridrec.cli"]
+    run([*cli, "train", "--quiet", "--no-refit"], workspace_copy.env, cwd=workspace_copy.root)
+    server = Server(workspace_copy, "--refresh-seconds", "0", python=python)
+    try:
+        server.wait_ready()
+        status, answer = server.call("POST", "/v1/recommend",
+                                     {"user_id": "u00001", "scenario": "shop", "k": 5})
+        assert status == 200, answer
+        assert all("recency_fan.click" in item["scores"] for item in answer["items"])
+        assert any(item["scores"]["recency_fan.click"] is not None for item in answer["items"])
+        status, policy = server.call("GET", "/v1/scenarios/shop/policy")
+        assert status == 200 and policy["offline_prior"]["blender"] == "even_mix", policy
+
+        # Uninstalled under the running server: it says what the bundle needs, and the
+        # server keeps serving from memory while /readyz names the missing plugin.
+        gone = run([*cli, "uninstall", "-y", "hybridrec-recency-fan"], workspace_copy.env,
+                   cwd=workspace_copy.root)
+        assert "plugin recency_fan 0.1.0 (hybridrec-recency-fan) removed: scorers: " \
+               "recency_fan" in gone.stdout
+        assert "needs plugin recency_fan (its component 'recency_fan')" in gone.stderr
+        assert "Retrain without it" in gone.stderr
+        deadline = time.monotonic() + 30
+        while time.monotonic() < deadline:
+            status, ready = server.call("GET", "/readyz")
+            missing = [p for p in ready["problems"] if p["state"] == "uninstalled"]
+            if missing:
+                break
+            time.sleep(0.5)
+        assert status == 200 and ready["status"] == "degraded"
+        assert [p["component"] for p in missing] == ["plugin recency_fan"], ready
+        status, answer = server.call("POST", "/v1/recommend",
+                                     {"user_id": "u00001", "scenario": "shop", "k": 5})
+        assert status == 200 and "recency_fan.click" in answer["items"][0]["scores"]
+
+        # ... and installed again with hybridrec install: listed with what it registers
+        back = run([*cli, "install", str(packages[0])],
+                   {**workspace_copy.env, "PIP_NO_INDEX": "1", "PIP_NO_BUILD_ISOLATION": "0"},
+                   cwd=workspace_copy.root)
+        assert "plugin recency_fan 0.1.0 (hybridrec-recency-fan) added: scorers: " \
+               "recency_fan" in back.stdout
+        deadline = time.monotonic() + 30
+        while missing and time.monotonic() < deadline:
+            time.sleep(0.5)
+            ready = server.call("GET", "/readyz")[1]
+            missing = [p for p in ready["problems"] if p["state"] == "uninstalled"]
+        assert not missing and ready["status"] == "ready", ready
+    finally:
+        server.stop()
