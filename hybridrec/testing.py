@@ -20,11 +20,15 @@ history, and its recent events when it declares a ``sequence_length``. It checks
 tasks, NaN for unknown items, that a row's score depends neither on the other rows nor on the
 other requests of a batch, and a save/load round trip; a component that writes features
 (``FeatureWriter``) must write them where the online store returns them.
-``CandidateSourceContract`` and ``BlenderContract`` do the same for retrieval and blending.
+``CandidateSourceContract`` and ``BlenderContract`` do the same for retrieval and blending;
+``ScorerContract`` also checks that 10 000 candidates cost well under 100 times what 100 do
+(no Python loop per candidate). ``ScenarioContract`` checks a scenario's declaration (name,
+events, objective, limits) and, given data, that its events, items and users agree.
 """
 
 from __future__ import annotations
 
+import re
 import tempfile
 from collections.abc import Sequence
 from datetime import UTC, datetime
@@ -149,6 +153,27 @@ def feature_store(data: TrainingData, fresh: bool = False) -> Any:
         store.materialize(start_date=EPOCH, end_date=datetime.now(UTC))
         _STORES[key] = store
     return _STORES[key]
+
+
+#: ``ScorerContract``'s bound on what 10 000 candidates may cost against 100.
+LOOP_RATIO = 50.0
+
+
+def _seconds(fn: Any, batch: Any, repeats: int = 5, budget: float = 0.05) -> float:
+    """The least time one ``fn(batch)`` took, over ``repeats`` timings of as many calls as
+    fit in about ``budget`` seconds (the least filters out other work on the machine)."""
+    import time
+
+    start = time.perf_counter()
+    fn(batch)
+    calls = max(1, int(budget / max(time.perf_counter() - start, 1e-6)))
+    best = float("inf")
+    for _ in range(repeats):
+        start = time.perf_counter()
+        for _ in range(calls):
+            fn(batch)
+        best = min(best, (time.perf_counter() - start) / calls)
+    return best
 
 
 class KitWorld:
@@ -366,6 +391,19 @@ class ScorerContract(_Kit):
         for values in fitted.score(world.batch(scenario, [(user, [])])).values():
             assert len(values) == 0
 
+    def test_no_python_loop_per_candidate(self, fitted: Scorer, world: KitWorld) -> None:
+        """Scoring 10 000 candidates costs well under 100 times scoring 100 (a Python loop
+        per candidate would cost about 100 times): per-candidate work is array work."""
+        scenario = self.scenarios(fitted, world.data)[0]
+        user = self.users(world.data, scenario)[0]
+        catalogue = world.catalogue(scenario)
+        small, large = (world.batch(scenario, [(user, np.resize(catalogue, n))], coded=True)
+                        for n in (100, 10_000))
+        ratio = _seconds(fitted.score, large) / _seconds(fitted.score, small)
+        assert ratio < LOOP_RATIO, (
+            f"{type(fitted).__name__}: 10 000 candidates cost {ratio:.0f} times 100; a "
+            f"vectorised scorer stays under {LOOP_RATIO} (look for a loop over candidates)")
+
     def test_save_load_round_trip(self, fitted: Scorer, world: KitWorld, tmp_path: Path) -> None:
         fitted.save(tmp_path)
         loaded = type(fitted).load(tmp_path)
@@ -551,3 +589,68 @@ class BlenderContract(_Kit):
         if out.contributions:
             np.testing.assert_allclose(sum(out.contributions.values()), out.scores,
                                        atol=1e-9)
+
+
+class ScenarioContract:
+    """Tests every Scenario must pass. Needs fixtures ``scenario`` and ``data`` (a
+    ``TrainingData`` holding the scenario's events, items and users, or None to check the
+    declaration alone)."""
+
+    def test_name_fits_urls_metrics_and_configuration(self, scenario: Scenario) -> None:
+        assert isinstance(scenario, Scenario)
+        assert isinstance(scenario.name, str) and re.fullmatch(r"[a-z][a-z0-9_]*",
+                                                                scenario.name), (
+            f"scenario name {scenario.name!r}: lowercase letters, digits and underscores, "
+            "starting with a letter (it appears in URLs, metric labels and config tables)")
+
+    def test_events_positives_and_objective_agree(self, scenario: Scenario) -> None:
+        weights = dict(scenario.event_weights)
+        assert weights, "event_weights names no event type"
+        for event, weight in weights.items():
+            assert isinstance(event, str) and np.isfinite(float(weight)), (event, weight)
+        assert set(scenario.positive_events) <= set(weights), (
+            f"positive_events {scenario.positive_events} outside event_weights {list(weights)}")
+        gains = scenario.gains
+        assert gains and all(np.isfinite(g) and g > 0 for g in gains.values()), (
+            f"the objective gains nothing from any event: {gains}")
+        assert set(gains) <= set(weights), f"objective_events {list(gains)} not accepted"
+        assert scenario.objective and all(isinstance(t, str) and t
+                                          for t in scenario.objective), scenario.objective
+        assert scenario.item_keys and all(isinstance(k, str) and k for k in scenario.item_keys)
+
+    def test_limits_are_usable(self, scenario: Scenario) -> None:
+        assert 1 <= scenario.default_k <= scenario.max_k <= scenario.n_candidates, (
+            f"need 1 <= default_k ({scenario.default_k}) <= max_k ({scenario.max_k}) <= "
+            f"n_candidates ({scenario.n_candidates})")
+        assert 0.0 <= scenario.exploration <= 1.0, scenario.exploration
+        assert scenario.adaptation_window >= 1 and scenario.breaker_failures >= 1
+        assert scenario.scorer_budget_ms >= 0 and scenario.breaker_cooldown >= 0
+
+    def test_configuration_can_override_it(self, scenario: Scenario) -> None:
+        """Training configs override fields per scenario (``dataclasses.replace``)."""
+        import dataclasses
+
+        changed = dataclasses.replace(scenario, exploration=0.0, default_k=1)
+        assert (changed.name, changed.exploration, changed.default_k) == \
+            (scenario.name, 0.0, 1)
+
+    def test_data_holds_its_events_and_items(self, scenario: Scenario,
+                                             data: TrainingData | None) -> None:
+        if data is None:
+            pytest.skip(f"no data given for scenario {scenario.name!r}")
+        assert scenario.name in data.scenarios, "the data does not declare the scenario"
+        events = data.scenario_events(scenario.name)
+        assert len(events), f"no events of scenario {scenario.name!r}"
+        unknown = sorted(set(events[C.EVENT_TYPE].astype(str)) - set(scenario.event_weights))
+        assert not unknown, f"event types {unknown} the scenario does not accept"
+        assert events[C.EVENT_TYPE].isin(list(scenario.gains)).any(), \
+            "no event gains towards the objective: nothing to learn or evaluate"
+        items = set(data.items.loc[data.items[C.SCENARIO] == scenario.name, C.ITEM_ID]
+                    .astype(str))
+        missing = set(events[C.ITEM_ID].astype(str)) - items
+        assert not missing, f"{len(missing)} items with events are not in the item table, " \
+                            f"e.g. {sorted(missing)[:3]}"
+        users = set(data.users[C.USER_ID].astype(str))
+        strangers = set(events[C.USER_ID].astype(str)) - users
+        assert not strangers, f"{len(strangers)} users with events are not in the user " \
+                              f"table, e.g. {sorted(strangers)[:3]}"
