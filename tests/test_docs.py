@@ -1,5 +1,6 @@
-"""Docs that tests check: the README's plugin is the real test plugin, every hook is listed
-with its signature, and the documented commands exist."""
+"""Docs that tests check: the plugin guide's example is the real test plugin, its reference
+is the one generated from the code, every hook is listed with its signature, the README
+links the guide, and the documented commands exist."""
 
 import inspect
 import re
@@ -7,14 +8,23 @@ from pathlib import Path
 
 from hybridrec import hookspecs
 from hybridrec.cli import make_cli
+from hybridrec.reference import END, START, plugin_reference
 
 ROOT = Path(__file__).resolve().parent.parent
 README = (ROOT / "README.md").read_text()
+GUIDE = (ROOT / "docs" / "plugins.md").read_text()
 
 
-def test_readme_plugin_example_is_the_tested_plugin():
+def test_guide_plugin_example_is_the_tested_plugin():
     source = (ROOT / "tests/plugins/hybridrec-hello/hybridrec_hello/__init__.py").read_text()
-    assert source.strip() in README
+    assert source.strip() in GUIDE
+
+
+def test_guide_reference_is_generated_from_the_code():
+    documented = GUIDE[GUIDE.index(START):GUIDE.index(END) + len(END)]
+    assert documented == plugin_reference(), (
+        "docs/plugins.md's reference is out of date: paste in "
+        "'python -m hybridrec.reference'")
 
 
 def test_every_hook_is_documented_with_its_signature():
@@ -22,11 +32,21 @@ def test_every_hook_is_documented_with_its_signature():
     assert hooks
     for name in hooks:
         params = ", ".join(inspect.signature(getattr(hookspecs, name)).parameters)
-        assert f"`{name}({params})`" in README, f"{name}({params}) missing from README"
+        assert f"`{name}({params})`" in GUIDE, f"{name}({params}) missing from the guide"
+
+
+def test_readme_links_the_guide_and_its_commands_agree():
+    assert "(docs/plugins.md)" in README
+    for text in (README, GUIDE):
+        assert "hybridrec new-plugin recency --kind scorer" in text
+    assert 'HYBRIDREC_PLUGIN_API = ">=1.0,<2"' in README
+    assert f'HYBRIDREC_PLUGIN_API = ">={hookspecs.PLUGIN_API},<' in GUIDE
 
 
 def test_documented_commands_exist():
     cli = make_cli()
-    documented = set(re.findall(r"`hybridrec (\w[\w-]*)", README))
-    assert documented <= set(cli.commands), documented - set(cli.commands)
+    for text in (README, GUIDE):
+        documented = set(re.findall(r"`hybridrec (\w[\w-]*)", text))
+        documented |= set(re.findall(r"^hybridrec (\w[\w-]*)", text, re.M))
+        assert documented <= set(cli.commands), documented - set(cli.commands)
     assert "make demo" in README and "make test" in README
