@@ -50,7 +50,7 @@ def installed(tmp_path_factory):
     root = tmp_path_factory.mktemp("scaffold")
     env = {"PATH": "/usr/bin:/bin"}
     out = new_plugin(env, root, "recency_fan").stdout
-    assert "next: pip install" in out
+    assert "next: hybridrec install -e" in out
     new_plugin(env, root, "even_mix", "--kind", "blender")
     python = fresh_env(root / "env")
     packages = [root / "hybridrec-recency-fan", root / "hybridrec-even-mix"]
@@ -96,8 +96,14 @@ def test_scaffolded_plugins_serve_then_uninstall_and_install_again(installed, wo
 
         # Uninstalled under the running server: it says what the bundle needs, and the
         # server keeps serving from memory while /readyz names the missing plugin.
-        gone = run([*cli, "uninstall", "-y", "hybridrec-recency-fan"], workspace_copy.env,
+        unknown = run([*cli, "uninstall", "-y", "no_such_plugin"], workspace_copy.env,
+                      cwd=workspace_copy.root, check=False)
+        assert unknown.returncode != 0 and "nothing named 'no_such_plugin'" in unknown.stderr
+        assert "hybridrec-recency-fan (plugin recency_fan)" in unknown.stderr
+        gone = run([*cli, "uninstall", "-y", "recency_fan"], workspace_copy.env,  # its name
                    cwd=workspace_copy.root)
+        assert "plugin recency_fan was installed by the package hybridrec-recency-fan" \
+            in gone.stdout
         assert "plugin recency_fan 0.1.0 (hybridrec-recency-fan) removed: scorers: " \
                "recency_fan" in gone.stdout
         assert "needs plugin recency_fan (its component 'recency_fan')" in gone.stderr

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import sys
 from typing import Any
 
 import click
@@ -78,8 +79,8 @@ def _add_new_plugin(cli: click.Group) -> None:
             return
         for path in written.files:
             click.echo(f"wrote {path}")
-        click.echo(f"next: pip install -e '{written.root}[test]' && "
-                   f"(cd {written.root} && pytest) && hybridrec plugins")
+        click.echo(f"next: hybridrec install -e '{written.root}[test]' && "
+                   f"(cd {written.root} && {sys.executable} -m pytest) && hybridrec plugins")
 
 
 def _add_install(cli: click.Group) -> None:
@@ -109,9 +110,10 @@ def _add_install(cli: click.Group) -> None:
     @click.pass_context
     def uninstall(ctx: click.Context, packages: tuple[str, ...], yes: bool) -> None:
         """pip uninstall PACKAGES from hybridrec's own environment, then show the plugins
-        removed, and say so if the current bundle needs one of them."""
+        removed, and say so if the current bundle needs one of them. A plugin's name
+        (``hybridrec plugins``) stands for the distribution that installed it."""
         before = _listing()
-        _pip("uninstall", *(["-y"] if yes else []), *packages)
+        _pip("uninstall", *(["-y"] if yes else []), *_distributions(packages, before))
         after = _listing()
         _show_changes(before, after)
         gone = set(before) - set(after)
@@ -119,11 +121,33 @@ def _add_install(cli: click.Group) -> None:
             _warn_bundle_needs(workspace(ctx), gone)
 
 
+def _distributions(names: tuple[str, ...], plugins: dict[str, dict[str, Any]]) -> list[str]:
+    """Each name as an installed distribution: itself, or the distribution of the plugin
+    of that name; an error naming what is installed when it is neither."""
+    from importlib import metadata
+
+    out = []
+    for name in names:
+        try:
+            metadata.distribution(name)
+            out.append(name)
+            continue
+        except metadata.PackageNotFoundError:
+            pass
+        dist = (plugins.get(name) or {}).get("distribution")
+        if dist is None:
+            known = ", ".join(f"{p['distribution']} (plugin {n})" for n, p in plugins.items()
+                              if p.get("distribution")) or "none"
+            fail(f"nothing named {name!r} is installed; installed plugin packages: {known}")
+        click.echo(f"plugin {name} was installed by the package {dist}: uninstalling {dist}")
+        out.append(dist)
+    return out
+
+
 def _listing() -> dict[str, dict[str, Any]]:
     """The installed plugins as a fresh interpreter of this environment sees them (this
     process cannot see packages installed after it started): name -> plugin entry."""
     import subprocess
-    import sys
 
     result = subprocess.run([sys.executable, "-m", "hybridrec.cli", "plugins", "--json"],
                             capture_output=True, text=True)
@@ -134,7 +158,6 @@ def _listing() -> dict[str, dict[str, Any]]:
 
 def _pip(*args: str) -> None:
     import subprocess
-    import sys
 
     code = subprocess.call([sys.executable, "-m", "pip", *args])
     if code:
