@@ -407,7 +407,8 @@ def servers(repo: Path, bundles: Path, scratch: Path, workers: int, plain: bool
     port = free_port()
     out = [Server("hybridrec serve", [
         str(BIN / "hybridrec"), "serve", "--host", "127.0.0.1", "--port", str(port),
-        "--workers", str(workers), "--log-level", "warning"], workers, port,
+        "--workers", str(workers), "--log-level", "warning", "--cpu-affinity", "auto"],
+        workers, port,
         scratch / f"hybridrec-{workers}.log",
         {ENV_REPO: str(repo), ENV_BUNDLES: str(bundles), "FEAST_USAGE": "False"})]
     if plain:
@@ -532,8 +533,9 @@ def main() -> None:
         print(f"\ncommand: {shlex.join([_shown(Path(sys.executable)), *sys.argv])}\n"
               f"each run: {wrk_example} (a temporary file of {args.bodies} bodies per "
               "scenario)\nservers: hybridrec serve --host 127.0.0.1 --port P --workers N "
-              "--log-level warning; uvicorn plain_app:app --app-dir benchmarks, the same "
-              f"options\nbundle {(bundles / 'current').resolve().name}, {os.cpu_count()} CPUs, "
+              "--log-level warning --cpu-affinity auto; uvicorn plain_app:app --app-dir "
+              "benchmarks, the same options but the last\n"
+              f"bundle {(bundles / 'current').resolve().name}, {os.cpu_count()} CPUs, "
               f"load after: {load_average()}")
         if problems:
             print("\nproblems:\n" + "\n".join(f"- {p}" for p in problems))

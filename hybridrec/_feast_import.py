@@ -9,9 +9,10 @@
   ``OnDemandFeatureView``, ...) with typeguard's ``@typechecked``, which re-parses and
   recompiles their source at import: about 5 of ``import feast``'s 7 s on a 2-core machine.
   Those run-time checks are meant for development (typeguard turns them off under
-  ``python -O``); while Feast's package runs its imports here, ``typechecked`` passes its
-  target through. The CLI that reads a feature repository's definitions, ``feast apply``,
-  imports Feast itself and keeps them.
+  ``python -O``); while Feast's package runs its imports here, ``typechecked`` passes
+  Feast's own targets through (anything else it instruments as usual). The CLI that
+  reads a feature repository's definitions, ``feast apply``, imports Feast itself and keeps
+  them.
 
 ``install()`` runs once, at ``import hybridrec``, and does nothing when Feast is already
 imported.
@@ -24,6 +25,7 @@ import importlib.abc
 import importlib.machinery
 import importlib.util
 import sys
+import threading
 import types
 from collections.abc import Iterator
 from typing import Any
@@ -38,20 +40,25 @@ def get_torch() -> Any:
     return torch
 
 
-def _passthrough(target: Any = None, **_options: Any) -> Any:
-    """``typechecked`` that checks nothing, with or without options."""
-    return _passthrough if target is None else target
-
-
 @contextlib.contextmanager
 def _typechecks_off() -> Iterator[None]:
+    """While it lasts, typeguard's ``typechecked`` passes Feast's own functions and classes
+    through and instruments everything else as usual."""
     try:
         import typeguard
     except ImportError:  # a Feast without typeguard: nothing to turn off
         yield
         return
     original = typeguard.typechecked
-    typeguard.typechecked = _passthrough  # type: ignore[assignment]
+
+    def typechecked(target: Any = None, **options: Any) -> Any:
+        if target is None:
+            return lambda decorated: typechecked(decorated, **options)
+        if str(getattr(target, "__module__", "")).split(".")[0] == "feast":
+            return target
+        return original(target, **options)
+
+    typeguard.typechecked = typechecked  # type: ignore[assignment]
     try:
         yield
     finally:
@@ -64,14 +71,18 @@ class _FeastFinder(importlib.abc.MetaPathFinder, importlib.abc.Loader):
 
     def __init__(self) -> None:
         self._loader: importlib.abc.Loader | None = None
+        self._finding = threading.local()
 
     def find_spec(self, fullname: str, path: Any = None,
                   target: types.ModuleType | None = None) -> importlib.machinery.ModuleSpec | None:
-        if fullname != "feast":
+        if fullname != "feast" or "feast" in sys.modules or \
+                getattr(self._finding, "active", False):
             return None
-        with contextlib.suppress(ValueError):
-            sys.meta_path.remove(self)  # once; the others find it now
-        spec = importlib.util.find_spec(fullname)
+        self._finding.active = True  # the other finders find Feast's real spec
+        try:
+            spec = importlib.util.find_spec(fullname)
+        finally:
+            self._finding.active = False
         if spec is None or spec.loader is None:
             return spec
         self._loader, spec.loader = spec.loader, self

@@ -354,10 +354,12 @@ def _api_compatible(info: PluginInfo, dist_name: str | None, module: Any) -> boo
     if declared is None:
         info.report(f"{who} declares no plugin API versions; loaded as if it works with "
                     f"hybridrec's plugin API {hookspecs.PLUGIN_API} (add {example} to "
-                    f"{module.__name__})")
+                    f"{getattr(module, '__name__', info.module)})")
         return True
     try:
         versions = SpecifierSet(str(declared))
+        if not str(declared).strip():
+            raise InvalidSpecifier("empty")  # it would admit every version
     except InvalidSpecifier:
         info.report(f"{who} declares {hookspecs.API_ATTRIBUTE} = {declared!r}, which is not "
                     f"a version range (such as {example}); not loaded")

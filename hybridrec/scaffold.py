@@ -22,7 +22,7 @@ KINDS = {
     "blender": ("blender.py.tmpl", "test_blender.py.tmpl", "Blender",
                 "blends the scorers' scores into one ranking score"),
 }
-NAME = re.compile(r"[a-z][a-z0-9_]{0,39}")
+NAME = re.compile(r"[a-z][a-z0-9]*(_[a-z0-9]+)*")
 
 
 class ScaffoldError(ValueError):
@@ -42,9 +42,11 @@ def values_for(name: str, kind: str) -> dict[str, str]:
 
     if kind not in KINDS:
         raise ScaffoldError(f"unknown kind {kind!r}; one of {', '.join(KINDS)}")
-    if not NAME.fullmatch(name):
+    if not NAME.fullmatch(name) or len(name) > 40:
         raise ScaffoldError(f"plugin name {name!r} must start with a lowercase letter and "
-                            "hold only lowercase letters, digits and underscores (at most 40)")
+                            "hold only lowercase letters and digits, in words joined by single "
+                            "underscores (at most 40 characters)")
+    _check_free(name, kind)
     _, _, suffix, does = KINDS[kind]
     major = int(PLUGIN_API.split(".")[0])
     title = "".join(part.title() for part in name.split("_"))
@@ -55,8 +57,20 @@ def values_for(name: str, kind: str) -> dict[str, str]:
              + name + "\"` in hybridrec.toml), then `hybridrec train`.")
     return {"name": name, "kind": kind, "cls": title + suffix, "module": f"hybridrec_{name}",
             "dist": f"hybridrec-{name.replace('_', '-')}", "api": f">={PLUGIN_API},<{major + 1}",
-            "core": ".".join(__version__.split(".")[:2]), "usage": usage,
+            "core": _core_range(__version__), "usage": usage,
             "summary": f"The {name} {kind} for hybridrec: {does}."}
+
+
+def _check_free(name: str, kind: str) -> None:
+    """A plugin whose component takes a name already registered would be reported and left
+    out: refuse the name now."""
+    from hybridrec.plugins import get_registry
+
+    registry = get_registry()
+    taken = registry.kind(f"{kind}s")
+    if name in taken:
+        raise ScaffoldError(f"a {kind} named {name!r} is already registered (by plugin "
+                            f"{registry.owner(f'{kind}s', name)!r}); choose another name")
 
 
 def write_plugin(name: str, kind: str, parent: Path) -> Written:
@@ -77,3 +91,11 @@ def write_plugin(name: str, kind: str, parent: Path) -> Written:
         path.write_text(text)
         files.append(path)
     return Written(root, files, values)
+
+
+def _core_range(version: str) -> str:
+    """The hybridrec versions a new plugin depends on: this one up to the next release that
+    may break it (the next minor before 1.0, the next major after)."""
+    major, minor = (int(part) for part in version.split(".")[:2])
+    upper = f"{major}.{minor + 1}" if major == 0 else f"{major + 1}"
+    return f">={major}.{minor},<{upper}"

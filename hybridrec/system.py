@@ -48,13 +48,19 @@ def pin_to_free_cpu() -> int | None:
     claims = Path(os.environ.get(ENV_CPU_CLAIMS)
                   or Path(tempfile.gettempdir()) / "hybridrec-cpus")
     try:
-        claims.mkdir(exist_ok=True)
+        claims.mkdir()
+        claims.chmod(0o1777)  # every user's servers claim here (like /tmp itself)
+    except FileExistsError:
+        pass
+    except OSError:
+        return None
+    try:
         allowed = sorted(os.sched_getaffinity(0))
     except OSError:
         return None
     for cpu in allowed:
-        try:
-            fd = os.open(claims / f"cpu-{cpu}.lock", os.O_RDWR | os.O_CREAT, 0o666)
+        try:  # read-only is enough for flock, and works on another user's lock file
+            fd = os.open(claims / f"cpu-{cpu}.lock", os.O_RDONLY | os.O_CREAT, 0o444)
         except OSError:
             continue
         try:
@@ -62,9 +68,25 @@ def pin_to_free_cpu() -> int | None:
         except OSError:
             os.close(fd)
             continue
-        _claimed.append((fd, cpu))
-        for task in os.listdir("/proc/self/task"):  # threads started before this call too
-            with contextlib.suppress(OSError):  # a thread that just ended
-                os.sched_setaffinity(int(task), {cpu})
-        return cpu
+        if _pin_threads(cpu):
+            _claimed.append((fd, cpu))
+            return cpu
+        os.close(fd)  # cannot pin here: leave the CPU to another process
+        return None
     return None
+
+
+def _pin_threads(cpu: int) -> bool:
+    """Pin every thread of this process to ``cpu`` (those started before this call too,
+    where ``/proc`` lists them); whether the calling thread is pinned."""
+    try:
+        tasks = [int(t) for t in os.listdir("/proc/self/task")]
+    except OSError:
+        tasks = [0]  # no /proc: this thread, and those it starts from now on
+    for task in tasks:
+        with contextlib.suppress(OSError):  # a thread that just ended
+            os.sched_setaffinity(task, {cpu})
+    try:
+        return os.sched_getaffinity(0) == {cpu}
+    except OSError:
+        return False

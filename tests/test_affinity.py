@@ -51,10 +51,10 @@ def test_each_process_claims_a_cpu_of_its_own_and_frees_it_when_it_ends(tmp_path
     assert cpu == cpus[0]
 
 
-def test_off_leaves_placement_to_the_system(workspace, tmp_path):
+def test_by_default_placement_is_left_to_the_system(workspace, tmp_path):
     workspace.env["HYBRIDREC_CPU_CLAIMS"] = str(tmp_path / "claims")
     try:
-        server = Server(workspace, "--refresh-seconds", "0", "--cpu-affinity", "off")
+        server = Server(workspace, "--refresh-seconds", "0")
         server.wait_ready()
         try:
             status, ready = server.call("GET", "/readyz")

@@ -87,3 +87,5 @@ def test_feast_imported_after_hybridrec_skips_typeguard_and_torch():
     light = feast_import("import hybridrec")
     assert light == {"CHECKED": "False", "RESTORED": "True", "LOADER": plain["LOADER"],
                      "TORCH": "False"}
+    probed = feast_import("import hybridrec, importlib.util\nimportlib.util.find_spec('feast')")
+    assert probed == light  # looking Feast up before importing it changes nothing

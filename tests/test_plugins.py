@@ -342,3 +342,17 @@ def test_derived_tables_are_written_by_every_data_command(tmp_path, monkeypatch)
     written = pd.read_parquet(tmp_path / "events_per_user.parquet")
     assert counts["events_per_user.parquet"] == data.events[C.USER_ID].nunique()
     assert written["events"].sum() == len(data.events)
+
+
+def test_an_empty_or_odd_api_declaration_is_refused_and_named():
+    from hybridrec.plugins import PluginInfo, _api_compatible
+
+    empty = types.ModuleType("empty_plugin")
+    empty.HYBRIDREC_PLUGIN_API = "  "  # would admit every version
+    info = PluginInfo("empty", "1.0", "empty_plugin", builtin=False)
+    assert not _api_compatible(info, "hybridrec-empty", empty)
+    assert "which is not a version range" in info.problems[0]
+    nameless = object()  # an entry point may name an object, not a module
+    info = PluginInfo("nameless", "1.0", "pkg:instance", builtin=False)
+    assert _api_compatible(info, "hybridrec-nameless", nameless)  # undeclared: loaded
+    assert "add HYBRIDREC_PLUGIN_API" in info.problems[0] and "pkg:instance" in info.problems[0]

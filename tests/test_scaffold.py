@@ -35,8 +35,13 @@ def test_names_and_folders_it_cannot_use_are_refused(tmp_path):
     env = {"PATH": "/usr/bin:/bin"}
     bad = new_plugin(env, tmp_path, "My-Plugin", check=False)
     assert bad.returncode != 0 and "plugin name 'My-Plugin' must start" in bad.stderr
+    bad = new_plugin(env, tmp_path, "trailing_", check=False)  # no valid package name
+    assert bad.returncode != 0 and "plugin name 'trailing_'" in bad.stderr
     bad = new_plugin(env, tmp_path, "ok", "--kind", "gadget", check=False)
     assert bad.returncode != 0 and "gadget" in bad.stderr
+    taken = new_plugin(env, tmp_path, "popularity", check=False)
+    assert taken.returncode != 0 and "already registered (by plugin " \
+        "'hybridrec.builtin.popularity')" in taken.stderr
     new_plugin(env, tmp_path, "ok")
     again = new_plugin(env, tmp_path, "ok", check=False)
     assert again.returncode != 0 and "already exists" in again.stderr

@@ -11,7 +11,8 @@ def test_two_workers_answer_and_count_every_update_once(workspace_copy, tmp_path
     workspace_copy.drop_feedback_log()  # the test counts every pull
     # CPUs claimed among these workers alone (other tests' servers may hold some)
     workspace_copy.env["HYBRIDREC_CPU_CLAIMS"] = str(tmp_path / "claims")
-    server = Server(workspace_copy, "--workers", "2", "--refresh-seconds", "0")
+    server = Server(workspace_copy, "--workers", "2", "--refresh-seconds", "0",
+                    "--cpu-affinity", "auto")
     server.wait_ready()
     try:
         workers, deadline = {}, time.monotonic() + 120

@@ -76,11 +76,13 @@ def _add_serve(cli: click.Group) -> None:
     @click.option("--access-log", type=click.Choice(["plain", "json", "off"]), default="plain",
                   show_default=True, help="Per request: uvicorn's line, one JSON line with "
                   "the request id, route, status and milliseconds, or nothing (fastest).")
-    @click.option("--cpu-affinity", type=click.Choice(["auto", "off"]), default="auto",
+    @click.option("--cpu-affinity", type=click.Choice(["auto", "off"]), default="off",
                   show_default=True, help="auto: pin each worker process to a CPU of its "
-                  "own (none another pinned hybridrec server holds) when there are at least "
-                  "as many CPUs as workers; a request's thread hand-offs cost less on one "
-                  "CPU. off: leave placement to the operating system.")
+                  "own (none another pinned hybridrec server of this machine holds) when "
+                  "there are at least as many CPUs as workers; a request's thread hand-offs "
+                  "cost less on one CPU. For a host or a container with its own CPUs: "
+                  "containers sharing a host's CPUs do not see each other's claims. off: "
+                  "leave placement to the operating system.")
     @click.option("--shutdown-seconds", default=30.0, show_default=True, type=float,
                   help="On SIGTERM, how long requests in flight may take to finish.")
     @SERVED_RETENTION

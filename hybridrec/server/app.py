@@ -12,6 +12,7 @@ from __future__ import annotations
 import contextlib
 import logging
 import os
+import threading
 from collections.abc import AsyncIterator
 
 from fastapi import FastAPI, Request
@@ -49,7 +50,7 @@ def create_app(ws: Workspace | None = None, bundle_version: str | None = None,
         import anyio
 
         if os.environ.get(ENV_PIN_CPU) == "1":
-            _pin()
+            _pin(state.stop)
         state.scoring_slots = anyio.CapacityLimiter(state.scoring_threads)
         state.start(in_background=load_in_background)
         yield
@@ -85,15 +86,31 @@ ENV_ACCESS_LOG = "HYBRIDREC_ACCESS_LOG"
 ENV_PIN_CPU = "HYBRIDREC_PIN_CPU"
 
 
-def _pin() -> None:
+#: A worker that found no CPU free tries again this often (seconds), this many times: a
+#: restarted worker starts before the one it replaces has gone.
+PIN_RETRY_SECONDS, PIN_RETRIES = 2.0, 60
+
+
+def _pin(stop: threading.Event) -> None:
+    """Pin this worker to a free CPU; when none is free, keep trying a while in the
+    background."""
     from hybridrec.system import pin_to_free_cpu
 
-    cpu = pin_to_free_cpu()
-    if cpu is None:
+    def attempt() -> bool:
+        cpu = pin_to_free_cpu()
+        if cpu is not None:
+            log.info("worker %d pinned to CPU %d", os.getpid(), cpu)
+        return cpu is not None
+
+    def retry() -> None:
+        for _ in range(PIN_RETRIES):
+            if stop.wait(PIN_RETRY_SECONDS) or attempt():
+                return
         log.info("worker %d not pinned: no CPU free of other hybridrec servers (or the "
                  "platform cannot pin)", os.getpid())
-    else:
-        log.info("worker %d pinned to CPU %d", os.getpid(), cpu)
+
+    if not attempt():
+        threading.Thread(target=retry, name="hybridrec-pin", daemon=True).start()
 
 
 def create_app_from_env() -> FastAPI:

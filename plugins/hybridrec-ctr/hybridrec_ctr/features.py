@@ -15,6 +15,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from dataclasses import dataclass, field
+from itertools import repeat
 from typing import Any
 
 import numpy as np
@@ -186,12 +187,13 @@ def category_history(raw: Mapping[str, np.ndarray], owner: np.ndarray, base_rate
         table = Hi.lookup(cats[o], imps[o], clks[o])
         if not table:
             continue
-        all_imp[rows] = sum(i for i, _ in table.values())
-        all_clk[rows] = sum(k for _, k in table.values())
-        for r in rows:
-            got = table.get(str(row_cat[r]))
-            if got is not None:
-                cat_imp[r], cat_clk[r] = got
+        counts = np.array(list(table.values()), dtype=float).reshape(-1, 2)
+        all_imp[rows], all_clk[rows] = counts.sum(axis=0)
+        at = np.fromiter(map({c: i for i, c in enumerate(table)}.get,
+                             map(str, row_cat[rows]), repeat(-1)), dtype=np.int64,
+                         count=len(rows))  # each row's category in the table, -1 if absent
+        known = at >= 0
+        cat_imp[rows[known]], cat_clk[rows[known]] = counts[at[known]].T
     m = PRIOR_WEIGHT
     return (cat_imp, cat_clk, (cat_clk + m * base_rate) / (cat_imp + m), all_imp,
             (all_clk + m * base_rate) / (all_imp + m))

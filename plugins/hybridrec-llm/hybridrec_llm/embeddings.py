@@ -107,12 +107,17 @@ def read(repo: Path) -> Any:
 def matrix(values: Any, dim: int) -> tuple[np.ndarray, np.ndarray]:
     """Embeddings given as a column of lists (None where missing) as a float32 matrix and a
     mask of the rows that had one of the right width."""
+    import pandas as pd
+
+    values = np.asarray(values, dtype=object)
     out = np.zeros((len(values), dim), dtype=np.float32)
+    present = np.flatnonzero(~pd.isna(values))  # None or NaN; no Python loop per row
+    widths = np.fromiter(map(len, values[present]), dtype=np.int64, count=len(present))
+    rows = present[widths == dim]
+    if len(rows):
+        out[rows] = np.stack(values[rows])
     ok = np.zeros(len(values), dtype=bool)
-    for i, v in enumerate(values):
-        if v is not None and len(v) == dim:
-            out[i] = v
-            ok[i] = True
+    ok[rows] = True
     return out, ok
 
 
