@@ -9,6 +9,7 @@ from hybridrec import _feast_import  # noqa: E402
 
 _feast_import.install()  # Feast without import-time costs hybridrec never uses (see there)
 
+from hybridrec import columns  # noqa: E402  (the data's column names)
 from hybridrec.contracts import (  # noqa: E402  (light: numpy and stdlib only)
     TASKS,
     Blender,
@@ -26,6 +27,8 @@ from hybridrec.contracts import (  # noqa: E402  (light: numpy and stdlib only)
     TrainingData,
 )
 from hybridrec.hookspecs import PLUGIN_API, hookimpl  # noqa: E402
+from hybridrec.ids import IdIndex  # noqa: E402
+from hybridrec.ranking import group_standardise, weighted_z_terms  # noqa: E402
 
 __all__ = [
     "TASKS",
@@ -35,6 +38,7 @@ __all__ = [
     "EventSequences",
     "Explainer",
     "FeatureWriter",
+    "IdIndex",
     "PLUGIN_API",
     "Ragged",
     "RetrievalBatch",
@@ -44,5 +48,8 @@ __all__ = [
     "SimilarItems",
     "TrainingData",
     "__version__",
+    "columns",
+    "group_standardise",
     "hookimpl",
+    "weighted_z_terms",
 ]

@@ -64,8 +64,32 @@ def installed(tmp_path_factory):
     return python, packages
 
 
+#: What a plugin may import from hybridrec: the package's exports and the kit.
+PUBLIC_MODULES = {"hybridrec", "hybridrec.testing"}
+
+
+def private_imports(package):
+    """Imports of ``package``'s Python files that reach past hybridrec's public API."""
+    import ast
+
+    out = []
+    for path in package.rglob("*.py"):
+        for node in ast.walk(ast.parse(path.read_text())):
+            module = node.module or "" if isinstance(node, ast.ImportFrom) else ""
+            if module == "hybridrec" or module.startswith("hybridrec."):
+                names = [a.name for a in node.names]
+                if node.module not in PUBLIC_MODULES or any(n.startswith("_") for n in names):
+                    out.append(f"{path.name}: from {node.module} import {', '.join(names)}")
+            elif isinstance(node, ast.Import):
+                out += [f"{path.name}: import {a.name}" for a in node.names
+                        if a.name.startswith("hybridrec.") and a.name not in PUBLIC_MODULES]
+    return out
+
+
 def test_each_kind_passes_its_generated_tests_in_a_fresh_environment(installed):
     python, packages = installed
+    for package in packages:
+        assert private_imports(package) == [], "the scaffold uses hybridrec's public API only"
     for package in packages:
         result = subprocess.run([str(python), "-m", "pytest", "-q", "-p", "no:cacheprovider"],
                                 cwd=package, capture_output=True, text=True)
