@@ -48,6 +48,14 @@ PROJECT_NAME = "hybridrec"
 PLUGIN_API = "1.0"
 #: The attribute of a plugin's entry-point module that names the API versions it works with.
 API_ATTRIBUTE = "HYBRIDREC_PLUGIN_API"
+
+
+def api_range() -> str:
+    """The range a plugin made for this ``PLUGIN_API`` declares: this version up to the
+    next major one."""
+    return f">={PLUGIN_API},<{int(PLUGIN_API.split('.')[0]) + 1}"
+
+
 #: Deprecated hooks: name -> what to do instead.
 DEPRECATED_HOOKS: dict[str, str] = {}
 

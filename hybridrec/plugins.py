@@ -349,8 +349,7 @@ def _api_compatible(info: PluginInfo, dist_name: str | None, module: Any) -> boo
 
     who = f"plugin {info.name!r} ({dist_name or 'no distribution'} {info.version or ''})"
     declared = getattr(module, hookspecs.API_ATTRIBUTE, None)
-    example = f'{hookspecs.API_ATTRIBUTE} = ">={hookspecs.PLUGIN_API},<' \
-              f'{int(hookspecs.PLUGIN_API.split(".")[0]) + 1}"'
+    example = f'{hookspecs.API_ATTRIBUTE} = "{hookspecs.api_range()}"'
     if declared is None:
         info.report(f"{who} declares no plugin API versions; loaded as if it works with "
                     f"hybridrec's plugin API {hookspecs.PLUGIN_API} (add {example} to "
@@ -427,18 +426,11 @@ def _report_unknown_hooks(pm: pluggy.PluginManager, infos: dict[str, PluginInfo]
                 f"hook{hint}; it is never called")
 
 
-def installed_entry_points() -> dict[str, str | None]:
-    """Every installed plugin now (read afresh, not the registry's): entry-point name ->
-    its distribution's name."""
-    return {ep.name: ep.dist.name if ep.dist is not None else None
-            for ep in _entry_points()}
-
-
 def uninstalled(plugins: Iterable[str]) -> list[str]:
     """Those of ``plugins`` (names this process loaded from installed distributions) whose
     entry point is no longer installed."""
     loaded = get_registry().plugins
-    present = installed_entry_points()
+    present = {ep.name for ep in _entry_points()}  # read afresh, not the registry's
     return [p for p in plugins
             if p in loaded and loaded[p].dist is not None and p not in present]
 

@@ -38,7 +38,8 @@ class Written:
 
 def values_for(name: str, kind: str) -> dict[str, str]:
     """The templates' placeholders for plugin ``name`` of ``kind``."""
-    from hybridrec import PLUGIN_API, __version__
+    from hybridrec import __version__
+    from hybridrec.hookspecs import api_range
 
     if kind not in KINDS:
         raise ScaffoldError(f"unknown kind {kind!r}; one of {', '.join(KINDS)}")
@@ -48,7 +49,6 @@ def values_for(name: str, kind: str) -> dict[str, str]:
                             "underscores (at most 40 characters)")
     _check_free(name, kind)
     _, _, suffix, does = KINDS[kind]
-    major = int(PLUGIN_API.split(".")[0])
     title = "".join(part.title() for part in name.split("_"))
     usage = ("Its scores appear in responses as `" + name + ".click`: the next "
              "`hybridrec train` fits it for every scenario it `supports`."
@@ -56,7 +56,7 @@ def values_for(name: str, kind: str) -> dict[str, str]:
              "Blend a scenario with it by configuration (`[scenarios.shop]` `blender = \""
              + name + "\"` in hybridrec.toml), then `hybridrec train`.")
     return {"name": name, "kind": kind, "cls": title + suffix, "module": f"hybridrec_{name}",
-            "dist": f"hybridrec-{name.replace('_', '-')}", "api": f">={PLUGIN_API},<{major + 1}",
+            "dist": f"hybridrec-{name.replace('_', '-')}", "api": api_range(),
             "core": _core_range(__version__), "usage": usage,
             "summary": f"The {name} {kind} for hybridrec: {does}."}
 
