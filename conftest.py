@@ -16,6 +16,7 @@ import signal
 import socket
 import subprocess
 import sys
+import sysconfig
 import time
 import urllib.error
 import urllib.request
@@ -72,6 +73,47 @@ def pip_install_target(package: Path, target: Path) -> None:
     subprocess.run([sys.executable, "-m", "pip", "install", "--quiet", "--no-deps",
                     "--no-build-isolation", "--target", str(target), str(package)],
                    check=True, capture_output=True, text=True, timeout=300)
+
+
+def fresh_env(path: Path, *packages: Path) -> Path:
+    """A new virtual environment that sees hybridrec's installed packages (a .pth line adds
+    their site directory), so installing a plugin there downloads nothing; ``packages`` are
+    pip-installed into it (not editable). Returns its python."""
+    subprocess.run([sys.executable, "-m", "venv", "--without-pip", str(path)], check=True)
+    python = path / "bin" / "python"
+    site = subprocess.run([str(python), "-c", "import sysconfig; "
+                           "print(sysconfig.get_paths()['purelib'])"],
+                          capture_output=True, text=True, check=True).stdout.strip()
+    base = sysconfig.get_paths()["purelib"]
+    (path / "lib").joinpath(site.split("/lib/", 1)[1], "hybridrec-base.pth").write_text(
+        f"import site; site.addsitedir({base!r})\n")
+    if packages:
+        subprocess.run([str(python), "-m", "pip", "install", "--no-deps",
+                        "--no-build-isolation", "--no-index", "--quiet", *map(str, packages)],
+                       check=True)
+    return python
+
+
+#: What a plugin may import from hybridrec: the package's exports and the kit.
+PUBLIC_MODULES = {"hybridrec", "hybridrec.testing"}
+
+
+def private_imports(package: Path) -> list[str]:
+    """Imports of ``package``'s Python files that reach past hybridrec's public API."""
+    import ast
+
+    out = []
+    for path in package.rglob("*.py"):
+        for node in ast.walk(ast.parse(path.read_text())):
+            module = node.module or "" if isinstance(node, ast.ImportFrom) else ""
+            if module == "hybridrec" or module.startswith("hybridrec."):
+                names = [a.name for a in node.names]
+                if node.module not in PUBLIC_MODULES or any(n.startswith("_") for n in names):
+                    out.append(f"{path.name}: from {node.module} import {', '.join(names)}")
+            elif isinstance(node, ast.Import):
+                out += [f"{path.name}: import {a.name}" for a in node.names
+                        if a.name.startswith("hybridrec.") and a.name not in PUBLIC_MODULES]
+    return out
 
 
 def base_env(**extra: str) -> dict[str, str]:

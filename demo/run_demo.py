@@ -7,6 +7,8 @@ without retraining -> feedback -> the adaptive blend learning from ad clicks -> 
 server -> off-policy estimates of other blend policies from the server's logs.
 
 Run with ``make demo`` (which installs everything first). Uses ./feature_repo and ./bundles.
+A scenario plugin installed beside the core (``hybridrec install plugins/hybridrec-news``)
+joins every step: its data, its Feast view, its training and its top-10 list.
 """
 
 from __future__ import annotations
@@ -31,7 +33,8 @@ ROOT = Path(__file__).resolve().parent.parent
 REPO = ROOT / "feature_repo"
 BIN = Path(sys.executable).parent
 USER = "u00042"
-SCENARIOS = ("shop", "video", "ads")
+#: The built-in world's scenarios, shown first; an installed plugin's (hybridrec-news) follow.
+BUILTIN = ("shop", "video", "ads")
 
 
 def step(title: str, *cmd: str, cwd: Path = ROOT) -> None:
@@ -167,8 +170,11 @@ def main() -> None:
     # A clean slate: data, registry, online store, feedback log and bundles of earlier runs.
     shutil.rmtree(REPO / "data", ignore_errors=True)
     shutil.rmtree(ROOT / "bundles", ignore_errors=True)
-    step("1. Generate the embedded synthetic world (shop, video, ads)", hybridrec, "data",
-         "synthetic")
+    step("1. Generate the embedded synthetic world (shop, video, ads, and any scenario an "
+         "installed plugin adds)", hybridrec, "data", "synthetic")
+    present = set(pd.read_parquet(REPO / "data" / "events.parquet", columns=["scenario"])
+                  ["scenario"])
+    scenarios = [s for s in BUILTIN if s in present] + sorted(present - set(BUILTIN))
     step("2. Register the features with Feast", str(BIN / "feast"), "apply", cwd=REPO)
     step("3. Load the online store", hybridrec, "materialize")
     report = ROOT / ".demo" / "report"
@@ -185,7 +191,7 @@ def main() -> None:
         print(f"ready: bundle {ready['bundle_version']}, {ready['items_cached']} items cached")
         items = pd.read_parquet(REPO / "data" / "items.parquet").set_index("item_id")
         last = first_shop = None
-        for scenario in SCENARIOS:
+        for scenario in scenarios:
             status, result = call(base, "/v1/recommend",
                                   {"user_id": USER, "scenario": scenario, "k": 10})
             if status != 200:
@@ -229,7 +235,7 @@ def main() -> None:
         adapt(base)
         if importlib.util.find_spec("hybridrec_llm") is not None:
             new_item(base, hybridrec, items)
-        status, bad = call(base, "/v1/recommend", {"user_id": USER, "scenario": "news"})
+        status, bad = call(base, "/v1/recommend", {"user_id": USER, "scenario": "podcasts"})
         print(f"-- an unknown scenario: {status} {bad['detail']['message']}")
     finally:
         server.terminate()

@@ -24,6 +24,8 @@ from hybridrec.contracts import (  # noqa: E402  (light: numpy and stdlib only)
     ScoreBatch,
     Scorer,
     SimilarItems,
+    SyntheticScenario,
+    SyntheticWorld,
     TrainingData,
 )
 from hybridrec.hookspecs import PLUGIN_API, hookimpl  # noqa: E402
@@ -46,6 +48,8 @@ __all__ = [
     "ScoreBatch",
     "Scorer",
     "SimilarItems",
+    "SyntheticScenario",
+    "SyntheticWorld",
     "TrainingData",
     "__version__",
     "columns",

@@ -50,6 +50,8 @@ __all__ = [
     "ScoredRequests",
     "Scorer",
     "SimilarItems",
+    "SyntheticScenario",
+    "SyntheticWorld",
     "TrainingData",
     "scorer_output",
 ]
@@ -637,3 +639,48 @@ class Explainer(ABC):
         """What the model relies on overall in ``scenario``: each input's share (summing to
         1), largest first; empty when it cannot say. ``hybridrec evaluate`` prints it."""
         return {}
+
+
+@dataclass(frozen=True)
+class SyntheticWorld:
+    """What ``hybridrec data synthetic`` hands a plugin's ``SyntheticScenario``: the world's
+    users (``user_id``, ``age``, ``gender``, ``occupation``), the span its events fill
+    (``start`` to ``end``, UTC ``pandas.Timestamp``), its sizes (``events``, the event budget
+    of the built-in scenarios; ``items``, the size of one built-in catalogue) and its
+    ``seed``."""
+
+    users: pd.DataFrame
+    start: pd.Timestamp
+    end: pd.Timestamp
+    events: int
+    items: int
+    seed: int
+
+    def rng(self, name: str) -> np.random.Generator:
+        """A random generator of its own for ``name`` (a scenario), seeded by the world's seed
+        and the name: the same world gives the same draws, whichever other plugins are
+        installed or draw first."""
+        import zlib
+
+        return np.random.default_rng([self.seed, zlib.crc32(name.encode())])
+
+
+class SyntheticScenario(ABC):
+    """A scenario's part of the embedded synthetic world: its items and its users' events,
+    generated with the core's scenarios by ``hybridrec data synthetic``.
+
+    Registered by a plugin (``register_synthetic_scenarios``) beside the ``Scenario`` of the
+    same ``name``. ``generate`` returns the two tables in the core's schema
+    (``hybridrec.columns``): ``items`` with ``item_id``, ``scenario`` and optionally
+    ``category``, ``title``, ``text``, ``price`` (missing ones are filled empty) and
+    ``event_timestamp`` (when the item was listed; the world's start when missing);
+    ``events`` with ``user_id`` (the world's users), ``item_id`` (from ``items``),
+    ``scenario``, ``event_type``, ``value`` and ``event_timestamp`` (within the world's span),
+    and optionally the context columns. Use ``world.rng(name)`` for every draw: the same
+    world must give the same tables."""
+
+    name: ClassVar[str]
+
+    @abstractmethod
+    def generate(self, world: SyntheticWorld) -> tuple[pd.DataFrame, pd.DataFrame]:
+        """``(items, events)`` of this scenario in ``world``."""

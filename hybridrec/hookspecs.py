@@ -45,7 +45,7 @@ if TYPE_CHECKING:
 PROJECT_NAME = "hybridrec"
 
 #: The plugin API's version (see the module).
-PLUGIN_API = "1.0"
+PLUGIN_API = "1.1"
 #: The attribute of a plugin's entry-point module that names the API versions it works with.
 API_ATTRIBUTE = "HYBRIDREC_PLUGIN_API"
 
@@ -103,6 +103,13 @@ def register_derived_tables(register: Register) -> None:
     """Register ``DerivedTable`` subclasses (keyed by ``cls.name``): feature tables that every
     data command derives from the event log and writes beside the core's tables. Register
     the Feast view that reads one with ``register_feature_definitions``."""
+
+
+@hookspec
+def register_synthetic_scenarios(register: Register) -> None:
+    """Register ``SyntheticScenario`` subclasses (keyed by ``cls.name``, the scenario they
+    generate): ``hybridrec data synthetic`` adds their items and events to the embedded world.
+    Added in plugin API 1.1."""
 
 
 @hookspec

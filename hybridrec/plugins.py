@@ -57,6 +57,7 @@ KINDS = {
     "blenders": "register_blenders",
     "feature_definitions": "register_feature_definitions",
     "derived_tables": "register_derived_tables",
+    "synthetic_scenarios": "register_synthetic_scenarios",
 }
 
 
@@ -100,6 +101,7 @@ def _validate(kind: str, obj: Any) -> str:
         "candidate_sources": contracts.CandidateSource,
         "blenders": contracts.Blender,
         "derived_tables": contracts.DerivedTable,
+        "synthetic_scenarios": contracts.SyntheticScenario,
     }
     if kind in expected:
         base = expected[kind]

@@ -12,7 +12,7 @@ from typing import Any
 
 #: The contracts a plugin subclasses, in the order the guide gives them.
 CONTRACTS = ("Scorer", "CandidateSource", "Blender", "Scenario", "DerivedTable",
-             "FeatureWriter", "SimilarItems", "Explainer")
+             "SyntheticScenario", "FeatureWriter", "SimilarItems", "Explainer")
 START, END = "<!-- reference: start (python -m hybridrec.reference) -->", "<!-- reference: end -->"
 
 

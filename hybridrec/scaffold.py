@@ -21,6 +21,26 @@ KINDS = {
                "scores candidates for the click task"),
     "blender": ("blender.py.tmpl", "test_blender.py.tmpl", "Blender",
                 "blends the scorers' scores into one ranking score"),
+    "scenario": ("scenario.py.tmpl", "test_scenario.py.tmpl", "World",
+                 "a scenario with its synthetic data and a feature view"),
+}
+#: What the README says to do with each kind once installed.
+USAGE = {
+    "scorer": "Its scores appear in responses as `NAME.click`: the next `hybridrec train` "
+              "fits it for every scenario it `supports`.",
+    "blender": "Blend a scenario with it by configuration (`[scenarios.shop]` `blender = "
+               "\"NAME\"` in hybridrec.toml), then `hybridrec train`.",
+    "scenario": "`hybridrec data synthetic` now writes its items and events, `feast apply` "
+                "adds its `NAME_item` view, `hybridrec train` trains it with every scorer "
+                "that supports it, and `POST /v1/recommend` serves it "
+                "(`{\"scenario\": \"NAME\", ...}`).",
+}
+#: What the kit checks of each kind, in the README's words.
+CHECKS = {
+    "scorer": "shapes, NaN handling, one request alone or in a batch, save and load",
+    "blender": "shapes, NaN handling, one request alone or in a batch, save and load",
+    "scenario": "its declaration, that its data's events, items and users agree, and that "
+                "the same world gives the same data",
 }
 NAME = re.compile(r"[a-z][a-z0-9]*(_[a-z0-9]+)*")
 
@@ -50,14 +70,11 @@ def values_for(name: str, kind: str) -> dict[str, str]:
     _check_free(name, kind)
     _, _, suffix, does = KINDS[kind]
     title = "".join(part.title() for part in name.split("_"))
-    usage = ("Its scores appear in responses as `" + name + ".click`: the next "
-             "`hybridrec train` fits it for every scenario it `supports`."
-             if kind == "scorer" else
-             "Blend a scenario with it by configuration (`[scenarios.shop]` `blender = \""
-             + name + "\"` in hybridrec.toml), then `hybridrec train`.")
-    return {"name": name, "kind": kind, "cls": title + suffix, "module": f"hybridrec_{name}",
+    return {"name": name, "kind": kind, "cls": title + suffix, "title": title,
+            "module": f"hybridrec_{name}",
             "dist": f"hybridrec-{name.replace('_', '-')}", "api": api_range(),
-            "core": _core_range(__version__), "usage": usage,
+            "core": _core_range(__version__), "usage": USAGE[kind].replace("NAME", name),
+            "checks": CHECKS[kind],
             "summary": f"The {name} {kind} for hybridrec: {does}."}
 
 

@@ -53,13 +53,16 @@ from hybridrec.contracts import (
     ScoreBatch,
     ScoredRequests,
     Scorer,
+    SyntheticScenario,
+    SyntheticWorld,
     TrainingData,
     utc64,
 )
 from hybridrec.ids import Codes, IdIndex
 
-__all__ = ["BlenderContract", "CandidateSourceContract", "KitWorld", "ScorerContract",
-           "active_user", "events_frame", "tiny_training_data"]
+__all__ = ["BlenderContract", "CandidateSourceContract", "KitWorld", "ScenarioContract",
+           "ScorerContract", "SyntheticScenarioContract", "active_user", "events_frame",
+           "kit_world", "tiny_training_data"]
 
 UNKNOWN_ITEM = "no-such-item"
 Ids = Sequence[str] | np.ndarray
@@ -82,7 +85,8 @@ def tiny_training_data(users: int = 60, items: int = 40, events: int = 3000,
                        seed: int = 0, scenarios: Sequence[str] = ("shop", "video"),
                        ads: int = 5) -> TrainingData:
     """A small world from the synthetic generator: ``scenarios`` among shop, video and ads
-    (with the ad table when ads are in)."""
+    (with the ad table when ads are in) and those installed plugins add to it
+    (``SyntheticScenario``)."""
     from hybridrec.data.synthetic import SyntheticConfig, generate
     from hybridrec.plugins import get_registry
 
@@ -414,6 +418,22 @@ class ScorerContract(_Kit):
             f"{type(fitted).__name__} runs {per_candidate:.2f} lines of Python per "
             f"candidate (look for a loop over candidates; array work runs under {LOOP_LINES})")
 
+    def test_deterministic(self, fitted: Scorer, world: KitWorld) -> None:
+        """The same batch scores the same twice, and a new instance of the same config fit
+        on the same data scores it the same (seed every random draw)."""
+        again = type(fitted)(**fitted.config)
+        again.fit(world.training_data())
+        for scenario in self.scenarios(fitted, world.data):
+            first, second = self.users(world.data, scenario)
+            batch = world.batch(scenario, [(first, world.catalogue(scenario)),
+                                           (second, world.catalogue(scenario)[::-1])])
+            once, twice, refit = fitted.score(batch), fitted.score(batch), again.score(batch)
+            assert once.keys() == twice.keys() == refit.keys()
+            for task in once:
+                np.testing.assert_array_equal(once[task], twice[task], err_msg=task)
+                np.testing.assert_allclose(once[task], refit[task], rtol=1e-5, atol=1e-8,
+                                           err_msg=f"{task}: fit again, scored otherwise")
+
     def test_save_load_round_trip(self, fitted: Scorer, world: KitWorld, tmp_path: Path) -> None:
         fitted.save(tmp_path)
         loaded = type(fitted).load(tmp_path)
@@ -443,6 +463,19 @@ class CandidateSourceContract(_Kit):
                 assert 0 < len(got[row]) <= 10
                 assert len(set(got[row])) == len(got[row])
                 assert set(got[row]) <= set(world.catalogue(scenario))
+
+    def test_deterministic(self, fitted: CandidateSource, world: KitWorld) -> None:
+        """The same requests retrieve the same lists twice, and from a new instance of the
+        same config fit on the same data."""
+        again = type(fitted)(**fitted.config)
+        again.fit(world.training_data())
+        for scenario in self.scenarios(fitted, world.data):
+            requests: list[tuple[str, Ids]] = [(u, []) for u in self.users(world.data, scenario)]
+            lists = [source.retrieve(world.retrieval(scenario, requests), 20)
+                     for source in (fitted, fitted, again)]
+            for other in lists[1:]:
+                np.testing.assert_array_equal(lists[0].offsets, other.offsets)
+                np.testing.assert_array_equal(lists[0].values, other.values)
 
     def test_respects_exclude(self, fitted: CandidateSource, world: KitWorld) -> None:
         for scenario in self.scenarios(fitted, world.data):
@@ -664,3 +697,57 @@ class ScenarioContract:
         strangers = set(events[C.USER_ID].astype(str)) - users
         assert not strangers, f"{len(strangers)} users with events are not in the user " \
                               f"table, e.g. {sorted(strangers)[:3]}"
+
+
+def kit_world(users: int = 80, events: int = 4000, items: int = 40, weeks: int = 4,
+              seed: int = 0) -> SyntheticWorld:
+    """A small synthetic world, as ``hybridrec data synthetic`` hands it to a plugin's
+    ``SyntheticScenario``."""
+    from hybridrec.data.synthetic import SyntheticConfig, generate
+
+    config = SyntheticConfig(users=users, items=items, ads=2, events=events, weeks=weeks,
+                             seed=seed, end=KIT_END)
+    people = generate(config, plugins=False).users
+    end = pd.Timestamp(config.end)
+    return SyntheticWorld(users=people.drop(columns=[C.EVENT_TIMESTAMP]),
+                          start=end - pd.Timedelta(weeks=weeks), end=end, events=events,
+                          items=items, seed=seed)
+
+
+class SyntheticScenarioContract:
+    """Tests every SyntheticScenario must pass. Needs fixture ``synthetic`` (an instance)."""
+
+    @staticmethod
+    def tables(synthetic: SyntheticScenario, world: SyntheticWorld
+               ) -> tuple[pd.DataFrame, pd.DataFrame]:
+        """What the core keeps of ``generate``'s tables; raises naming what it refuses."""
+        from hybridrec.data.synthetic import checked_tables
+
+        items, events = synthetic.generate(world)
+        return checked_tables(synthetic.name, items, events, world, set())
+
+    def test_its_scenario_is_registered(self, synthetic: SyntheticScenario) -> None:
+        from hybridrec.plugins import get_registry
+
+        assert synthetic.name in get_registry().scenarios, (
+            f"no registered Scenario is named {synthetic.name!r}: register one beside it")
+
+    def test_tables_fit_the_world(self, synthetic: SyntheticScenario) -> None:
+        """Events of the world's users on the scenario's own items, within its span, in the
+        core's schema (``checked_tables`` raises naming the first problem)."""
+        items, events = self.tables(synthetic, kit_world())
+        assert len(items) and len(events)
+
+    def test_the_same_world_gives_the_same_tables(self, synthetic: SyntheticScenario) -> None:
+        first = self.tables(synthetic, kit_world(seed=3))
+        again = self.tables(type(synthetic)(), kit_world(seed=3))
+        for a, b in zip(first, again, strict=True):
+            pd.testing.assert_frame_equal(a, b)
+        other = self.tables(synthetic, kit_world(seed=4))[1]
+        assert not (len(other) == len(first[1]) and other.equals(first[1])), \
+            "another seed gave the same events: draw from world.rng(name)"
+
+    def test_its_size_follows_the_event_budget(self, synthetic: SyntheticScenario) -> None:
+        small = len(self.tables(synthetic, kit_world(events=2000))[1])
+        large = len(self.tables(synthetic, kit_world(events=8000))[1])
+        assert large > 2 * small, f"{small} events for a budget of 2000, {large} for 8000"

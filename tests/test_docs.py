@@ -20,6 +20,15 @@ def test_guide_plugin_example_is_the_tested_plugin():
     assert source.strip() in GUIDE
 
 
+def test_guide_scenario_example_is_the_news_plugin():
+    """The worked scenario's entry point is the real file tests/test_news_plugin.py installs,
+    and every module the guide walks through exists."""
+    news = ROOT / "plugins" / "hybridrec-news"
+    assert (news / "hybridrec_news" / "plugin.py").read_text().strip() in GUIDE
+    for module in re.findall(r"\(`(\w+\.py)`\)", GUIDE):
+        assert list(news.rglob(module)), f"the guide names {module}, not in hybridrec-news"
+
+
 def test_guide_reference_is_generated_from_the_code():
     documented = GUIDE[GUIDE.index(START):GUIDE.index(END) + len(END)]
     assert documented == plugin_reference(), (

@@ -6,7 +6,7 @@ import types
 import pytest
 
 from conftest import BIN, base_env, run
-from hybridrec import Scenario, hookimpl
+from hybridrec import PLUGIN_API, Scenario, hookimpl
 from hybridrec.builtin.popularity import PopularityScorer
 from hybridrec.plugins import PluginError, build_registry
 
@@ -189,17 +189,18 @@ def test_a_plugin_for_another_plugin_api_is_refused_naming_both_versions(eras_si
     listing = {p["name"]: p for p in plugins_json(env)}
     [refused] = listing["future"]["problems"]
     assert refused.startswith("plugin 'future' (hybridrec-eras 2.1.0)"), refused
-    assert ">=2.0,<3" in refused and "plugin API 1.0" in refused and "not loaded" in refused
+    assert ">=2.0,<3" in refused and f"plugin API {PLUGIN_API}" in refused
+    assert "not loaded" in refused
     assert listing["future"]["registered"] == {}
     [garbled] = listing["garbled"]["problems"]
     assert "'the second one'" in garbled and "not loaded" in garbled
     assert listing["garbled"]["registered"] == {}
     [undeclared] = listing["undeclared"]["problems"]  # loaded, and told what to declare
     assert "declares no plugin API versions" in undeclared
-    assert 'HYBRIDREC_PLUGIN_API = ">=1.0,<2"' in undeclared
+    assert f'HYBRIDREC_PLUGIN_API = ">={PLUGIN_API},<2"' in undeclared
     assert listing["undeclared"]["registered"] == {"scorers": ["undeclared"]}
     shown = run([str(BIN / "hybridrec"), "plugins"], env, check=False)
-    assert "plugin API 1.0" in shown.stdout.splitlines()[0]
+    assert f"plugin API {PLUGIN_API}" in shown.stdout.splitlines()[0]
     assert "PROBLEM: plugin 'future' (hybridrec-eras 2.1.0) works with plugin API >=2.0,<3" \
         in shown.stdout
 
@@ -356,3 +357,74 @@ def test_an_empty_or_odd_api_declaration_is_refused_and_named():
     info = PluginInfo("nameless", "1.0", "pkg:instance", builtin=False)
     assert _api_compatible(info, "hybridrec-nameless", nameless)  # undeclared: loaded
     assert "add HYBRIDREC_PLUGIN_API" in info.problems[0] and "pkg:instance" in info.problems[0]
+
+
+def _synthetic_registry(generate):
+    """A registry with a ``quiz`` scenario whose synthetic data ``generate`` makes."""
+    from hybridrec import SyntheticScenario
+
+    class Quiz(SyntheticScenario):
+        name = "quiz"
+
+        def generate(self, world):
+            return generate(world)
+
+    def register_scenarios(register):
+        register(Scenario(name="quiz", event_weights={"answer": 1.0},
+                          positive_events=("answer",), objective=("click",)))
+
+    def register_synthetic_scenarios(register):
+        register(Quiz)
+
+    return build_registry(extra=[("quiz", plugin(
+        register_scenarios=register_scenarios,
+        register_synthetic_scenarios=register_synthetic_scenarios))])
+
+
+def _quiz(world, user=None, item="q1", when=None):
+    import pandas as pd
+
+    from hybridrec import columns as C
+
+    items = pd.DataFrame({C.ITEM_ID: ["q1", "q2"], C.SCENARIO: "quiz"})
+    events = pd.DataFrame({C.USER_ID: [user or world.users[C.USER_ID].iloc[0]],
+                           C.ITEM_ID: [item], C.SCENARIO: "quiz", C.EVENT_TYPE: "answer",
+                           C.VALUE: 1.0, C.EVENT_TIMESTAMP: [when or world.end]})
+    return items, events
+
+
+def test_a_plugins_synthetic_scenario_joins_the_world_and_leaves_the_rest_as_it_was(
+        monkeypatch):
+    import pandas as pd
+
+    import hybridrec.plugins as P
+    from hybridrec import columns as C
+    from hybridrec.data.synthetic import SyntheticConfig, SyntheticDataError, generate
+
+    config = SyntheticConfig(users=30, items=10, ads=3, events=600, end="2025-03-31")
+    alone = generate(config, plugins=False)
+    seen = []
+    monkeypatch.setattr(P, "_registry", _synthetic_registry(
+        lambda world: seen.append(world) or _quiz(world)))
+    data = generate(config)
+    [world] = seen
+    assert (world.start, world.end) == (pd.Timestamp("2025-02-03", tz="UTC"),  # 8 weeks
+                                        pd.Timestamp("2025-03-31", tz="UTC"))
+    assert (world.events, world.items, world.seed, len(world.users)) == (600, 10, 0, 30)
+    quiz = data.events[data.events[C.SCENARIO] == "quiz"]
+    assert len(quiz) == 1 and set(data.items[C.ITEM_ID]) >= {"q1", "q2"}
+    listed = data.items[data.items[C.ITEM_ID] == "q1"].iloc[0]
+    assert listed["title"] == "" and pd.isna(listed["price"])  # filled in
+    rest = data.events[data.events[C.SCENARIO] != "quiz"].reset_index(drop=True)
+    pd.testing.assert_frame_equal(rest, alone.events.reset_index(drop=True))
+
+    for bad, problem in ((lambda w: _quiz(w, user="someone"), "users not in the world"),
+                         (lambda w: _quiz(w, item="s00001"), "events on items not in its"),
+                         (lambda w: _quiz(w, when=w.start - pd.Timedelta(days=1)),
+                          "outside the world's span"),
+                         (lambda w: (_quiz(w)[0].assign(**{C.ITEM_ID: ["s00001", "q2"]}),
+                                     _quiz(w, item="q2")[1]), "item ids taken")):
+        monkeypatch.setattr(P, "_registry", _synthetic_registry(bad))
+        with pytest.raises(SyntheticDataError, match=problem) as error:
+            generate(config)
+        assert "synthetic scenario 'quiz'" in str(error.value)

@@ -3,32 +3,27 @@ environment, tested with its own generated tests, listed, trained and served."""
 
 import json
 import subprocess
-import sys
-import sysconfig
 import time
 
 import pytest
 
-from conftest import BIN, LLM_TEST_CONFIG, Server, run
+from conftest import (
+    BIN,
+    LLM_TEST_CONFIG,
+    SMALL_WORLD,
+    Server,
+    Workspace,
+    base_env,
+    copy_feature_repo,
+    fresh_env,
+    private_imports,
+    run,
+)
 
 
 def new_plugin(env, parent, *args, check=True):
     return run([str(BIN / "hybridrec"), "new-plugin", *args, "--dir", str(parent)], env,
                check=check)
-
-
-def fresh_env(path):
-    """A new virtual environment that sees hybridrec's installed packages (a .pth line adds
-    their site directory), so installing a plugin there downloads nothing."""
-    subprocess.run([sys.executable, "-m", "venv", "--without-pip", str(path)], check=True)
-    python = path / "bin" / "python"
-    site = subprocess.run([str(python), "-c", "import sysconfig; "
-                           "print(sysconfig.get_paths()['purelib'])"],
-                          capture_output=True, text=True, check=True).stdout.strip()
-    base = sysconfig.get_paths()["purelib"]
-    (path / "lib").joinpath(site.split("/lib/", 1)[1], "hybridrec-base.pth").write_text(
-        f"import site; site.addsitedir({base!r})\n")
-    return python
 
 
 def test_names_and_folders_it_cannot_use_are_refused(tmp_path):
@@ -57,33 +52,8 @@ def installed(tmp_path_factory):
     out = new_plugin(env, root, "recency_fan").stdout
     assert "next: hybridrec install -e" in out
     new_plugin(env, root, "even_mix", "--kind", "blender")
-    python = fresh_env(root / "env")
     packages = [root / "hybridrec-recency-fan", root / "hybridrec-even-mix"]
-    subprocess.run([str(python), "-m", "pip", "install", "--no-deps", "--no-build-isolation",
-                    "--no-index", "--quiet", *map(str, packages)], check=True)
-    return python, packages
-
-
-#: What a plugin may import from hybridrec: the package's exports and the kit.
-PUBLIC_MODULES = {"hybridrec", "hybridrec.testing"}
-
-
-def private_imports(package):
-    """Imports of ``package``'s Python files that reach past hybridrec's public API."""
-    import ast
-
-    out = []
-    for path in package.rglob("*.py"):
-        for node in ast.walk(ast.parse(path.read_text())):
-            module = node.module or "" if isinstance(node, ast.ImportFrom) else ""
-            if module == "hybridrec" or module.startswith("hybridrec."):
-                names = [a.name for a in node.names]
-                if node.module not in PUBLIC_MODULES or any(n.startswith("_") for n in names):
-                    out.append(f"{path.name}: from {node.module} import {', '.join(names)}")
-            elif isinstance(node, ast.Import):
-                out += [f"{path.name}: import {a.name}" for a in node.names
-                        if a.name.startswith("hybridrec.") and a.name not in PUBLIC_MODULES]
-    return out
+    return fresh_env(root / "env", *packages), packages
 
 
 def test_each_kind_passes_its_generated_tests_in_a_fresh_environment(installed):
@@ -162,5 +132,47 @@ def test_scaffolded_plugins_serve_then_uninstall_and_install_again(installed, wo
             ready = server.call("GET", "/readyz")[1]
             missing = [p for p in ready["problems"] if p["state"] == "uninstalled"]
         assert not missing and ready["status"] == "ready", ready
+    finally:
+        server.stop()
+
+
+def test_a_scaffolded_scenario_generates_its_data_trains_and_serves(tmp_path):
+    """``--kind scenario``: installed into a fresh environment, its generated tests pass,
+    ``hybridrec data synthetic`` writes its events, Feast gets its view, and the server
+    answers for it."""
+    env = {"PATH": "/usr/bin:/bin"}
+    new_plugin(env, tmp_path, "recipes", "--kind", "scenario")
+    package = tmp_path / "hybridrec-recipes"
+    assert private_imports(package) == []
+    python = fresh_env(tmp_path / "env", package)
+    tests = subprocess.run([str(python), "-m", "pytest", "-q", "-p", "no:cacheprovider"],
+                           cwd=package, capture_output=True, text=True, env=base_env())
+    assert tests.returncode == 0 and " passed" in tests.stdout, tests.stdout + tests.stderr
+
+    repo = copy_feature_repo(tmp_path)
+    ws = Workspace(tmp_path, repo, tmp_path / "bundles",
+                   base_env(HYBRIDREC_FEATURE_REPO=str(repo),
+                            HYBRIDREC_BUNDLES=str(tmp_path / "bundles")))
+    cli = [str(python), "-m", "hybridrec.cli"]
+    listing = {p["name"]: p for p in json.loads(
+        run([*cli, "plugins", "--json"], ws.env).stdout)}
+    assert listing["recipes"]["registered"] == {
+        "scenarios": ["recipes"], "derived_tables": ["recipes_item"],
+        "synthetic_scenarios": ["recipes"]}
+    written = run([*cli, "data", "synthetic", *SMALL_WORLD], ws.env, cwd=tmp_path).stdout
+    assert "recipes_item.parquet" in written and "recipes (" in written, written
+    applied = run([str(python), "-c", "import sys; from feast.cli.cli import cli; "
+                   "sys.exit(cli())", "apply"], ws.env, cwd=repo).stdout
+    assert "recipes_item" in applied, applied
+    run([*cli, "materialize"], ws.env, cwd=tmp_path)
+    run([*cli, "train", "--quiet", "--no-refit", "-s", "recipes", "--scorer", "popularity",
+         "--scorer", "als"], ws.env, cwd=tmp_path)
+    server = Server(ws, "--refresh-seconds", "0", python=python)
+    try:
+        server.wait_ready()
+        status, answer = server.call("POST", "/v1/recommend",
+                                     {"user_id": "u00001", "scenario": "recipes", "k": 5})
+        assert status == 200 and len(answer["items"]) == 5, answer
+        assert all(i["item_id"].startswith("recipes-") for i in answer["items"])
     finally:
         server.stop()

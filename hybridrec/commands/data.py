@@ -7,6 +7,7 @@ from typing import Any
 
 import click
 
+from hybridrec import columns as C
 from hybridrec.commands import fail, workspace
 from hybridrec.workspace import Workspace
 
@@ -40,17 +41,22 @@ def _synthetic(data: click.Group) -> None:
     @click.option("--seed", default=0, show_default=True, type=int)
     @click.pass_context
     def synthetic(ctx: click.Context, end: str | None, **sizes: Any) -> None:
-        """The embedded multi-scenario world (shop, video, ads), seeded and deterministic."""
+        """The embedded multi-scenario world (shop, video, ads, and the scenarios installed
+        plugins add to it), seeded and deterministic."""
         from hybridrec.data import synthetic as gen
         from hybridrec.data.tables import write_dataset
 
         ws = workspace(ctx)
         try:
             config = gen.SyntheticConfig(end=end, **sizes)
-        except ValueError as exc:
+            dataset = gen.generate(config)
+        except ValueError as exc:  # SyntheticDataError too: it names the plugin's scenario
             fail(str(exc))
-        counts = write_dataset(gen.generate(config), ws.data_dir)
+        counts = write_dataset(dataset, ws.data_dir)
         _report_written(ws, counts)
+        scenarios = dataset.events[C.SCENARIO].value_counts()
+        click.echo("scenarios: " + ", ".join(f"{name} ({n:,} events)"
+                                            for name, n in scenarios.items()))
 
 
 

@@ -11,7 +11,8 @@ import click
 from hybridrec.commands import fail, workspace
 
 #: Registry kinds listed without ``--features`` (none of them imports Feast).
-LIGHT_KINDS = ("scorers", "scenarios", "candidate_sources", "blenders")
+LIGHT_KINDS = ("scorers", "scenarios", "candidate_sources", "blenders", "derived_tables",
+               "synthetic_scenarios")
 
 
 def add_to(cli: click.Group) -> None:

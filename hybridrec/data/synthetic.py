@@ -15,6 +15,11 @@ the user's age and gender match its targeting, and on the slot, the hour and the
 The true click probability of every impression is kept aside (``Dataset.truth``) so models
 can be measured against it.
 
+An installed plugin adds a scenario of its own to this world by registering a
+``SyntheticScenario`` (``register_synthetic_scenarios``): it receives the world's users, span,
+sizes and seed, and its items and events join the core's tables, which stay the same with or
+without it (each scenario draws from a generator of its own).
+
 The world's events end when it is generated (to the hour), so feedback sent to a server
 trained on it falls right after the log, as it would in production. The same seed, sizes and
 ``end`` give the same tables, byte for byte.
@@ -28,7 +33,8 @@ import numpy as np
 import pandas as pd
 
 from hybridrec import columns as C
-from hybridrec.data.tables import Dataset
+from hybridrec.contracts import SyntheticWorld
+from hybridrec.data.tables import EVENT_COLUMNS, Dataset
 
 OCCUPATIONS = ("student", "engineer", "teacher", "artist", "doctor", "sales", "retired",
                "writer", "technician", "homemaker")
@@ -162,7 +168,9 @@ class _Catalogue:
     frame: pd.DataFrame
 
 
-def generate(config: SyntheticConfig | None = None) -> Dataset:
+def generate(config: SyntheticConfig | None = None, plugins: bool = True) -> Dataset:
+    """The world of ``config``; with ``plugins``, every registered ``SyntheticScenario``'s
+    items and events too."""
     cfg = config or SyntheticConfig()
     rng = np.random.default_rng(cfg.seed)
     start = pd.Timestamp(cfg.end) - pd.Timedelta(weeks=cfg.weeks)
@@ -187,9 +195,94 @@ def generate(config: SyntheticConfig | None = None) -> Dataset:
         else:
             frames = _content_events(rng, scenario, people, catalogue, affinity, rows, ts)
         event_frames += frames
+    if plugins:
+        world = SyntheticWorld(users=users.drop(columns=[C.EVENT_TIMESTAMP]), start=start,
+                               end=pd.Timestamp(cfg.end), events=cfg.events, items=cfg.items,
+                               seed=cfg.seed)
+        for items, events in plugin_scenarios(world, item_frames).values():
+            if C.EVENT_TIMESTAMP not in items:  # listed from the start, like the core's
+                items = items.assign(**{C.EVENT_TIMESTAMP: profile_time})
+            item_frames.append(items)
+            event_frames.append(events)
     events = pd.concat(event_frames, ignore_index=True)
     items = pd.concat(item_frames, ignore_index=True)
     return Dataset(events=events, users=users, items=items, ads=ads_frame, truth=truth)
+
+
+class SyntheticDataError(ValueError):
+    """A plugin's synthetic scenario gave tables the world cannot take (names the plugin's
+    scenario and the problem)."""
+
+
+def plugin_scenarios(world: SyntheticWorld, catalogues: list[pd.DataFrame]
+                     ) -> dict[str, tuple[pd.DataFrame, pd.DataFrame]]:
+    """Every registered ``SyntheticScenario``'s ``(items, events)`` in ``world``, checked
+    against the core's schema and the items already in ``catalogues``."""
+    from hybridrec.plugins import get_registry
+
+    registry = get_registry()
+    taken = set(pd.concat(catalogues)[C.ITEM_ID].astype(str)) if catalogues else set()
+    out = {}
+    for name, cls in registry.kind("synthetic_scenarios").items():
+        if name in SCENARIO_SHARE:
+            raise SyntheticDataError(f"synthetic scenario {name!r}: the core generates that "
+                                     "scenario itself")
+        if name not in registry.scenarios:
+            raise SyntheticDataError(f"synthetic scenario {name!r} has no registered "
+                                     f"Scenario of that name")
+        items, events = cls().generate(world)
+        out[name] = checked_tables(name, items, events, world, taken)
+        taken |= set(out[name][0][C.ITEM_ID])
+    return out
+
+
+#: Item columns a plugin may leave out, and what fills them.
+ITEM_DEFAULTS = {"category": None, "title": "", "text": "", "price": np.nan}
+
+
+def checked_tables(name: str, items: pd.DataFrame, events: pd.DataFrame,
+                   world: SyntheticWorld, taken: set[str]) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """``items`` and ``events`` in the core's schema, or SyntheticDataError naming what is
+    wrong."""
+    def fail(problem: str) -> SyntheticDataError:
+        return SyntheticDataError(f"synthetic scenario {name!r}: {problem}")
+
+    for label, frame, needed in (("items", items, (C.ITEM_ID, C.SCENARIO)),
+                                 ("events", events, EVENT_COLUMNS)):
+        missing = [c for c in needed if c not in frame.columns]
+        if missing:
+            raise fail(f"{label} lack column(s) {', '.join(missing)}")
+        if frame.empty:
+            raise fail(f"no {label}")
+        if not (frame[C.SCENARIO] == name).all():
+            raise fail(f"{label} of another scenario than {name!r}")
+    items = items.assign(**{c: v for c, v in ITEM_DEFAULTS.items() if c not in items})
+    items = items.assign(**{C.ITEM_ID: items[C.ITEM_ID].astype(str),
+                            "price": items["price"].astype("float32")})
+    ids = items[C.ITEM_ID]
+    clash = sorted((set(ids) & taken) | set(ids[ids.duplicated()]))
+    if clash:
+        raise fail(f"item ids taken by another scenario or repeated, e.g. {clash[:3]}")
+    unknown = sorted(set(events[C.ITEM_ID].astype(str)) - set(ids))
+    if unknown:
+        raise fail(f"events on items not in its items, e.g. {unknown[:3]}")
+    strangers = sorted(set(events[C.USER_ID].astype(str)) - set(world.users[C.USER_ID]))
+    if strangers:
+        raise fail(f"events of users not in the world, e.g. {strangers[:3]}")
+    ts = pd.to_datetime(events[C.EVENT_TIMESTAMP], utc=True)
+    if ts.min() < world.start or ts.max() > world.end:
+        raise fail(f"events from {ts.min()} to {ts.max()}, outside the world's span "
+                   f"{world.start} to {world.end}")
+    extra = [c for c in events.columns if c not in (*EVENT_COLUMNS, *C.CONTEXT_COLUMNS)]
+    events = events.drop(columns=extra).assign(**{C.EVENT_TIMESTAMP: ts})
+    columns = [C.ITEM_ID, C.SCENARIO, *ITEM_DEFAULTS]
+    if C.EVENT_TIMESTAMP in items:  # when each item was listed
+        listed = pd.to_datetime(items[C.EVENT_TIMESTAMP], utc=True)
+        if listed.isna().any() or listed.max() > world.end:
+            raise fail(f"items listed after the world's end {world.end} or at no time")
+        items = items.assign(**{C.EVENT_TIMESTAMP: listed})
+        columns.append(C.EVENT_TIMESTAMP)
+    return items[columns], events
 
 
 def _users(rng: np.random.Generator, cfg: SyntheticConfig,

@@ -130,8 +130,10 @@ def write_dataset(data: Dataset, data_dir: Path) -> dict[str, int]:
     counts = {}
     for name, frame in tables.items():
         frame = frame.copy()
-        for column in (C.EVENT_TIMESTAMP, *(n for n, k in ADS.fields.items()
-                                            if k == "UnixTimestamp")):
+        # every time column (a plugin's derived ones too) in UTC microseconds
+        times = {C.EVENT_TIMESTAMP, *(n for n, k in ADS.fields.items() if k == "UnixTimestamp")}
+        times |= {c for c in frame.columns if pd.api.types.is_datetime64_any_dtype(frame[c])}
+        for column in times:
             if column in frame:
                 frame[column] = as_utc_us(frame[column])
         write_parquet(frame, data_dir / name)

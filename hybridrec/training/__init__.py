@@ -73,8 +73,9 @@ def run(ws: Workspace, scenarios: Iterable[str] | None = None,
     from hybridrec.plugins import get_registry
 
     inputs = load_inputs(ws)
-    names = scenario_names(inputs, scenarios)
+    names, notes = scenario_names(inputs, scenarios, get_registry().scenarios)
     plan = make_plan(get_registry(), names, only_scorers, config or {})
+    plan.notes += notes
     store = open_store(ws.feature_repo)
     plan.resolve(applied_views(store))
     events = inputs.events[inputs.events[C.SCENARIO].isin(names)]

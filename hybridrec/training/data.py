@@ -4,7 +4,7 @@ features joined point-in-time correctly by Feast."""
 from __future__ import annotations
 
 import hashlib
-from collections.abc import Iterable
+from collections.abc import Collection, Iterable
 from dataclasses import dataclass
 from typing import Any
 
@@ -81,14 +81,24 @@ def usable_feedback(extra: pd.DataFrame, events: pd.DataFrame) -> pd.DataFrame:
     return extra[ok]
 
 
-def scenario_names(inputs: Inputs, requested: Iterable[str] | None) -> list[str]:
+def scenario_names(inputs: Inputs, requested: Iterable[str] | None,
+                   registered: Collection[str]) -> tuple[list[str], list[str]]:
+    """The scenarios to train (``requested``, or every registered one with events) and notes
+    on the events no registered scenario takes (a scenario whose plugin was uninstalled)."""
     present = sorted(inputs.events[C.SCENARIO].unique())
-    names = list(requested) if requested else present
+    orphans = [n for n in present if n not in registered]
+    names = list(requested) if requested else [n for n in present if n in registered]
     missing = [n for n in names if n not in present]
     if missing:
         raise TrainingError(f"no events for scenario(s) {', '.join(missing)}; the data has "
                             f"{', '.join(present) or 'none'}")
-    return names
+    if not names:
+        raise TrainingError(f"no installed plugin registers the scenario(s) of the data "
+                            f"({', '.join(present) or 'none'}); install the plugin that "
+                            "does, or load other data")
+    notes = [f"events of scenario {n!r} left out: no installed plugin registers it"
+             for n in orphans if n not in names]
+    return names, notes
 
 
 #: How time (or chance) divides events into train and test.

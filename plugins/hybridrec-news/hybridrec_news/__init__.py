@@ -1,0 +1,1 @@
+"""hybridrec-news: the ``news`` scenario, written against hybridrec's public plugin API only."""
