@@ -5,8 +5,9 @@
 PYTHON ?= python3
 VENV ?= .venv
 BIN := $(VENV)/bin
-# hybridrec-news stays out: it is the example of a third-party plugin, installed on demand
-# (`hybridrec install plugins/hybridrec-news`; `make demo` and its test install it apart)
+# hybridrec-news stays out: it is the example of a third-party scenario plugin, installed on
+# demand (`.venv/bin/hybridrec install plugins/hybridrec-news`; make demo then shows it too);
+# tests/test_news_plugin.py installs it into an environment of its own
 PLUGINS := $(filter-out plugins/hybridrec-news/,$(sort $(dir $(wildcard plugins/*/pyproject.toml))))
 STAMP := $(VENV)/.installed
 

@@ -3,7 +3,7 @@
 Importing this package is cheap: nothing heavy (Feast, pandas, torch) is imported until used.
 """
 
-__version__ = "0.1.0"
+__version__ = "0.2.0"
 
 from hybridrec import _feast_import  # noqa: E402
 

@@ -103,7 +103,8 @@ class Bundle:
                 if registered is None:
                     raise BundleError(
                         f"bundle {bundle.version} needs component {name!r} ({entry['class']}, "
-                        f"plugin {entry['plugin']!r}), which is not installed")
+                        f"plugin {entry['plugin']!r}), which is not installed: install the "
+                        "plugin again, or train a bundle without it (hybridrec train)")
             assert registered is not None
             instance = registered.load(path / "components" / entry["dir"])
             bundle.components.update(dict.fromkeys(entry["names"], instance))

@@ -672,11 +672,14 @@ class SyntheticScenario(ABC):
     Registered by a plugin (``register_synthetic_scenarios``) beside the ``Scenario`` of the
     same ``name``. ``generate`` returns the two tables in the core's schema
     (``hybridrec.columns``): ``items`` with ``item_id``, ``scenario`` and optionally
-    ``category``, ``title``, ``text``, ``price`` (missing ones are filled empty) and
-    ``event_timestamp`` (when the item was listed; the world's start when missing);
+    ``category``, ``title``, ``text``, ``price`` (missing ones are filled empty), columns of
+    its own (kept in the item table, where its ``DerivedTable`` reads them) and
+    ``event_timestamp`` (when the item was listed; when missing, with the built-in items,
+    the day before the world's start);
     ``events`` with ``user_id`` (the world's users), ``item_id`` (from ``items``),
-    ``scenario``, ``event_type``, ``value`` and ``event_timestamp`` (within the world's span),
-    and optionally the context columns. Use ``world.rng(name)`` for every draw: the same
+    ``scenario``, ``event_type`` (one the scenario accepts), ``value`` (a number) and
+    ``event_timestamp`` (within the world's span, not before the item is listed), and
+    optionally the context columns, and no other. Use ``world.rng(name)`` for every draw: the same
     world must give the same tables."""
 
     name: ClassVar[str]

@@ -118,6 +118,20 @@ def applied_views(store: FeatureStore) -> dict[str, ViewInfo]:
     return views
 
 
+def _missing_view_hint(view: str) -> str:
+    """What to do about a view the applied registry lacks: apply it, or install its plugin."""
+    try:
+        from hybridrec.plugins import get_registry
+
+        registered = view in get_registry().kind("feature_definitions")
+    except Exception:  # naming the view is enough if the definitions cannot be listed
+        registered = False
+    if registered:
+        return (f"an installed plugin defines {view!r}: run 'feast apply' in the feature "
+                "repository, then 'hybridrec materialize'")
+    return "install the plugin that defines it and run 'feast apply'"
+
+
 def resolve_features(views: Mapping[str, ViewInfo], scenario: Scenario,
                      declared: Mapping[str, Iterable[str]]) -> FeatureSet:
     """Resolve ``{component label: refs}`` for ``scenario`` against the registry's views.
@@ -138,7 +152,7 @@ def resolve_features(views: Mapping[str, ViewInfo], scenario: Scenario,
             if info is None:
                 raise FeatureError(f"{owner} declares feature {ref!r}, but the Feast registry "
                                    f"has no view {view!r} (views: {', '.join(sorted(views))}); "
-                                   "install the plugin that defines it and run 'feast apply'")
+                                   f"{_missing_view_hint(view)}")
             if feature not in info.fields:
                 raise FeatureError(f"{owner} declares feature {ref!r}, but view {view!r} has no "
                                    f"field {feature!r} (fields: {', '.join(sorted(info.fields))})")

@@ -35,6 +35,9 @@ class Codes:
 class IdIndex:
     """``positions(ids)``: where each id sits in ``ids``, -1 where it is absent."""
 
+    #: The ids, in the order given (each id's position is its index here).
+    ids: np.ndarray
+
     def __init__(self, ids: Sequence[str] | np.ndarray) -> None:
         self.ids = np.asarray(ids)
         self._pos = {x: i for i, x in enumerate(self.ids.tolist())}

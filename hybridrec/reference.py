@@ -8,11 +8,17 @@ A test checks the guide's copy against this; ``python -m hybridrec.reference`` p
 from __future__ import annotations
 
 import inspect
+from functools import cached_property
 from typing import Any
 
 #: The contracts a plugin subclasses, in the order the guide gives them.
 CONTRACTS = ("Scorer", "CandidateSource", "Blender", "Scenario", "DerivedTable",
              "SyntheticScenario", "FeatureWriter", "SimilarItems", "Explainer")
+#: The records a plugin reads and builds (exported by ``hybridrec``), after the contracts.
+RECORDS = ("ScoreBatch", "RetrievalBatch", "TrainingData", "EventSequences", "Ragged",
+           "IdIndex", "SyntheticWorld")
+#: The modules whose classes' members the reference lists.
+DOCUMENTED = ("hybridrec.contracts", "hybridrec.ids")
 START, END = "<!-- reference: start (python -m hybridrec.reference) -->", "<!-- reference: end -->"
 
 
@@ -53,7 +59,7 @@ def _members(cls: type) -> list[tuple[str, Any]]:
     private bases included), in definition order."""
     seen: dict[str, Any] = {}
     for klass in reversed(cls.__mro__[:-1]):
-        if klass.__module__ != "hybridrec.contracts":
+        if klass.__module__ not in DOCUMENTED:
             continue
         for name, value in vars(klass).items():
             if not name.startswith("_") or name == "__init__":
@@ -68,7 +74,7 @@ def _attributes(cls: type) -> list[tuple[str, str, Any]]:
 
     out: dict[str, tuple[str, str, Any]] = {}
     for klass in reversed(cls.__mro__[:-1]):
-        if klass.__module__ != "hybridrec.contracts":
+        if klass.__module__ not in DOCUMENTED:
             continue
         for name, kind in vars(klass).get("__annotations__", {}).items():
             if not name.startswith("_"):
@@ -78,7 +84,7 @@ def _attributes(cls: type) -> list[tuple[str, str, Any]]:
 
 def _describe(cls: type, name: str, value: Any) -> str | None:
     raw = value.__func__ if isinstance(value, classmethod | staticmethod) else value
-    if isinstance(raw, property):
+    if isinstance(raw, property | cached_property):
         return f"- `{cls.__name__}.{name}` (property): {_first_line(raw)}".rstrip(": ")
     if callable(raw):
         kind = "classmethod " if isinstance(value, classmethod) else ""
@@ -93,14 +99,15 @@ def _describe(cls: type, name: str, value: Any) -> str | None:
 def plugin_reference() -> str:
     from dataclasses import MISSING, fields, is_dataclass
 
-    from hybridrec import contracts, hookspecs
+    import hybridrec
+    from hybridrec import hookspecs
 
     lines = [START, "", "### Hooks", ""]
     for name in sorted(n for n in vars(hookspecs) if n.startswith("register_")):
         hook = getattr(hookspecs, name)
         lines.append(f"- `{name}{_signature(hook)}`: {_first_line(hook)}")
-    for contract in CONTRACTS:
-        cls = getattr(contracts, contract)
+    for contract in (*CONTRACTS, *RECORDS):
+        cls = getattr(hybridrec, contract)
         lines += ["", f"### `{contract}`", "", _first_line(cls), ""]
         if is_dataclass(cls):
             for f in fields(cls):

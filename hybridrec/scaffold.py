@@ -31,9 +31,9 @@ USAGE = {
     "blender": "Blend a scenario with it by configuration (`[scenarios.shop]` `blender = "
                "\"NAME\"` in hybridrec.toml), then `hybridrec train`.",
     "scenario": "`hybridrec data synthetic` now writes its items and events, `feast apply` "
-                "adds its `NAME_item` view, `hybridrec train` trains it with every scorer "
-                "that supports it, and `POST /v1/recommend` serves it "
-                "(`{\"scenario\": \"NAME\", ...}`).",
+                "adds its `NAME_item` view and `hybridrec materialize` loads it, `hybridrec "
+                "train` trains it with every scorer that supports it, and `POST "
+                "/v1/recommend` serves it (`{\"scenario\": \"NAME\", ...}`).",
 }
 #: What the kit checks of each kind, in the README's words.
 CHECKS = {

@@ -20,11 +20,13 @@ history, and its recent events when it declares a ``sequence_length``. It checks
 tasks, NaN for unknown items, that a row's score depends neither on the other rows nor on the
 other requests of a batch, and a save/load round trip; a component that writes features
 (``FeatureWriter``) must write them where the online store returns them.
-``CandidateSourceContract`` and ``BlenderContract`` do the same for retrieval and blending;
-``ScorerContract`` also checks that a scorer runs no Python loop per candidate (lines of
-Python counted for 10 000 and 20 000 candidates). ``ScenarioContract`` checks a scenario's
-declaration (name, events, objective, limits) and, given data, that its events, items and
-users agree.
+``CandidateSourceContract`` and ``BlenderContract`` do the same for retrieval and blending.
+Each checks determinism (the same answer twice, and from a new instance fit on the same
+data); ``ScorerContract`` and ``BlenderContract`` also check that scoring and ``decide`` run
+no Python loop per candidate (lines of Python counted for 10 000 and 20 000 candidates).
+``ScenarioContract`` checks a scenario's declaration (name, events, objective, limits) and,
+given data, that its events, items and users agree; ``SyntheticScenarioContract`` a plugin's
+part of the synthetic world.
 """
 
 from __future__ import annotations
@@ -520,6 +522,10 @@ class BlenderContract(_Kit):
 
     @pytest.fixture
     def fitted(self, scorer: Any, world: KitWorld) -> Any:
+        return self.fit(scorer, world)
+
+    def fit(self, scorer: Any, world: KitWorld) -> Any:
+        """``scorer`` (a blender) fit as training would, on made-up scores when it learns."""
         if not scorer.learns:
             scorer.fit(world.training_data())
             return scorer
@@ -538,6 +544,11 @@ class BlenderContract(_Kit):
                 ScoredRequests(batch, self.inputs(batch), labels)]
         scorer.fit(world.training_data(), examples)
         return scorer
+
+    def fit_again(self, fitted: Blender, world: KitWorld) -> Blender:
+        """A new instance of ``fitted``'s config fit on the same data (override for a
+        blender that is not built from its config alone)."""
+        return self.fit(type(fitted)(**fitted.config), world)
 
     @staticmethod
     def inputs(batch: ScoreBatch, seed: int = 0) -> dict[str, dict[str, np.ndarray]]:
@@ -578,6 +589,37 @@ class BlenderContract(_Kit):
             part = {s: {t: v[rows] for t, v in tasks.items()} for s, tasks in scores.items()}
             np.testing.assert_allclose(np.asarray(fitted.blend(part, alone)), together[rows],
                                        rtol=1e-9)
+
+    def test_deterministic(self, fitted: Blender, world: KitWorld) -> None:
+        """The same scores blend the same twice, and with a new instance of the same config
+        fit on the same data (seed every random draw)."""
+        batch = self.two_requests(fitted, world)
+        scores = self.inputs(batch)
+        again = self.fit_again(fitted, world)
+        once = np.asarray(fitted.blend(scores, batch))
+        np.testing.assert_array_equal(once, np.asarray(fitted.blend(scores, batch)))
+        np.testing.assert_allclose(once, np.asarray(again.blend(scores, batch)), rtol=1e-6,
+                                   atol=1e-9, err_msg="fit again, blended otherwise")
+
+    def test_no_python_loop_per_candidate(self, fitted: Blender, world: KitWorld) -> None:
+        """``decide``, what serving calls, runs hardly more lines of Python for 20 000
+        candidates than for 10 000 (as ``ScorerContract`` checks scorers)."""
+        scenario = self.scenarios(fitted, world.data)[0]
+        user = self.users(world.data, scenario)[0]
+        ids = np.r_[world.catalogue(scenario), [f"kit-item-{i}" for i in range(20_000)]]
+        small, large = (world.batch(scenario, [(user, ids[:n])], coded=True)
+                        for n in (10_000, 20_000))
+
+        def decide(batch: ScoreBatch) -> Any:
+            return fitted.decide(inputs[len(batch)], batch)
+
+        inputs = {len(b): self.inputs(b) for b in (small, large)}
+        decide(small)
+        per_candidate = (_python_lines(decide, large) - _python_lines(decide, small)) / (
+            len(large) - len(small))
+        assert per_candidate < LOOP_LINES, (
+            f"{type(fitted).__name__} runs {per_candidate:.2f} lines of Python per "
+            f"candidate (look for a loop over candidates; array work runs under {LOOP_LINES})")
 
     def test_save_load_round_trip(self, fitted: Blender, world: KitWorld,
                                   tmp_path: Path) -> None:
@@ -703,28 +745,42 @@ def kit_world(users: int = 80, events: int = 4000, items: int = 40, weeks: int =
               seed: int = 0) -> SyntheticWorld:
     """A small synthetic world, as ``hybridrec data synthetic`` hands it to a plugin's
     ``SyntheticScenario``."""
+    return _kit_world(users, events, items, weeks, seed)[0]
+
+
+def _kit_world(users: int, events: int, items: int, weeks: int, seed: int
+               ) -> tuple[SyntheticWorld, set[str]]:
+    """The world and the ids of the built-in scenarios' items in it."""
     from hybridrec.data.synthetic import SyntheticConfig, generate
 
     config = SyntheticConfig(users=users, items=items, ads=2, events=events, weeks=weeks,
                              seed=seed, end=KIT_END)
-    people = generate(config, plugins=False).users
+    core = generate(config, plugins=False)
     end = pd.Timestamp(config.end)
-    return SyntheticWorld(users=people.drop(columns=[C.EVENT_TIMESTAMP]),
-                          start=end - pd.Timedelta(weeks=weeks), end=end, events=events,
-                          items=items, seed=seed)
+    world = SyntheticWorld(users=core.users.drop(columns=[C.EVENT_TIMESTAMP]),
+                           start=end - pd.Timedelta(weeks=weeks), end=end, events=events,
+                           items=items, seed=seed)
+    return world, set(core.items[C.ITEM_ID].astype(str))
 
 
 class SyntheticScenarioContract:
     """Tests every SyntheticScenario must pass. Needs fixture ``synthetic`` (an instance)."""
 
     @staticmethod
-    def tables(synthetic: SyntheticScenario, world: SyntheticWorld
+    def tables(synthetic: SyntheticScenario, users: int = 80, events: int = 4000,
+               items: int = 40, weeks: int = 4, seed: int = 0
                ) -> tuple[pd.DataFrame, pd.DataFrame]:
-        """What the core keeps of ``generate``'s tables; raises naming what it refuses."""
+        """What the core keeps of ``generate``'s tables in a small world; raises naming
+        what it refuses (ids the built-in items hold, event types the scenario does not
+        accept, events outside the span or before their item is listed)."""
         from hybridrec.data.synthetic import checked_tables
+        from hybridrec.plugins import get_registry
 
-        items, events = synthetic.generate(world)
-        return checked_tables(synthetic.name, items, events, world, set())
+        world, taken = _kit_world(users, events, items, weeks, seed)
+        made_items, made_events = synthetic.generate(world)
+        scenario = get_registry().scenarios.get(synthetic.name)
+        return checked_tables(synthetic.name, made_items, made_events, world, taken,
+                              scenario.event_types if scenario is not None else None)
 
     def test_its_scenario_is_registered(self, synthetic: SyntheticScenario) -> None:
         from hybridrec.plugins import get_registry
@@ -735,19 +791,26 @@ class SyntheticScenarioContract:
     def test_tables_fit_the_world(self, synthetic: SyntheticScenario) -> None:
         """Events of the world's users on the scenario's own items, within its span, in the
         core's schema (``checked_tables`` raises naming the first problem)."""
-        items, events = self.tables(synthetic, kit_world())
+        items, events = self.tables(synthetic)
         assert len(items) and len(events)
 
+    def test_tiny_worlds_too(self, synthetic: SyntheticScenario) -> None:
+        """One user, one item per catalogue, a small budget, one week, under ten seeds."""
+        for seed in range(10):
+            for users, events, items in ((1, 50, 1), (5, 300, 2), (40, 2000, 3)):
+                self.tables(synthetic, users=users, events=events, items=items, weeks=1,
+                            seed=seed)
+
     def test_the_same_world_gives_the_same_tables(self, synthetic: SyntheticScenario) -> None:
-        first = self.tables(synthetic, kit_world(seed=3))
-        again = self.tables(type(synthetic)(), kit_world(seed=3))
+        first = self.tables(synthetic, seed=3)
+        again = self.tables(type(synthetic)(), seed=3)
         for a, b in zip(first, again, strict=True):
             pd.testing.assert_frame_equal(a, b)
-        other = self.tables(synthetic, kit_world(seed=4))[1]
+        other = self.tables(synthetic, seed=4)[1]
         assert not (len(other) == len(first[1]) and other.equals(first[1])), \
             "another seed gave the same events: draw from world.rng(name)"
 
     def test_its_size_follows_the_event_budget(self, synthetic: SyntheticScenario) -> None:
-        small = len(self.tables(synthetic, kit_world(events=2000))[1])
-        large = len(self.tables(synthetic, kit_world(events=8000))[1])
+        small = len(self.tables(synthetic, events=2000)[1])
+        large = len(self.tables(synthetic, events=8000)[1])
         assert large > 2 * small, f"{small} events for a budget of 2000, {large} for 8000"

@@ -104,6 +104,12 @@ class TestAdaptiveBlenderKit(BlenderContract):
         blender.base.fit(world.training_data())
         return blender
 
+    def fit_again(self, fitted, world):
+        again = AdaptiveBlender(WeightedBlender(), "shop", "v1", fitted.store,
+                                Settings(exploration=0.0))
+        again.base.fit(world.training_data())
+        return again
+
     @pytest.fixture
     def data(self):
         return tiny_training_data()

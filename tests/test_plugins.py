@@ -423,8 +423,32 @@ def test_a_plugins_synthetic_scenario_joins_the_world_and_leaves_the_rest_as_it_
                          (lambda w: _quiz(w, when=w.start - pd.Timedelta(days=1)),
                           "outside the world's span"),
                          (lambda w: (_quiz(w)[0].assign(**{C.ITEM_ID: ["s00001", "q2"]}),
-                                     _quiz(w, item="q2")[1]), "item ids taken")):
+                                     _quiz(w, item="q2")[1]), "item ids taken"),
+                         (lambda w: (_quiz(w)[0], _quiz(w)[1].assign(event_type="shout")),
+                          r"event types \['shout'\] the scenario does not accept"),
+                         (lambda w: (_quiz(w)[0], _quiz(w)[1].assign(value="a lot")),
+                          "value is not a number"),
+                         (lambda w: (_quiz(w)[0], _quiz(w)[1].assign(
+                             **{C.EVENT_TIMESTAMP: pd.NaT})), "or at no time"),
+                         (lambda w: (_quiz(w)[0].assign(**{C.EVENT_TIMESTAMP: w.end}),
+                                     _quiz(w, when=w.end - pd.Timedelta(hours=1))[1]),
+                          "1 events before their item is listed"),
+                         (lambda w: (_quiz(w)[0], _quiz(w)[1].drop(columns=[C.VALUE])),
+                          "events lack column"),
+                         (lambda w: (_quiz(w)[0].assign(**{C.SCENARIO: "shop"}), _quiz(w)[1]),
+                          "items of another scenario"),
+                         (lambda w: (_quiz(w)[0], _quiz(w)[1].assign(mood="happy")),
+                          "events carry column.s. mood, which the event log does not keep"),
+                         (lambda w: None, "failed: TypeError"),
+                         (lambda w: 1 / 0, "failed: ZeroDivisionError")):
         monkeypatch.setattr(P, "_registry", _synthetic_registry(bad))
         with pytest.raises(SyntheticDataError, match=problem) as error:
             generate(config)
         assert "synthetic scenario 'quiz'" in str(error.value)
+
+    # integer ids are the world's ids as text, in both tables; the items' own columns stay
+    monkeypatch.setattr(P, "_registry", _synthetic_registry(lambda w: (
+        _quiz(w)[0].assign(**{C.ITEM_ID: [1, 2], "difficulty": [3, 5]}), _quiz(w, item=1)[1])))
+    data = generate(config)
+    assert data.events.query("scenario == 'quiz'")[C.ITEM_ID].tolist() == ["1"]
+    assert data.items.set_index(C.ITEM_ID).loc["2", "difficulty"] == 5

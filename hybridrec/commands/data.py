@@ -53,10 +53,10 @@ def _synthetic(data: click.Group) -> None:
         except ValueError as exc:  # SyntheticDataError too: it names the plugin's scenario
             fail(str(exc))
         counts = write_dataset(dataset, ws.data_dir)
-        _report_written(ws, counts)
         scenarios = dataset.events[C.SCENARIO].value_counts()
         click.echo("scenarios: " + ", ".join(f"{name} ({n:,} events)"
                                             for name, n in scenarios.items()))
+        _report_written(ws, counts)
 
 
 

@@ -13,7 +13,9 @@ from hybridrec.commands import fail, message_of, table, workspace
 
 COMMON = [
     click.option("-s", "--scenario", "scenarios", multiple=True,
-                 help="Scenario to train (repeatable); default: every one with events."),
+                 help="Scenario to train and evaluate (repeatable); default: every one with "
+                      "events that an installed plugin registers. A temporal split's cutoff "
+                      "is taken over the events of the scenarios chosen."),
     click.option("--scorer", "only_scorers", multiple=True,
                  help="Only these scorers (repeatable); default: all that apply."),
     click.option("--test-fraction", default=0.1, show_default=True,

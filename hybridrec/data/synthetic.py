@@ -17,8 +17,9 @@ can be measured against it.
 
 An installed plugin adds a scenario of its own to this world by registering a
 ``SyntheticScenario`` (``register_synthetic_scenarios``): it receives the world's users, span,
-sizes and seed, and its items and events join the core's tables, which stay the same with or
-without it (each scenario draws from a generator of its own).
+sizes and seed, and its items and events join the core's tables. The built-in scenarios'
+events and items stay the same with or without it (each scenario draws from a generator of
+its own); tables counted over every scenario (a user's activity) count its events too.
 
 The world's events end when it is generated (to the hour), so feedback sent to a server
 trained on it falls right after the log, as it would in production. The same seed, sizes and
@@ -27,6 +28,7 @@ trained on it falls right after the log, as it would in production. The same see
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from dataclasses import dataclass
 
 import numpy as np
@@ -230,8 +232,14 @@ def plugin_scenarios(world: SyntheticWorld, catalogues: list[pd.DataFrame]
         if name not in registry.scenarios:
             raise SyntheticDataError(f"synthetic scenario {name!r} has no registered "
                                      f"Scenario of that name")
-        items, events = cls().generate(world)
-        out[name] = checked_tables(name, items, events, world, taken)
+        try:
+            items, events = cls().generate(world)
+        except Exception as exc:  # a plugin's bug: name it, and which plugin
+            owner = registry.owner("synthetic_scenarios", name)
+            raise SyntheticDataError(f"synthetic scenario {name!r} (plugin {owner!r}) failed: "
+                                     f"{type(exc).__name__}: {exc}") from exc
+        out[name] = checked_tables(name, items, events, world, taken,
+                                   registry.scenarios[name].event_types)
         taken |= set(out[name][0][C.ITEM_ID])
     return out
 
@@ -241,14 +249,18 @@ ITEM_DEFAULTS = {"category": None, "title": "", "text": "", "price": np.nan}
 
 
 def checked_tables(name: str, items: pd.DataFrame, events: pd.DataFrame,
-                   world: SyntheticWorld, taken: set[str]) -> tuple[pd.DataFrame, pd.DataFrame]:
+                   world: SyntheticWorld, taken: set[str],
+                   event_types: Iterable[str] | None = None
+                   ) -> tuple[pd.DataFrame, pd.DataFrame]:
     """``items`` and ``events`` in the core's schema, or SyntheticDataError naming what is
-    wrong."""
+    wrong (``event_types``: those the scenario accepts, when known)."""
     def fail(problem: str) -> SyntheticDataError:
         return SyntheticDataError(f"synthetic scenario {name!r}: {problem}")
 
     for label, frame, needed in (("items", items, (C.ITEM_ID, C.SCENARIO)),
                                  ("events", events, EVENT_COLUMNS)):
+        if not isinstance(frame, pd.DataFrame):
+            raise fail(f"{label} is a {type(frame).__name__}, not a pandas DataFrame")
         missing = [c for c in needed if c not in frame.columns]
         if missing:
             raise fail(f"{label} lack column(s) {', '.join(missing)}")
@@ -256,30 +268,55 @@ def checked_tables(name: str, items: pd.DataFrame, events: pd.DataFrame,
             raise fail(f"no {label}")
         if not (frame[C.SCENARIO] == name).all():
             raise fail(f"{label} of another scenario than {name!r}")
+        for key in (C.ITEM_ID, C.USER_ID):
+            if key in needed and frame[key].isna().any():
+                raise fail(f"{label} with no {key}")
     items = items.assign(**{c: v for c, v in ITEM_DEFAULTS.items() if c not in items})
     items = items.assign(**{C.ITEM_ID: items[C.ITEM_ID].astype(str),
                             "price": items["price"].astype("float32")})
+    events = events.assign(**{C.ITEM_ID: events[C.ITEM_ID].astype(str),
+                              C.USER_ID: events[C.USER_ID].astype(str)})
     ids = items[C.ITEM_ID]
     clash = sorted((set(ids) & taken) | set(ids[ids.duplicated()]))
     if clash:
         raise fail(f"item ids taken by another scenario or repeated, e.g. {clash[:3]}")
-    unknown = sorted(set(events[C.ITEM_ID].astype(str)) - set(ids))
+    unknown = sorted(set(events[C.ITEM_ID]) - set(ids))
     if unknown:
         raise fail(f"events on items not in its items, e.g. {unknown[:3]}")
-    strangers = sorted(set(events[C.USER_ID].astype(str)) - set(world.users[C.USER_ID]))
+    strangers = sorted(set(events[C.USER_ID]) - set(world.users[C.USER_ID].astype(str)))
     if strangers:
         raise fail(f"events of users not in the world, e.g. {strangers[:3]}")
-    ts = pd.to_datetime(events[C.EVENT_TIMESTAMP], utc=True)
-    if ts.min() < world.start or ts.max() > world.end:
-        raise fail(f"events from {ts.min()} to {ts.max()}, outside the world's span "
-                   f"{world.start} to {world.end}")
+    if event_types is not None:
+        odd = sorted(set(events[C.EVENT_TYPE].astype(str)) - set(event_types))
+        if odd:
+            raise fail(f"event types {odd} the scenario does not accept "
+                       f"({', '.join(event_types)})")
+    value = pd.to_numeric(events[C.VALUE], errors="coerce")
+    if value.isna().any():
+        raise fail("events whose value is not a number")
+    ts = pd.to_datetime(events[C.EVENT_TIMESTAMP], utc=True, errors="coerce")
+    if ts.isna().any() or ts.min() < world.start or ts.max() > world.end:
+        raise fail(f"events from {ts.min()} to {ts.max()} (or at no time), outside the "
+                   f"world's span {world.start} to {world.end}")
     extra = [c for c in events.columns if c not in (*EVENT_COLUMNS, *C.CONTEXT_COLUMNS)]
-    events = events.drop(columns=extra).assign(**{C.EVENT_TIMESTAMP: ts})
-    columns = [C.ITEM_ID, C.SCENARIO, *ITEM_DEFAULTS]
+    if extra:
+        raise fail(f"events carry column(s) {', '.join(map(str, extra))}, which the event log "
+                   f"does not keep (it keeps {', '.join(EVENT_COLUMNS + list(C.CONTEXT_COLUMNS))}"
+                   "); put item facts in the items, where a DerivedTable can read them")
+    events = events.assign(**{C.EVENT_TIMESTAMP: ts, C.VALUE: value})
+    # the item table keeps a plugin's own columns too (empty for other scenarios' items)
+    columns = [C.ITEM_ID, C.SCENARIO, *ITEM_DEFAULTS,
+               *(c for c in items.columns if c not in (C.ITEM_ID, C.SCENARIO, *ITEM_DEFAULTS,
+                                                       C.EVENT_TIMESTAMP))]
     if C.EVENT_TIMESTAMP in items:  # when each item was listed
-        listed = pd.to_datetime(items[C.EVENT_TIMESTAMP], utc=True)
+        listed = pd.to_datetime(items[C.EVENT_TIMESTAMP], utc=True, errors="coerce")
         if listed.isna().any() or listed.max() > world.end:
             raise fail(f"items listed after the world's end {world.end} or at no time")
+        early = ts.to_numpy() < pd.Series(listed.to_numpy(), index=ids.to_numpy()).reindex(
+            events[C.ITEM_ID]).to_numpy()
+        if early.any():
+            raise fail(f"{int(early.sum())} events before their item is listed, e.g. on "
+                       f"{events[C.ITEM_ID].to_numpy()[early][0]!r}")
         items = items.assign(**{C.EVENT_TIMESTAMP: listed})
         columns.append(C.EVENT_TIMESTAMP)
     return items[columns], events

@@ -126,7 +126,8 @@ def write_dataset(data: Dataset, data_dir: Path) -> dict[str, int]:
     for table, frame in ((ADS, data.ads), (USER_SEGMENTS, data.user_segments),
                          (ITEM_ATTRIBUTES, data.item_attributes)):
         tables[table.file] = frame if frame is not None else empty_table(table)
-    tables.update(derived_tables(events, data.items))
+    tables.update({name: typed_empty_columns(frame)
+                   for name, frame in derived_tables(events, data.items).items()})
     counts = {}
     for name, frame in tables.items():
         frame = frame.copy()
@@ -139,6 +140,13 @@ def write_dataset(data: Dataset, data_dir: Path) -> dict[str, int]:
         write_parquet(frame, data_dir / name)
         counts[name] = len(frame)
     return counts
+
+
+def typed_empty_columns(frame: pd.DataFrame) -> pd.DataFrame:
+    """``frame`` with its object columns that hold no value as text: Parquet would store them
+    as its null type, which DuckDB cannot compare with a text join key."""
+    empty = [c for c in frame.columns if frame[c].dtype == object and frame[c].isna().all()]
+    return frame.astype(dict.fromkeys(empty, "string")) if empty else frame
 
 
 def write_parquet(frame: pd.DataFrame, path: Path) -> None:

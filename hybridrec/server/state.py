@@ -274,7 +274,8 @@ class ServerState:
         """Record a refused bundle; the error to raise."""
         from hybridrec.bundle import BundleError
 
-        reason = f"bundle {name} refused: {type(exc).__name__}: {exc}"
+        what = str(exc) if isinstance(exc, BundleError) else f"{type(exc).__name__}: {exc}"
+        reason = f"bundle {name} refused: {what}"
         self.refused = {"key": key, "bundle": name, "reason": reason}
         self.metrics.bundle_refusals.inc()
         self.metrics.bundle_refused.set(1)

@@ -91,13 +91,14 @@ def scenario_names(inputs: Inputs, requested: Iterable[str] | None,
     missing = [n for n in names if n not in present]
     if missing:
         raise TrainingError(f"no events for scenario(s) {', '.join(missing)}; the data has "
-                            f"{', '.join(present) or 'none'}")
+                            f"{', '.join(present) or 'none'} (a scenario a plugin added since "
+                            "the data was written needs new data: 'hybridrec data synthetic')")
     if not names:
         raise TrainingError(f"no installed plugin registers the scenario(s) of the data "
                             f"({', '.join(present) or 'none'}); install the plugin that "
                             "does, or load other data")
     notes = [f"events of scenario {n!r} left out: no installed plugin registers it"
-             for n in orphans if n not in names]
+             for n in orphans if not requested]
     return names, notes
 
 

@@ -153,6 +153,13 @@ class _Planner:
                  notes: list[str]) -> ScenarioPlan:
         scorers = self.pick("scorers", scenario.scorers, scenario, wanted, notes)
         if not scorers:
+            if wanted:
+                applies = sorted(n for n, cls in self.registry.scorers.items()
+                                 if self.instance(cls).supports(scenario))
+                raise TrainingError(
+                    f"none of the scorers chosen with --scorer ({', '.join(sorted(wanted))}) "
+                    f"applies to scenario {scenario.name!r}; installed ones that do: "
+                    f"{', '.join(applies) or 'none'}")
             raise TrainingError(f"no installed scorer applies to scenario {scenario.name!r}")
         sources = self.pick("candidate_sources", scenario.candidate_sources, scenario, None,
                             notes)

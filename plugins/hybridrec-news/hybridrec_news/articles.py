@@ -40,8 +40,8 @@ def articles(events: pd.DataFrame, items: pd.DataFrame) -> pd.DataFrame:
     import pandas as pd
 
     news = items[items[C.SCENARIO] == SCENARIO]
-    if not len(news):
-        return empty_table().to_pandas()
+    if not len(news):  # typed, so that Parquet does not store null columns
+        return empty_table().to_pandas().astype({C.ITEM_ID: "string", TOPIC: "string"})
     listed = pd.Series(pd.to_datetime(news[C.EVENT_TIMESTAMP], utc=True).to_numpy(),
                        index=news[C.ITEM_ID].astype(str).to_numpy())
     reads = events[events[C.SCENARIO] == SCENARIO]
@@ -51,8 +51,9 @@ def articles(events: pd.DataFrame, items: pd.DataFrame) -> pd.DataFrame:
                              first.reindex(listed.index))
     published = pd.to_datetime(published, utc=True)
     return pd.DataFrame({
-        C.ITEM_ID: listed.index.to_numpy(),
-        TOPIC: news["category"].astype(object).where(news["category"].notna(), None).to_numpy(),
+        C.ITEM_ID: pd.array(listed.index.to_numpy(), dtype="string"),
+        TOPIC: pd.array(news["category"].astype(object).where(news["category"].notna(), None)
+                        .to_numpy(), dtype="string"),
         PUBLISHED_AT: published.reset_index(drop=True),
         C.EVENT_TIMESTAMP: published.reset_index(drop=True),
     })

@@ -7,9 +7,15 @@ task ``read`` is the log of their product,
 
     log P(topic | reader) - age_hours / scale
 
-where ``scale`` is fit as the mean age of the articles read in training (the exponential
-decay that best explains the log). The same component is a candidate source: the articles
-published last, newest first, which collaborative sources cannot know yet.
+where ``scale`` is fit as the mean time from an article's publication to its reads in
+training (a heuristic: it is the decay's scale when articles appear at a steady pace, and
+larger when they are few and far between). The same component is a candidate source: the
+newest articles of its training data, newest first, which collaborative sources barely know.
+
+Both know the articles of their last training run: an article published since is scored
+from its features (topic and age) when another source or the request's ``candidates``
+bring it, and its reads do not yet count towards a reader's taste. Retrain a news feed
+often (hourly, say) to keep the source's newest articles new.
 """
 
 from __future__ import annotations
@@ -52,10 +58,12 @@ def hours(times: Any) -> np.ndarray:
 
 
 def hours_since(as_of: np.datetime64, times: Any) -> np.ndarray:
-    """Hours from ``times`` to ``as_of`` (naive UTC), NaN where a time is missing; never
-    below 0."""
+    """Hours from ``times`` to ``as_of`` (naive UTC), NaN where a time is missing or later
+    than ``as_of`` (an article not yet published then)."""
     now = np.datetime64(as_of, "us").astype(np.int64) / HOUR_US
-    return np.maximum(now - hours(times), 0.0)
+    age = now - hours(times)
+    age[age < 0] = np.nan
+    return age
 
 
 class Freshness(Scorer, CandidateSource):
@@ -72,6 +80,9 @@ class Freshness(Scorer, CandidateSource):
         super().__init__(**config)
         self.smoothing = float(config.get("smoothing", 3.0))
         self.pool = int(config.get("pool", 2000))
+        if not self.smoothing > 0 or self.pool < 1:
+            raise ValueError(f"freshness: smoothing must be above 0 and pool at least 1, got "
+                             f"smoothing={self.smoothing}, pool={self.pool}")
         self.topics = np.array([], dtype=object)
         self.prior = np.array([], dtype=float)
         self.scale_hours = 24.0
@@ -94,9 +105,9 @@ class Freshness(Scorer, CandidateSource):
         self.items = IdIndex(table[C.ITEM_ID].astype(str).to_numpy())
         self.item_topics = self._codes(table[TOPIC].to_numpy(dtype=object))
         read = events[events[C.EVENT_TYPE] == READ]
-        counts = np.bincount(self.item_topics[self.items.positions(
-            read[C.ITEM_ID].astype(str).to_numpy())].clip(-1) + 1,
-            minlength=len(self.topics) + 1)[1:].astype(float)
+        pos = self.items.positions(read[C.ITEM_ID].astype(str).to_numpy())
+        topic = self.item_topics[pos[pos >= 0]]  # reads of articles it has a topic for
+        counts = np.bincount(topic[topic >= 0], minlength=len(self.topics)).astype(float)
         self.prior = (counts + 1.0) / (counts.sum() + len(self.topics))
         if PUBLISHED_COLUMN in read and len(read):
             gap = hours(read[C.EVENT_TIMESTAMP]) - hours(read[PUBLISHED_COLUMN])

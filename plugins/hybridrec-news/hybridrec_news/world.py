@@ -1,9 +1,10 @@
 """The news part of the synthetic world: articles that age fast, readers with topic tastes.
 
-Articles are published at random through the world's span (a few in the two days before
-it), each on one topic, with a title and text from the topic's words. Every user of the world
-reads: as often as their activity says, at random times, an article among those already
-published, with probability proportional to
+Articles are published at random through the world's span (one in twenty in the two days
+before it, so the first reader has something to read), each on one topic, with a title and
+text from the topic's words. The world's users read as often as their activity says, at
+random times, an article among those published by the start of that hour, with probability
+proportional to
 
     taste[user, topic] * exp(quality) * exp(-age / FRESHNESS_HOURS)
 
@@ -56,8 +57,7 @@ class NewsWorld(SyntheticScenario):
         activity = rng.lognormal(0.0, 0.8, size=len(users))
         n_reads = max(1, round(world.events * READ_SHARE))
         readers = rng.choice(len(users), size=n_reads, p=activity / activity.sum())
-        # reads from the first article's publication on, in time order
-        at = np.sort(rng.uniform(max(0.0, articles.published.min()), span, size=n_reads))
+        at = np.sort(rng.uniform(0.0, span, size=n_reads))  # in time order
         read = _choose(rng, articles, taste[readers], at)
         strength = taste[readers, articles.topic[read]]
         shared = rng.random(n_reads) < 1 / (1 + np.exp(-(-3.5 + 4.0 * strength
@@ -92,9 +92,11 @@ class _Articles:
 
 
 def _articles(rng: np.random.Generator, n: int, span: float) -> _Articles:
-    """``n`` articles, ids in publication order, published from two days before the world
-    starts (``-172 800`` s) to its end."""
-    published = np.sort(rng.uniform(-2 * 86400.0, span, size=n))
+    """``n`` articles, ids in publication order, published through the world's span (seconds
+    from its start), one in twenty (at least one) in the two days before it."""
+    early = max(1, n // 20)
+    published = np.sort(np.r_[rng.uniform(-2 * 86400.0, 0.0, size=early),
+                              rng.uniform(0.0, span, size=n - early)])
     topic = rng.integers(0, len(TOPICS), size=n)
     words = [np.asarray(TOPICS[t]) for t in TOPICS]
     picks = [words[t][rng.integers(0, len(words[t]), size=4)] for t in topic]
@@ -124,10 +126,14 @@ def _choose(rng: np.random.Generator, articles: _Articles, taste: np.ndarray,
         cdf = np.cumsum(weights, axis=1)
         draws = rng.random(stop - start) * cdf[:, -1]
         chosen = np.minimum((cdf < draws[:, None]).sum(axis=1), n_topics - 1)
+        # live articles grouped by topic: topic t's block is [first[t], last[t]) of ``order``
         order = np.argsort(articles.topic[live], kind="stable")
-        cumulative = np.cumsum(appeal[order])
-        before = np.concatenate([[0.0], np.cumsum(by_topic)])[chosen]
-        target = before + rng.random(stop - start) * by_topic[chosen]
-        pick = np.minimum(np.searchsorted(cumulative, target, side="right"), len(live) - 1)
+        cumulative = np.concatenate([[0.0], np.cumsum(appeal[order])])
+        last = np.searchsorted(articles.topic[live][order], np.arange(n_topics), side="right")
+        first = np.r_[0, last[:-1]]
+        low, high = cumulative[first[chosen]], cumulative[last[chosen]]
+        target = low + rng.random(stop - start) * (high - low)
+        pick = np.searchsorted(cumulative, target, side="right") - 1
+        pick = np.clip(pick, first[chosen], last[chosen] - 1)
         out[start:stop] = live[order[pick]]
     return out
