@@ -35,7 +35,7 @@ from hybridrec.contracts import (
 from hybridrec.features import FeatureError, FeatureSet, FeatureSource, resolve_features
 from hybridrec.ids import Codes, IdIndex
 from hybridrec.isolation import FEATURES, Degraded, Guard
-from hybridrec.ranking import top_k_groups, weighted_z_terms
+from hybridrec.ranking import top_k_groups, top_k_rows, weighted_z_terms
 
 #: The policy of a blend that serving fell back to when the blender failed.
 MEAN_BLEND = "mean"
@@ -219,12 +219,25 @@ class Decision:
                 "positions": self.positions}
 
 
+def arm_tops(arm_scores: Mapping[str, np.ndarray], offsets: np.ndarray, k: int
+             ) -> dict[str, Ragged]:
+    """Each arm's ``k`` best rows per request; a single request's arms in one call."""
+    if len(offsets) != 2 or len(arm_scores) < 2:
+        return {arm: top_k_groups(values, offsets, k) for arm, values in arm_scores.items()}
+    start, stop = int(offsets[0]), int(offsets[1])
+    names = list(arm_scores)
+    rows = top_k_rows(np.stack([np.asarray(arm_scores[a], dtype=float)[start:stop]
+                                for a in names]), k)
+    return {arm: Ragged(rows[i] + start, np.array([0, rows.lengths[i]], dtype=np.int64))
+            for i, arm in enumerate(names)}
+
+
 def decisions(scored: Scored, top: Ragged, k: int) -> list[Decision]:
     """Each request's ``Decision``, from the blend and the rows it shows (``top``)."""
     blend = scored.blend
     assert blend is not None, "decisions come from a blended batch"
     offsets = scored.batch.offsets
-    tops = {arm: top_k_groups(values, offsets, k) for arm, values in blend.arm_scores.items()}
+    tops = arm_tops(blend.arm_scores, offsets, k)
     ids = scored.batch.item_ids
     probability = next((v for tasks in scored.outputs.values() for t, v in tasks.items()
                         if t in PROBABILITY_TASKS), None)

@@ -38,7 +38,7 @@ def test_the_policy_moves_toward_the_scorer_that_became_informative(workspace_co
         log = open_feedback(ws, create=False)
         assert log is not None, "the server opened no feedback log"
         replay = Replay("127.0.0.1", server.port, log, truth, users, seed=3)
-        result = drift(replay, BEFORE, AFTER, (300, 800), activity, poll=50)
+        result = drift(replay, BEFORE, AFTER, (300, 1000), activity, poll=50)
         replay.close()
         log.close()
     finally:
