@@ -155,6 +155,18 @@ def copy_feature_repo(dest: Path) -> Path:
     return repo
 
 
+#: ``feast`` from another environment's python: ``[python, "-c", FEAST_CLI, "apply"]``.
+FEAST_CLI = "import sys; from feast.cli.cli import cli; sys.exit(cli())"
+
+
+def empty_workspace(root: Path, **env: str) -> Workspace:
+    """A copy of the feature repository without data, and a bundle folder, under ``root``."""
+    repo = copy_feature_repo(root)
+    return Workspace(root, repo, root / "bundles",
+                     base_env(HYBRIDREC_FEATURE_REPO=str(repo),
+                              HYBRIDREC_BUNDLES=str(root / "bundles"), **env))
+
+
 @dataclass
 class Workspace:
     root: Path

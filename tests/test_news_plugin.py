@@ -9,20 +9,19 @@ import subprocess
 import pytest
 
 from conftest import (
+    FEAST_CLI,
     LLM_TEST_CONFIG,
     ROOT,
     SMALL_WORLD,
     Server,
-    Workspace,
     base_env,
-    copy_feature_repo,
+    empty_workspace,
     fresh_env,
     private_imports,
     run,
 )
 
 NEWS = ROOT / "plugins" / "hybridrec-news"
-FEAST = "import sys; from feast.cli.cli import cli; sys.exit(cli())"
 
 
 @pytest.fixture(scope="module")
@@ -46,19 +45,17 @@ def test_its_own_tests_pass_where_it_is_installed(news_python):
 
 
 def test_install_adds_the_scenario_everywhere_and_uninstall_removes_it(news_python, tmp_path):
-    repo = copy_feature_repo(tmp_path)
     config = tmp_path / "hybridrec.toml"
     config.write_text(LLM_TEST_CONFIG)
-    ws = Workspace(tmp_path, repo, tmp_path / "bundles",
-                   base_env(HYBRIDREC_FEATURE_REPO=str(repo), HYBRIDREC_CONFIG=str(config),
-                            HYBRIDREC_BUNDLES=str(tmp_path / "bundles")))
+    ws = empty_workspace(tmp_path, HYBRIDREC_CONFIG=str(config))
+    repo = ws.repo
     cli = [str(news_python), "-m", "hybridrec.cli"]
 
     def hybridrec(*args, check=True):
         return run([*cli, *args], ws.env, cwd=tmp_path, check=check)
 
     def feast_apply():
-        return run([str(news_python), "-c", FEAST, "apply"], ws.env, cwd=repo).stdout
+        return run([str(news_python), "-c", FEAST_CLI, "apply"], ws.env, cwd=repo).stdout
 
     written = hybridrec("data", "synthetic", *SMALL_WORLD).stdout
     assert "news_article.parquet" in written and "news (" in written, written

@@ -9,12 +9,12 @@ import pytest
 
 from conftest import (
     BIN,
+    FEAST_CLI,
     LLM_TEST_CONFIG,
     SMALL_WORLD,
     Server,
-    Workspace,
     base_env,
-    copy_feature_repo,
+    empty_workspace,
     fresh_env,
     private_imports,
     run,
@@ -149,10 +149,7 @@ def test_a_scaffolded_scenario_generates_its_data_trains_and_serves(tmp_path):
                            cwd=package, capture_output=True, text=True, env=base_env())
     assert tests.returncode == 0 and " passed" in tests.stdout, tests.stdout + tests.stderr
 
-    repo = copy_feature_repo(tmp_path)
-    ws = Workspace(tmp_path, repo, tmp_path / "bundles",
-                   base_env(HYBRIDREC_FEATURE_REPO=str(repo),
-                            HYBRIDREC_BUNDLES=str(tmp_path / "bundles")))
+    ws = empty_workspace(tmp_path)
     cli = [str(python), "-m", "hybridrec.cli"]
     listing = {p["name"]: p for p in json.loads(
         run([*cli, "plugins", "--json"], ws.env).stdout)}
@@ -161,8 +158,7 @@ def test_a_scaffolded_scenario_generates_its_data_trains_and_serves(tmp_path):
         "synthetic_scenarios": ["recipes"]}
     written = run([*cli, "data", "synthetic", *SMALL_WORLD], ws.env, cwd=tmp_path).stdout
     assert "recipes_item.parquet" in written and "recipes (" in written, written
-    applied = run([str(python), "-c", "import sys; from feast.cli.cli import cli; "
-                   "sys.exit(cli())", "apply"], ws.env, cwd=repo).stdout
+    applied = run([str(python), "-c", FEAST_CLI, "apply"], ws.env, cwd=ws.repo).stdout
     assert "recipes_item" in applied, applied
     run([*cli, "materialize"], ws.env, cwd=tmp_path)
     run([*cli, "train", "--quiet", "--no-refit", "-s", "recipes", "--scorer", "popularity",

@@ -15,6 +15,7 @@ their publication time (the row's ``event_timestamp``).
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
 import numpy as np
@@ -84,11 +85,14 @@ class NewsWorld(SyntheticScenario):
         return items, pd.concat(frames, ignore_index=True)
 
 
+@dataclass(frozen=True)
 class _Articles:
-    def __init__(self, ids: np.ndarray, topic: np.ndarray, published: np.ndarray,
-                 quality: np.ndarray, titles: list[str], texts: list[str]) -> None:
-        self.ids, self.topic, self.published, self.quality = ids, topic, published, quality
-        self.titles, self.texts = titles, texts
+    ids: np.ndarray
+    topic: np.ndarray
+    published: np.ndarray  # seconds from the world's start
+    quality: np.ndarray
+    titles: list[str]
+    texts: list[str]
 
 
 def _articles(rng: np.random.Generator, n: int, span: float) -> _Articles:
