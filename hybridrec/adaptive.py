@@ -71,6 +71,8 @@ DRAWS = 4000
 #: The prior's weight, in lists, and the lists an arm must have served before it can
 #: replace ``offline`` as the greedy arm.
 PRIOR_STRENGTH, MIN_PULLS = 10.0, 30
+#: The longest a server may draw from probabilities it has not re-read (seconds).
+MAX_REFRESH_SECONDS = 3600.0
 
 #: ``{(bucket, arm): (pulls, reward)}`` for one bundle and scenario.
 Counts = Mapping[tuple[str, str], tuple[float, float]]
@@ -129,7 +131,8 @@ def posterior(pulls: np.ndarray, rewards: np.ndarray) -> tuple[np.ndarray, np.nd
 @dataclass(frozen=True)
 class Settings:
     """How a scenario adapts: the exploration rate, the tilt of the arms, whether frozen,
-    and how often the state is re-read (seconds)."""
+    how many of the latest lists it follows, and how often the state is re-read (seconds;
+    0: before every decision)."""
 
     exploration: float = 0.1
     tilt: float = 0.5
@@ -144,6 +147,9 @@ class Settings:
             raise ValueError(f"tilt must be above 0 and at most 1, got {self.tilt}")
         if self.window < 1:
             raise ValueError(f"window must be at least 1 list, got {self.window}")
+        if not 0.0 <= self.refresh_seconds <= MAX_REFRESH_SECONDS:
+            raise ValueError(f"refresh_seconds must be from 0 (every decision) to "
+                             f"{MAX_REFRESH_SECONDS:g}, got {self.refresh_seconds}")
 
 
 @dataclass(frozen=True)
@@ -173,7 +179,9 @@ class AdaptiveBlender(Blender):
         self.settings = self.configured
         self.explore = explore
         self.store = store
-        self._rng = np.random.default_rng(seed)
+        #: Exploration draws: seeded (with the scenario's name) for a reproducible run.
+        self._rng = np.random.default_rng(
+            None if seed is None else [seed, zlib.crc32(scenario.encode())])
         self._lock = threading.Lock()
         self._refreshing = threading.Lock()
         self._cache: dict[tuple[str, ...], tuple[float, Snapshot]] = {}
@@ -217,11 +225,13 @@ class AdaptiveBlender(Blender):
         as one snapshot; re-read from the state at most every ``refresh_seconds``, unless
         ``fresh``. A stale snapshot is re-read by a background thread while requests keep
         being drawn with it (the re-read, a query over the window, takes milliseconds:
-        inline, it was the slowest request of every second)."""
+        inline, it was the slowest request of every second). ``refresh_seconds = 0`` re-reads
+        before every decision, inline: each draw follows every update before it, whatever
+        the request rate (exact and reproducible, at a query per request)."""
         key = tuple(arms)
         with self._lock:
             cached = self._cache.get(key)
-        if cached is not None and not fresh:
+        if cached is not None and not fresh and cached[1].settings.refresh_seconds > 0:
             stale = time.monotonic() - cached[0] >= cached[1].settings.refresh_seconds
             if stale and self._refreshing.acquire(blocking=False):
                 try:
@@ -354,6 +364,7 @@ class AdaptiveBlender(Blender):
         return {"scenario": self.scenario, "bundle_version": self.version,
                 "policy": snapshot.policy, "exploration": settings.exploration,
                 "tilt": settings.tilt, "window": settings.window,
+                "refresh_seconds": settings.refresh_seconds,
                 "arms": [{"arm": a, "mix": mix(a, settings.tilt)} for a in arms],
                 "contexts": contexts, "offline_prior": {"blender": self.base.name,
                                                         **self.base.describe()},

@@ -103,13 +103,16 @@ class Recommender:
     def __init__(self, bundle: Bundle, open_store: Callable[[], Any],
                  feedback: FeedbackLog | None = None, explore: bool = False,
                  isolate: bool = False, observer: Observer | None = None,
-                 reopen_store: Callable[[], Any] | None = None) -> None:
+                 reopen_store: Callable[[], Any] | None = None,
+                 exploration_seed: int | None = None) -> None:
         """``isolate`` (the server): every scorer within its scenario's time budget and
         behind a breaker, features read with the same care (``hybridrec.isolation``);
-        ``reopen_store`` opens the feature store afresh after a failed read."""
+        ``reopen_store`` opens the feature store afresh after a failed read;
+        ``exploration_seed`` seeds the adaptive blend's draws (a reproducible run)."""
         from hybridrec.plugins import get_registry
 
         self.bundle, self.feedback, self.explore = bundle, feedback, explore
+        self.exploration_seed = exploration_seed
         self.feedback_until = int(bundle.manifest.get("feedback_until", 0))
         registry = get_registry()
         plans = bundle.plans
@@ -193,7 +196,7 @@ class Recommender:
                                        exploration=self.scenarios[n].exploration,
                                        adapt=self.scenarios[n].adapt,
                                        window=self.scenarios[n].adaptation_window),
-                                   explore=self.explore)
+                                   explore=self.explore, seed=self.exploration_seed)
                 for n, p in self.plan_objects.items()}
 
     def refresh(self, items: Any = None) -> int:

@@ -31,6 +31,7 @@ DEFAULT_SERVED_RETENTION_DAYS, MAX_SERVED_RETENTION_DAYS = 30.0, 36_500.0
 ENV_SCORING_THREADS = "HYBRIDREC_SCORING_THREADS"
 #: Recommendations one server process computes at once, and the most it accepts.
 DEFAULT_SCORING_THREADS, MAX_SCORING_THREADS = 4, 256
+ENV_EXPLORATION_SEED = "HYBRIDREC_EXPLORATION_SEED"
 
 
 def scoring_threads(value: str | int | None, name: str = ENV_SCORING_THREADS) -> int:
@@ -47,6 +48,21 @@ def scoring_threads(value: str | int | None, name: str = ENV_SCORING_THREADS) ->
         raise ValueError(f"{name} must be a whole number from 1 to {MAX_SCORING_THREADS}, "
                          f"got {value!r}")
     return threads
+
+
+def exploration_seed(value: str | int | None, name: str = ENV_EXPLORATION_SEED
+                     ) -> int | None:
+    """The seed of a server's exploration draws from ``value`` (None or blank: unseeded); a
+    value that is not a whole number from 0 up is a ValueError naming ``name``."""
+    if value is None or (isinstance(value, str) and not value.strip()):
+        return None
+    try:
+        seed = int(value)
+    except ValueError:
+        seed = -1
+    if seed < 0:
+        raise ValueError(f"{name} must be a whole number from 0 up, got {value!r}")
+    return seed
 
 
 def served_retention_days(value: str | float | None,

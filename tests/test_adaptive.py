@@ -310,6 +310,47 @@ def test_the_blender_reads_the_state_and_follows_a_better_arm(log):
     assert max(cold, key=cold.get) == OFFLINE  # another context, untouched
 
 
+def test_with_refresh_zero_every_decision_follows_every_update_before_it(log):
+    """No ``forget``, no waiting: the decision after the updates is drawn from them."""
+    blender = AdaptiveBlender(WeightedBlender(), "shop", "v1", log,
+                              Settings(exploration=0.1, refresh_seconds=0.0), seed=0)
+    batch = batch_of(1, history=7)
+    scores = two_scorers(batch)
+    first = blender.decide(scores, batch).probabilities[0]
+    assert max(first, key=first.get) == OFFLINE
+    for i in range(MIN_PULLS + 10):
+        serve(log, f"b{i}", arm="toward:b.click")
+        log.append([event(f"b{i}", 1.0)], NOW)
+        serve(log, f"o{i}", arm=OFFLINE)
+    after = blender.decide(scores, batch).probabilities[0]
+    assert max(after, key=after.get) == "toward:b.click"
+    cached = AdaptiveBlender(WeightedBlender(), "shop", "v1", log,
+                             Settings(exploration=0.1, refresh_seconds=3600.0))
+    cached.decide(scores, batch)
+    serve(log, "late", arm=OFFLINE)
+    log.append([event("late", 1.0)], NOW)
+    assert cached.decide(scores, batch).probabilities == [after]  # not re-read for an hour
+
+
+def test_seeded_exploration_draws_the_same_arms(log):
+    batch = batch_of(200, history=7)
+    scores = two_scorers(batch)
+    runs = [adaptive(log, exploration=0.5, seed=seed).decide(scores, batch).arms
+            for seed in (3, 3, 4)]
+    assert runs[0] == runs[1]
+    assert runs[0] != runs[2]
+    other = adaptive(log, exploration=0.5, seed=3, scenario="video").decide(scores, batch)
+    assert other.arms != runs[0]  # each scenario draws from its own stream
+
+
+@pytest.mark.parametrize("field, value", [("refresh_seconds", -1.0),
+                                          ("refresh_seconds", 3601.0),
+                                          ("window", 0), ("exploration", 1.5), ("tilt", 0.0)])
+def test_settings_out_of_range_are_refused_naming_the_setting(field, value):
+    with pytest.raises(ValueError, match=field):
+        Settings(**{field: value})
+
+
 def test_the_policy_follows_the_latest_window_of_lists(log):
     """Offline earned on its first 300 lists, then nothing; toward:b earns since. Over all
     lists offline still looks better; over the latest 200 toward:b does."""

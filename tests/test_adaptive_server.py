@@ -115,12 +115,17 @@ def test_feedback_moves_the_right_scenario_once(shared):
 
 def test_a_frozen_scenario_serves_one_arm_and_learns_nothing(shared):
     ws, (first, second) = shared
-    status, policy = first.admin("POST", "/v1/admin/scenarios/shop/policy", {"adapt": False})
-    assert status == 200 and policy["policy"] == "adaptive-frozen"
+    status, policy = first.admin("POST", "/v1/admin/scenarios/shop/policy",
+                                 {"refresh_seconds": 0})
+    assert status == 200 and policy["refresh_seconds"] == 0
     deadline = time.monotonic() + 10  # the other process follows within a second or two
-    while recommend(second, USERS[0])["decision"]["policy"] != "adaptive-frozen":
+    while second.call("GET", "/v1/scenarios/shop/policy")[1]["refresh_seconds"] != 0:
         assert time.monotonic() < deadline
         time.sleep(0.2)
+    status, policy = first.admin("POST", "/v1/admin/scenarios/shop/policy", {"adapt": False})
+    assert status == 200 and policy["policy"] == "adaptive-frozen"
+    # re-reading before every decision, the other process's next answer is frozen already
+    assert recommend(second, USERS[0])["decision"]["policy"] == "adaptive-frozen"
     answers = [recommend(second, user) for user in USERS[:20]]
     decisions = [a["decision"] for a in answers if a["decision"] is not None]
     assert decisions and all(d["policy"] == "adaptive-frozen" and d["propensity"] == 1.0
@@ -132,6 +137,9 @@ def test_a_frozen_scenario_serves_one_arm_and_learns_nothing(shared):
     after = first.call("GET", "/v1/scenarios/shop/policy")[1]
     assert after["updates"] == policy["updates"]
     assert second.admin("POST", "/v1/admin/scenarios/shop/policy", {"exploration": 2})[0] == 422
+    for refresh in (-1, 3601, "1"):
+        assert second.admin("POST", "/v1/admin/scenarios/shop/policy",
+                            {"refresh_seconds": refresh})[0] == 422
     assert second.admin("POST", "/v1/admin/scenarios/nope/policy", {"adapt": True})[0] == 404
 
 

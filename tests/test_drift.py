@@ -12,6 +12,7 @@ from hybridrec.simulation import Replay, Truth, active_users, drift
 from hybridrec.workspace import Workspace
 
 BEFORE, AFTER = "als.click", "popularity.click"
+SEED = 7
 
 
 @pytest.fixture
@@ -29,11 +30,12 @@ def test_the_policy_moves_toward_the_scorer_that_became_informative(workspace_co
     workspace_copy.drop_feedback_log()  # the policy starts from its offline prior
     activity, users = active_users(ws, "video", 80)
     truth = Truth.from_workspace(ws, "video", users, [BEFORE, AFTER], top=5)
-    server = Server(workspace_copy, "--refresh-seconds", "0")
+    # the policy re-read before every decision and seeded draws: the same run on any machine
+    server = Server(workspace_copy, "--refresh-seconds", "0", "--exploration-seed", str(SEED))
     server.wait_ready()
     try:
         status, _ = server.admin("POST", "/v1/admin/scenarios/video/policy",
-                                {"exploration": 0.3, "window": 300})
+                                {"exploration": 0.3, "window": 300, "refresh_seconds": 0})
         assert status == 200
         log = open_feedback(ws, create=False)
         assert log is not None, "the server opened no feedback log"

@@ -119,6 +119,20 @@ def test_the_scoring_threads_must_be_a_whole_number_from_one(workspace):
         "to 256, got '0'" in done.stderr
 
 
+@pytest.mark.parametrize("value", ["-1", "x", "1.5"])
+def test_the_exploration_seed_must_be_a_whole_number(value):
+    from click.testing import CliRunner
+
+    from hybridrec.cli import make_cli
+    from hybridrec.workspace import ENV_EXPLORATION_SEED, exploration_seed
+
+    result = CliRunner().invoke(make_cli(), ["serve", "--exploration-seed", value])
+    assert result.exit_code == 2
+    assert f"--exploration-seed (or {ENV_EXPLORATION_SEED}) must be a whole number from 0 " \
+        f"up, got {value!r}" in result.output
+    assert exploration_seed("") is None and exploration_seed("12") == 12
+
+
 def test_an_answer_as_data_is_every_field_of_it():
     from dataclasses import asdict
 

@@ -12,8 +12,10 @@ from hybridrec.commands import fail, table, workspace
 from hybridrec.workspace import (
     DEFAULT_SCORING_THREADS,
     DEFAULT_SERVED_RETENTION_DAYS,
+    ENV_EXPLORATION_SEED,
     ENV_SCORING_THREADS,
     ENV_SERVED_RETENTION,
+    exploration_seed,
     scoring_threads,
     served_retention_days,
 )
@@ -87,6 +89,7 @@ def _add_serve(cli: click.Group) -> None:
                   help="On SIGTERM, how long requests in flight may take to finish.")
     @SERVED_RETENTION
     @SCORING_THREADS
+    @EXPLORATION_SEED
     @click.option("--header-timeout", default=10.0, show_default=True,
                   type=click.FloatRange(min=0, min_open=True),
                   help="Seconds a client has to send a request's headers, from connecting or "
@@ -142,7 +145,7 @@ def _to_environment(check: Callable[[str | None, str], object], option: str, var
             checked = check(value, f"{option} (or {variable})")
         except ValueError as exc:
             raise click.UsageError(str(exc), ctx) from None
-        os.environ[variable] = repr(checked)
+        os.environ[variable] = "" if checked is None else repr(checked)
     return callback
 
 
@@ -154,6 +157,15 @@ SCORING_THREADS = click.option(
     help="Recommendations each worker process computes at once, "
     "each on a thread; more requests wait for a free one. A process runs Python on about "
     "one core, so a few suffice: more only contend for it.")
+
+
+#: ``hybridrec serve --exploration-seed N``.
+EXPLORATION_SEED = click.option(
+    "--exploration-seed", metavar="N", default="", show_default="unseeded",
+    envvar=ENV_EXPLORATION_SEED, show_envvar=True, expose_value=False,
+    callback=_to_environment(exploration_seed, "--exploration-seed", ENV_EXPLORATION_SEED),
+    help="Seed the adaptive blend's exploration draws, for a reproducible run (with one "
+    "worker, and the policy re-read before every decision: refresh_seconds 0).")
 
 
 #: ``hybridrec serve --served-retention-days DAYS``.

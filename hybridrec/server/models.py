@@ -7,6 +7,8 @@ from typing import Annotated, Any
 
 from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, StrictBool, StrictStr
 
+from hybridrec.adaptive import MAX_REFRESH_SECONDS
+
 MAX_CANDIDATES = 2000
 MAX_FEEDBACK_BATCH = 1000
 #: Request bodies above this many bytes are refused with 413 (the largest valid bodies,
@@ -173,3 +175,8 @@ class PolicyControl(BaseModel):
     window: Annotated[int | None, BeforeValidator(_whole)] = Field(
         default=None, ge=1, le=100_000, description=(
         "How many of the latest lists the policy learns from."))
+    refresh_seconds: float | None = Field(
+        default=None, ge=0.0, le=MAX_REFRESH_SECONDS, description=(
+            "How often each server process re-reads the policy's state, in seconds; 0: "
+            "before every decision (each draw follows every update before it, at a query "
+            "per request)."))

@@ -22,9 +22,11 @@ from typing import Any
 from hybridrec.adaptive import Settings
 from hybridrec.isolation import Observer
 from hybridrec.workspace import (
+    ENV_EXPLORATION_SEED,
     ENV_SCORING_THREADS,
     ENV_SERVED_RETENTION,
     Workspace,
+    exploration_seed,
     scoring_threads,
     served_retention_days,
 )
@@ -174,6 +176,9 @@ class ServerState:
     #: would only take the interpreter's lock from each other).
     scoring_threads: int = field(default_factory=lambda: scoring_threads(
         os.environ.get(ENV_SCORING_THREADS)))
+    #: The seed of the adaptive blend's exploration draws (None: unseeded).
+    exploration_seed: int | None = field(default_factory=lambda: exploration_seed(
+        os.environ.get(ENV_EXPLORATION_SEED)))
     #: The ``anyio.CapacityLimiter`` of ``scoring_threads``, made in the event loop.
     scoring_slots: Any = None
     _store: Any = None
@@ -200,7 +205,8 @@ class ServerState:
 
         recommender = Recommender(bundle, self.open_store, self.feedback, explore=True,
                                   isolate=True, observer=MetricsObserver(self.metrics),
-                                  reopen_store=self.reopen_store)
+                                  reopen_store=self.reopen_store,
+                                  exploration_seed=self.exploration_seed)
         one_thread_per_request()  # once the bundle's native libraries are loaded
         return recommender
 
