@@ -507,12 +507,11 @@ class Pipeline:
                              return_index=True)
         keep[np.flatnonzero(known)[first]] = True
         if not known.all():
-            import pandas as pd
-
             strangers = np.flatnonzero(~known)
-            repeated = pd.DataFrame({"row": rows[strangers],
-                                     "id": candidates.values[strangers]}).duplicated()
-            keep[strangers[~repeated.to_numpy()]] = True
+            ids, inverse = np.unique(candidates.values[strangers].astype(str),
+                                     return_inverse=True)
+            _, first = np.unique(rows[strangers] * len(ids) + inverse, return_index=True)
+            keep[strangers[first]] = True
         return (candidates.mask(keep & known), codes[keep & known],
                 candidates.mask(keep & ~known))
 

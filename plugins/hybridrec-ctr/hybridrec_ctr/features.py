@@ -15,6 +15,8 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from functools import partial
 from itertools import repeat
 from typing import Any
 
@@ -96,13 +98,34 @@ class Vocabulary:
 
 
 def utc_times(values: Any) -> np.ndarray:
-    """Times (datetime64, Timestamps, datetimes or None) as naive UTC ``datetime64[us]``."""
+    """Times (datetime64, Timestamps, datetimes or None) as naive UTC ``datetime64[us]``;
+    a naive datetime is taken as UTC."""
     if isinstance(values, np.ndarray) and np.issubdtype(values.dtype, np.datetime64):
         return values.astype("datetime64[us]")
     import pandas as pd
 
+    values = np.asarray(values, dtype=object)
+    missing = pd.isna(values)
+    given = values[~missing].tolist()
+    if all(map(isinstance, given, repeat(datetime))):
+        # what the online store hands over: a request's datetimes converted by C-level maps,
+        # several times faster than pandas' parser (to the microsecond, whatever the
+        # datetime's time zone, before the year 2100)
+        naive = np.array(list(map(datetime.utcoffset, given)), dtype=object) == None  # noqa: E711
+        if naive.any():
+            given = np.array(given, dtype=object)
+            given[naive] = list(map(_as_utc, given[naive].tolist()))
+            given = given.tolist()
+        seconds = np.fromiter(map(datetime.timestamp, given), dtype=np.float64,
+                              count=len(given))
+        out = np.full(len(values), np.datetime64("NaT", "us"))
+        out[~missing] = np.rint(seconds * 1e6).astype(np.int64).view("datetime64[us]")
+        return out
     times = pd.to_datetime(pd.Series(values, dtype=object), utc=True, errors="coerce")
     return times.dt.tz_localize(None).to_numpy("datetime64[us]")
+
+
+_as_utc = partial(datetime.replace, tzinfo=UTC)
 
 
 def hour_of_day(times: np.ndarray) -> np.ndarray:
@@ -124,6 +147,10 @@ def numeric(values: np.ndarray) -> np.ndarray:
     already; other arrays are converted)."""
     if isinstance(values, np.ndarray) and values.dtype.kind in "fiu":
         return values.astype(np.float64, copy=False)
+    try:  # numbers as objects (no None, no text): converted without pandas
+        return np.asarray(values, dtype=object).astype(np.float64)
+    except (TypeError, ValueError):
+        pass
     import pandas as pd
 
     return pd.to_numeric(pd.Series(values, dtype=object), errors="coerce").to_numpy(float)

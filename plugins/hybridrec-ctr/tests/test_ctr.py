@@ -211,3 +211,31 @@ def test_any_position_a_client_sends_gives_a_finite_score(trained, world):
     for position in ([1, 2], {"slot": 1}, "top", None, -3, 1e9):
         scores = trained.score(request(world, context={"position": position}))[TASK]
         assert np.isfinite(scores).all(), position
+
+
+def test_times_as_the_online_store_gives_them_convert_as_pandas_does():
+    """Aware datetimes in any zone, naive ones (UTC), Timestamps, None and NaT; and text,
+    which goes through pandas."""
+    from datetime import UTC, datetime, timedelta, timezone
+
+    rng = np.random.default_rng(0)
+    micros = rng.integers(0, 4_102_444_800_000_000, 500)  # 1970 to 2100
+    zones = [UTC, timezone(timedelta(hours=2)), timezone(timedelta(hours=-5, minutes=-30))]
+    values = [pd.Timestamp(int(m), unit="us", tz="UTC").to_pydatetime().astimezone(
+        zones[i % 3]) for i, m in enumerate(micros)]
+    values += [datetime(2025, 3, 1, 12, 30, 1, 7), pd.Timestamp("2025-03-02T01:02:03.456789Z"),
+               None, pd.NaT]
+    given = np.array(values, dtype=object)
+    expected = pd.to_datetime(pd.Series(given, dtype=object), utc=True, errors="coerce"
+                              ).dt.tz_localize(None).to_numpy("datetime64[us]")
+    np.testing.assert_array_equal(F.utc_times(given), expected)
+    text = np.array(["2025-03-01T00:00:00Z", None, "not a time"], dtype=object)
+    np.testing.assert_array_equal(F.utc_times(text), np.array(
+        ["2025-03-01T00:00:00", "NaT", "NaT"], dtype="datetime64[us]"))
+
+
+@pytest.mark.parametrize("values", [[1, 2, None], [1, "x", 3.5], ["3", "4"], [True, 2.5]])
+def test_numbers_as_objects_convert_as_pandas_does(values):
+    given = np.array(values, dtype=object)
+    np.testing.assert_array_equal(F.numeric(given), pd.to_numeric(
+        pd.Series(given, dtype=object), errors="coerce").to_numpy(float))

@@ -1,7 +1,8 @@
 """Scoring with NumPy only: the trained network's arrays, item representations precomputed.
 
 Per request, the user representation is computed once (attention over the precomputed keys of
-the user's recent items); per candidate, a gather and three small matrix products. Items the
+the user's recent items); per candidate, a gather and three small matrix products (for one
+request, the user's part of the first layer is folded into its weights first). Items the
 model never saw are represented from their text embedding (read from the
 ``item_text_embedding`` view), without an ID part. The serving process never imports torch or
 transformers.
@@ -159,16 +160,24 @@ class ServingNet:
         the item instead."""
         a = self.a
         item = a["item_reps"][rows]
-        part = self.item_part[rows]
         new = rows == 0
         if text is not None and new.any():
             item[new] = self.text_reps(text[new])
-            part[new] = item[new] @ a["trunk1_i"] + a["trunk1_b"]
-        u = users[request]
-        h = _relu((users @ a["trunk1_u"])[request] + part + (u * item) @ a["trunk1_ui"])
-        h = _relu(h @ a["trunk2_w"] + a["trunk2_b"])
-        dot = np.einsum("ij,ij->i", u, item)[:, None] * a["dot_scale"]
-        out = (h @ a["heads_w"] + a["heads_b"] + dot).astype(np.float64)
+        if len(users) == 1:  # serving: the user's part folded into the first layer's weights
+            u = users[0]
+            h = item @ (a["trunk1_i"] + u[:, None] * a["trunk1_ui"])
+            h += a["trunk1_b"] + u @ a["trunk1_u"]
+            dot = item @ u
+        else:
+            part = self.item_part[rows]
+            if text is not None and new.any():
+                part[new] = item[new] @ a["trunk1_i"] + a["trunk1_b"]
+            u = users[request]
+            h = (users @ a["trunk1_u"])[request] + part + (u * item) @ a["trunk1_ui"]
+            dot = np.einsum("ij,ij->i", u, item)
+        h = _relu(_relu(h) @ a["trunk2_w"] + a["trunk2_b"])
+        out = (h @ a["heads_w"] + a["heads_b"] + dot[:, None] * a["dot_scale"]
+               ).astype(np.float64)
         out[:, :2] = 1.0 / (1.0 + np.exp(-out[:, :2]))
         mean, std = self.rating_scale
         out[:, 2] = out[:, 2] * std + mean

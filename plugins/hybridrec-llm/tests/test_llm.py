@@ -303,3 +303,11 @@ def test_numpy_serving_computes_what_the_torch_network_computes():
     by_text = serving.score(users, np.repeat(np.arange(3), 6), np.where(textless, 0, rows),
                             text[rows].astype(np.float32))
     np.testing.assert_allclose(by_text[textless], got[textless], rtol=1e-5, atol=1e-6)
+    # one request at a time (serving's folded first layer) scores as the batch does
+    request = np.repeat(np.arange(3), 6)
+    for r in range(3):
+        mine = request == r
+        alone = serving.score(users[r:r + 1], np.zeros(mine.sum(), dtype=np.int64),
+                              np.where(textless, 0, rows)[mine], text[rows][mine].astype(
+                                  np.float32))
+        np.testing.assert_allclose(alone, by_text[mine], rtol=1e-5, atol=1e-6)
