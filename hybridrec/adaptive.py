@@ -72,8 +72,9 @@ DRAWS = 4000
 #: The prior's weight, in lists, and the lists an arm must have served before it can
 #: replace ``offline`` as the greedy arm.
 PRIOR_STRENGTH, MIN_PULLS = 10.0, 30
-#: The longest a server may draw from probabilities it has not re-read (seconds).
-MAX_REFRESH_SECONDS = 3600.0
+#: The shortest and longest interval between a server's re-reads of a policy (seconds);
+#: 0 re-reads before every decision.
+MIN_REFRESH_SECONDS, MAX_REFRESH_SECONDS = 0.1, 300.0
 
 #: ``{(bucket, arm): (pulls, reward)}`` for one bundle and scenario.
 Counts = Mapping[tuple[str, str], tuple[float, float]]
@@ -137,6 +138,17 @@ def posterior(pulls: np.ndarray, rewards: np.ndarray) -> tuple[np.ndarray, np.nd
     return PRIOR_STRENGTH * rate + rewards, PRIOR_STRENGTH * (1.0 - rate) + misses
 
 
+def check_refresh_seconds(value: float) -> float:
+    """``value`` if it is 0 or from ``MIN_REFRESH_SECONDS`` to ``MAX_REFRESH_SECONDS``; else a
+    ValueError naming the setting (in between, every decision would start a re-read in the
+    background and be drawn from the snapshot before it)."""
+    if not (value == 0 or MIN_REFRESH_SECONDS <= value <= MAX_REFRESH_SECONDS):
+        raise ValueError(f"refresh_seconds must be 0 (re-read before every decision) or from "
+                         f"{MIN_REFRESH_SECONDS:g} to {MAX_REFRESH_SECONDS:g} seconds, got "
+                         f"{value}")
+    return value
+
+
 @dataclass(frozen=True)
 class Settings:
     """How a scenario adapts: the exploration rate, the tilt of the arms, whether frozen,
@@ -156,9 +168,7 @@ class Settings:
             raise ValueError(f"tilt must be above 0 and at most 1, got {self.tilt}")
         if self.window < 1:
             raise ValueError(f"window must be at least 1 list, got {self.window}")
-        if not 0.0 <= self.refresh_seconds <= MAX_REFRESH_SECONDS:
-            raise ValueError(f"refresh_seconds must be from 0 (every decision) to "
-                             f"{MAX_REFRESH_SECONDS:g}, got {self.refresh_seconds}")
+        check_refresh_seconds(self.refresh_seconds)
 
 
 @dataclass(frozen=True)
@@ -188,9 +198,10 @@ class AdaptiveBlender(Blender):
         self.settings = self.configured
         self.explore = explore
         self.store = store
-        #: Exploration draws: seeded (with the scenario's name) for a reproducible run.
-        self._rng = np.random.default_rng(
-            None if seed is None else [seed, zlib.crc32(scenario.encode())])
+        #: Exploration draws: seeded (with the scenario and the bundle) for a reproducible
+        #: run.
+        self._rng = np.random.default_rng(None if seed is None else [
+            seed, zlib.crc32(scenario.encode()), zlib.crc32(version.encode())])
         self._lock = threading.Lock()
         self._refreshing = threading.Lock()
         self._cache: dict[tuple[str, ...], tuple[float, Snapshot]] = {}
@@ -252,6 +263,11 @@ class AdaptiveBlender(Blender):
         self._refreshing.acquire()
         try:
             return self._reread(arms)
+        except Exception as exc:
+            if cached is None or fresh:  # nothing to serve instead, or asked to read now
+                raise
+            self._reread_failed(exc)  # refresh_seconds 0: the last snapshot serves
+            return cached[1]
         finally:
             self._refreshing.release()
 
@@ -261,24 +277,25 @@ class AdaptiveBlender(Blender):
         next attempt; then the next re-read may start (the caller holds ``_refreshing``)."""
         try:
             self._reread(arms)
-            if self.failed_rereads:
-                log.warning("re-reading the %s policy works again after %d failures",
-                            self.scenario, self.failed_rereads)
-                self.failed_rereads, self._failure = 0, None
         except Exception as exc:
-            self.failed_rereads += 1
-            if type(exc) is not self._failure:
-                log.exception("re-reading the %s policy failed; its previous probabilities "
-                              "serve until the next attempt", self.scenario)
-                self._failure = type(exc)
-            else:
-                log.debug("re-reading the %s policy failed again (%d in a row): %s",
-                          self.scenario, self.failed_rereads, exc)
+            self._reread_failed(exc)
             with self._lock:  # the next attempt after refresh_seconds, not next request
                 if (cached := self._cache.get(tuple(arms))) is not None:
                     self._cache[tuple(arms)] = (time.monotonic(), cached[1])
         finally:
             self._refreshing.release()
+
+    def _reread_failed(self, exc: Exception) -> None:
+        """Count a failed re-read; log it with its traceback the first time and whenever it
+        changes kind."""
+        self.failed_rereads += 1
+        if type(exc) is not self._failure:
+            log.error("re-reading the %s policy failed; its previous probabilities serve "
+                      "until the next attempt", self.scenario, exc_info=exc)
+            self._failure = type(exc)
+        else:
+            log.debug("re-reading the %s policy failed again (%d in a row): %s",
+                      self.scenario, self.failed_rereads, exc)
 
     def _reread(self, arms: list[str]) -> Snapshot:
         """Read the state and cache the snapshot (the caller holds ``_refreshing``)."""
@@ -292,6 +309,10 @@ class AdaptiveBlender(Blender):
             tuple(counts.get((bucket, a), (0.0, 0.0))[1] for a in arms), rate)
             for bucket in BUCKETS])
         snapshot = Snapshot(settings, table)
+        if self.failed_rereads:
+            log.warning("re-reading the %s policy works again after %d failures",
+                        self.scenario, self.failed_rereads)
+            self.failed_rereads, self._failure = 0, None
         with self._lock:
             if generation == self._generation:  # else forgotten meanwhile: read again
                 self._cache[tuple(arms)] = (now, snapshot)

@@ -437,6 +437,26 @@ def uninstalled(plugins: Iterable[str]) -> list[str]:
             if p in loaded and loaded[p].dist is not None and p not in present]
 
 
+def upgraded(plugins: Iterable[str]) -> dict[str, tuple[str, str]]:
+    """Those of ``plugins`` (names this process loaded from installed distributions) whose
+    distribution is now installed at another version: ``{plugin: (loaded, installed)}``.
+    This process still runs the version it loaded; the next one loads the other, or refuses
+    it (a version made for another plugin API)."""
+    loaded = get_registry().plugins
+    out = {}
+    for name in plugins:
+        info = loaded.get(name)
+        if info is None or info.dist is None:
+            continue
+        try:
+            installed = metadata.version(info.dist)
+        except metadata.PackageNotFoundError:  # uninstalled: ``uninstalled`` says so
+            continue
+        if installed != info.version:
+            out[name] = (info.version or "unknown", installed)
+    return out
+
+
 _registry: Registry | None = None
 _registry_lock = threading.Lock()
 

@@ -325,11 +325,32 @@ def test_with_refresh_zero_every_decision_follows_every_update_before_it(log):
     after = blender.decide(scores, batch).probabilities[0]
     assert max(after, key=after.get) == "toward:b.click"
     cached = AdaptiveBlender(WeightedBlender(), "shop", "v1", log,
-                             Settings(exploration=0.1, refresh_seconds=3600.0))
+                             Settings(exploration=0.1, refresh_seconds=300.0))
     cached.decide(scores, batch)
     serve(log, "late", arm=OFFLINE)
     log.append([event("late", 1.0)], NOW)
-    assert cached.decide(scores, batch).probabilities == [after]  # not re-read for an hour
+    assert cached.decide(scores, batch).probabilities == [after]  # not re-read for 5 min
+
+
+def test_with_refresh_zero_a_failed_read_serves_the_last_snapshot(log, monkeypatch, caplog):
+    blender = AdaptiveBlender(WeightedBlender(), "shop", "v1", log,
+                              Settings(exploration=0.1, refresh_seconds=0.0), seed=0)
+    batch = batch_of(1, history=7)
+    scores = two_scorers(batch)
+    first = blender.decide(scores, batch).probabilities
+
+    def broken(*args, **kwargs):
+        raise OSError("disk I/O error")
+
+    monkeypatch.setattr(log, "policy_counts", broken)
+    with caplog.at_level("DEBUG", logger="hybridrec.adaptive"):
+        assert [blender.decide(scores, batch).probabilities for _ in range(3)] == [first] * 3
+    assert blender.failed_rereads == 3
+    assert sum("failed; its previous probabilities serve" in r.message
+               for r in caplog.records) == 1  # once a run
+    monkeypatch.undo()
+    blender.decide(scores, batch)
+    assert blender.failed_rereads == 0
 
 
 def test_seeded_exploration_draws_the_same_arms(log):
@@ -344,7 +365,8 @@ def test_seeded_exploration_draws_the_same_arms(log):
 
 
 @pytest.mark.parametrize("field, value", [("refresh_seconds", -1.0),
-                                          ("refresh_seconds", 3601.0),
+                                          ("refresh_seconds", 0.05),
+                                          ("refresh_seconds", 301.0),
                                           ("window", 0), ("exploration", 1.5), ("tilt", 0.0)])
 def test_settings_out_of_range_are_refused_naming_the_setting(field, value):
     with pytest.raises(ValueError, match=field):

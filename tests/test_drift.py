@@ -30,7 +30,8 @@ def test_the_policy_moves_toward_the_scorer_that_became_informative(workspace_co
     workspace_copy.drop_feedback_log()  # the policy starts from its offline prior
     activity, users = active_users(ws, "video", 80)
     truth = Truth.from_workspace(ws, "video", users, [BEFORE, AFTER], top=5)
-    # the policy re-read before every decision and seeded draws: the same run on any machine
+    # seeded draws, and (below) the policy re-read before every decision: the same run on
+    # any machine, however fast it serves
     server = Server(workspace_copy, "--refresh-seconds", "0", "--exploration-seed", str(SEED))
     server.wait_ready()
     try:

@@ -133,6 +133,20 @@ def test_the_exploration_seed_must_be_a_whole_number(value):
     assert exploration_seed("") is None and exploration_seed("12") == 12
 
 
+def test_an_exploration_seed_is_refused_with_more_than_one_worker(monkeypatch):
+    from click.testing import CliRunner
+
+    from hybridrec.cli import make_cli
+    from hybridrec.workspace import ENV_EXPLORATION_SEED
+
+    monkeypatch.setenv(ENV_EXPLORATION_SEED, "")  # the option sets it: restored afterwards
+    result = CliRunner().invoke(make_cli(), ["serve", "--workers", "2",
+                                             "--exploration-seed", "3"])
+    assert result.exit_code == 2
+    assert "reproducible with one worker only: with --workers 2 every worker would draw " \
+        "the same arms" in result.output
+
+
 def test_an_answer_as_data_is_every_field_of_it():
     from dataclasses import asdict
 

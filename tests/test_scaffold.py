@@ -2,6 +2,7 @@
 environment, tested with its own generated tests, listed, trained and served."""
 
 import json
+import shutil
 import subprocess
 import time
 
@@ -132,6 +133,24 @@ def test_scaffolded_plugins_serve_then_uninstall_and_install_again(installed, wo
             ready = server.call("GET", "/readyz")[1]
             missing = [p for p in ready["problems"] if p["state"] == "uninstalled"]
         assert not missing and ready["status"] == "ready", ready
+
+        # ... and replaced by another version: the server names both until it restarts
+        newer = workspace_copy.root / "hybridrec-recency-fan-0.2"
+        shutil.copytree(packages[0], newer)
+        pyproject = newer / "pyproject.toml"
+        pyproject.write_text(pyproject.read_text().replace('version = "0.1.0"',
+                                                           'version = "0.2.0"'))
+        run([*cli, "install", str(newer)],
+            {**workspace_copy.env, "PIP_NO_INDEX": "1", "PIP_NO_BUILD_ISOLATION": "0"},
+            cwd=workspace_copy.root)
+        deadline, replaced = time.monotonic() + 30, []
+        while not replaced and time.monotonic() < deadline:
+            time.sleep(0.5)
+            ready = server.call("GET", "/readyz")[1]
+            replaced = [p for p in ready["problems"] if p["state"] == "replaced"]
+        assert [p["component"] for p in replaced] == ["plugin recency_fan"], ready
+        assert replaced[0]["reason"].startswith("0.2.0 installed since this server loaded "
+                                                "0.1.0; it still serves its component "), ready
     finally:
         server.stop()
 

@@ -118,6 +118,10 @@ def _add_serve(cli: click.Group) -> None:
         os.environ[server.ENV_ACCESS_LOG] = access_log
         pin = cpu_affinity == "auto" and workers <= cpu_threads()
         os.environ[server.ENV_PIN_CPU] = "1" if pin else "0"
+        if workers > 1 and os.environ.get(ENV_EXPLORATION_SEED):
+            raise click.UsageError(f"--exploration-seed (or {ENV_EXPLORATION_SEED}) makes a "
+                                   "run reproducible with one worker only: with --workers "
+                                   f"{workers} every worker would draw the same arms", ctx)
         ws = workspace(ctx)
         options: dict[str, Any] = {"host": host, "port": port, "log_level": log_level,
                    "access_log": access_log == "plain", "timeout_keep_alive": 5,
@@ -164,8 +168,9 @@ EXPLORATION_SEED = click.option(
     "--exploration-seed", metavar="N", default="", show_default="unseeded",
     envvar=ENV_EXPLORATION_SEED, show_envvar=True, expose_value=False,
     callback=_to_environment(exploration_seed, "--exploration-seed", ENV_EXPLORATION_SEED),
-    help="Seed the adaptive blend's exploration draws, for a reproducible run (with one "
-    "worker, and the policy re-read before every decision: refresh_seconds 0).")
+    help="Seed the adaptive blend's exploration draws (per scenario and bundle), for a "
+    "reproducible run: one worker, and the policy re-read before every decision (POST "
+    "/v1/admin/scenarios/NAME/policy with {\"refresh_seconds\": 0}).")
 
 
 #: ``hybridrec serve --served-retention-days DAYS``.

@@ -5,9 +5,21 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Annotated, Any
 
-from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, StrictBool, StrictStr
+from pydantic import (
+    AfterValidator,
+    BaseModel,
+    BeforeValidator,
+    ConfigDict,
+    Field,
+    StrictBool,
+    StrictStr,
+)
 
-from hybridrec.adaptive import MAX_REFRESH_SECONDS
+from hybridrec.adaptive import (
+    MAX_REFRESH_SECONDS,
+    MIN_REFRESH_SECONDS,
+    check_refresh_seconds,
+)
 
 MAX_CANDIDATES = 2000
 MAX_FEEDBACK_BATCH = 1000
@@ -165,6 +177,10 @@ def _whole(value: Any) -> Any:
     return int(value) if isinstance(value, float) and value.is_integer() else value
 
 
+def _refresh(value: float | None) -> float | None:
+    return None if value is None else check_refresh_seconds(value)
+
+
 class PolicyControl(BaseModel):
     model_config = ConfigDict(extra="forbid", strict=True)
 
@@ -175,8 +191,8 @@ class PolicyControl(BaseModel):
     window: Annotated[int | None, BeforeValidator(_whole)] = Field(
         default=None, ge=1, le=100_000, description=(
         "How many of the latest lists the policy learns from."))
-    refresh_seconds: float | None = Field(
+    refresh_seconds: Annotated[float | None, AfterValidator(_refresh)] = Field(
         default=None, ge=0.0, le=MAX_REFRESH_SECONDS, description=(
-            "How often each server process re-reads the policy's state, in seconds; 0: "
-            "before every decision (each draw follows every update before it, at a query "
-            "per request)."))
+            f"How often each server process re-reads the policy's state: 0 (before every "
+            f"decision, so each draw follows every update before it) or from "
+            f"{MIN_REFRESH_SECONDS:g} to {MAX_REFRESH_SECONDS:g} seconds."))

@@ -17,7 +17,7 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
-from typing import Any
+from typing import Any, NamedTuple
 
 from hybridrec.adaptive import Settings
 from hybridrec.isolation import Observer
@@ -37,6 +37,15 @@ PRUNE_SECONDS = 3600.0
 #: How often ``/readyz`` looks again for the serving bundle's plugins among the installed
 #: packages (seconds).
 PLUGIN_CHECK_SECONDS = 5.0
+
+
+class PluginChanges(NamedTuple):
+    """What changed under a running server of the plugins its bundle uses."""
+
+    #: ``{plugin: what the bundle uses of it}`` for each no longer installed.
+    uninstalled: dict[str, list[str]]
+    #: ``{plugin: (version loaded, version installed, what the bundle uses of it)}``.
+    upgraded: dict[str, tuple[str, str, list[str]]]
 
 
 @dataclass
@@ -160,8 +169,8 @@ class ServerState:
 
     #: The latest bundle refused, and why (cleared when one is served).
     refused: dict[str, Any] | None = None
-    #: (bundle version, when, its uninstalled plugins) of the latest check.
-    _plugin_check: tuple[str, float, dict[str, list[str]]] | None = None
+    #: (bundle version, when, its plugins' changes) of the latest check.
+    _plugin_check: tuple[str, float, PluginChanges] | None = None
     #: Why the bundle serving failed its probe (served anyway: there was no other).
     unchecked: str | None = None
     #: Per-user feedback rate limits (``routes.feedback.UserLimits``).
@@ -369,23 +378,25 @@ class ServerState:
             names.add(self.recommender.version)
         return names
 
-    def uninstalled_plugins(self) -> dict[str, list[str]]:
-        """The serving bundle's plugins that are no longer installed, with what the bundle
-        uses of each (read at most every ``PLUGIN_CHECK_SECONDS``: it scans the
-        environment's packages)."""
+    def plugin_changes(self) -> PluginChanges:
+        """The serving bundle's plugins that are no longer installed, or installed at another
+        version than this process loaded, with what the bundle uses of each (read at most
+        every ``PLUGIN_CHECK_SECONDS``: it scans the environment's packages)."""
         from hybridrec.bundle import plugins_used
-        from hybridrec.plugins import uninstalled
+        from hybridrec.plugins import uninstalled, upgraded
 
         rec = self.recommender
         if rec is None:
-            return {}
+            return PluginChanges({}, {})
         now = time.monotonic()
         checked = self._plugin_check
         if checked is None or checked[0] != rec.version or now - checked[1] > \
                 PLUGIN_CHECK_SECONDS:
             used = plugins_used(rec.bundle.manifest)
-            checked = self._plugin_check = (rec.version, now,
-                                            {p: used[p] for p in uninstalled(used)})
+            changes = PluginChanges(
+                {p: used[p] for p in uninstalled(used)},
+                {p: (*versions, used[p]) for p, versions in upgraded(used).items()})
+            checked = self._plugin_check = (rec.version, now, changes)
         return checked[2]
 
     def _kept_lists(self) -> int:

@@ -34,12 +34,21 @@ def readyz(request: Request) -> Any:
     if state.refused is not None:
         problems.append({"scenario": None, "component": "bundle", "state": "refused",
                          "reason": redact(state.refused["reason"])})
-    for plugin, parts in state.uninstalled_plugins().items():
+    changes = state.plugin_changes()
+    for plugin, parts in changes.uninstalled.items():
         problems.append({"scenario": None, "component": f"plugin {plugin}",
                          "state": "uninstalled",
                          "reason": f"no longer installed; this server still serves its "
                                    f"{', '.join(parts)} from memory, until it restarts or "
                                    "switches bundles: reinstall it, or retrain without it"})
+    for plugin, (loaded, installed, parts) in changes.upgraded.items():
+        problems.append({"scenario": None, "component": f"plugin {plugin}",
+                         "state": "replaced",
+                         "reason": f"{installed} installed since this server loaded {loaded}; "
+                                   f"it still serves its {', '.join(parts)} with {loaded} "
+                                   "until it restarts or switches bundles, and then loads "
+                                   f"{installed}, or refuses it if {installed} is made for "
+                                   "another plugin API (`hybridrec plugins` tells)"})
     if state.unchecked is not None:
         problems.append({"scenario": None, "component": "bundle", "state": "unchecked",
                          "reason": redact(state.unchecked)})

@@ -219,12 +219,13 @@ def test_times_as_the_online_store_gives_them_convert_as_pandas_does():
     from datetime import UTC, datetime, timedelta, timezone
 
     rng = np.random.default_rng(0)
-    micros = rng.integers(0, 4_102_444_800_000_000, 500)  # 1970 to 2100
+    micros = rng.integers(-9_223_372_036_854_775, 9_223_372_036_854_775, 2000)  # pandas' span
     zones = [UTC, timezone(timedelta(hours=2)), timezone(timedelta(hours=-5, minutes=-30))]
     values = [pd.Timestamp(int(m), unit="us", tz="UTC").to_pydatetime().astimezone(
         zones[i % 3]) for i, m in enumerate(micros)]
     values += [datetime(2025, 3, 1, 12, 30, 1, 7), pd.Timestamp("2025-03-02T01:02:03.456789Z"),
-               None, pd.NaT]
+               None, pd.NaT, datetime(9999, 12, 31, 23, 59, 59, 999999, tzinfo=UTC),
+               datetime(1500, 1, 1)]
     given = np.array(values, dtype=object)
     expected = pd.to_datetime(pd.Series(given, dtype=object), utc=True, errors="coerce"
                               ).dt.tz_localize(None).to_numpy("datetime64[us]")
@@ -234,7 +235,8 @@ def test_times_as_the_online_store_gives_them_convert_as_pandas_does():
         ["2025-03-01T00:00:00", "NaT", "NaT"], dtype="datetime64[us]"))
 
 
-@pytest.mark.parametrize("values", [[1, 2, None], [1, "x", 3.5], ["3", "4"], [True, 2.5]])
+@pytest.mark.parametrize("values", [[1, 2, None], [1, "x", 3.5], ["3", "4"], [True, 2.5],
+                                    ["1_000", "３"], [np.int64(4), 2], []])
 def test_numbers_as_objects_convert_as_pandas_does(values):
     given = np.array(values, dtype=object)
     np.testing.assert_array_equal(F.numeric(given), pd.to_numeric(
