@@ -247,7 +247,7 @@ class AdaptiveBlender(Blender):
         being drawn with it (the re-read, a query over the window, takes milliseconds:
         inline, it was the slowest request of every second). ``refresh_seconds = 0`` re-reads
         before every decision, inline: each draw follows every update before it, whatever
-        the request rate (exact and reproducible, at a query per request)."""
+        the request rate (reproducible with a seed, at two queries per decision)."""
         key = tuple(arms)
         with self._lock:
             cached = self._cache.get(key)

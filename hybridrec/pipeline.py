@@ -503,15 +503,13 @@ class Pipeline:
         rows = candidates.row_index()
         known = codes >= 0
         keep = np.zeros(len(codes), dtype=bool)
-        _, first = np.unique(rows[known] * len(self.catalogue) + codes[known],
-                             return_index=True)
-        keep[np.flatnonzero(known)[first]] = True
-        if not known.all():
-            strangers = np.flatnonzero(~known)
-            ids, inverse = np.unique(candidates.values[strangers].astype(str),
+        keep[_first_per_row(rows, codes, known, len(self.catalogue))] = True
+        if not known.all():  # unknown ids, coded among themselves
+            ids, inverse = np.unique(candidates.values[~known].astype(str),
                                      return_inverse=True)
-            _, first = np.unique(rows[strangers] * len(ids) + inverse, return_index=True)
-            keep[strangers[first]] = True
+            strangers = np.zeros(len(codes), dtype=np.int64)
+            strangers[~known] = inverse
+            keep[_first_per_row(rows, strangers, ~known, len(ids))] = True
         return (candidates.mask(keep & known), codes[keep & known],
                 candidates.mask(keep & ~known))
 
@@ -536,6 +534,14 @@ class Pipeline:
                                    f"{array.shape} for {n} candidates")
             checked[task] = array
         return checked
+
+
+def _first_per_row(rows: np.ndarray, codes: np.ndarray, among: np.ndarray, width: int
+                   ) -> np.ndarray:
+    """The positions, of those ``among`` selects, where a code appears first in its row."""
+    at = np.flatnonzero(among)
+    _, first = np.unique(rows[at] * width + codes[at], return_index=True)
+    return at[first]
 
 
 def resolve_plans(views: Mapping[str, Any], scenarios: Mapping[str, Scenario],

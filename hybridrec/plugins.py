@@ -437,7 +437,7 @@ def uninstalled(plugins: Iterable[str]) -> list[str]:
             if p in loaded and loaded[p].dist is not None and p not in present]
 
 
-def upgraded(plugins: Iterable[str]) -> dict[str, tuple[str, str]]:
+def replaced(plugins: Iterable[str]) -> dict[str, tuple[str, str]]:
     """Those of ``plugins`` (names this process loaded from installed distributions) whose
     distribution is now installed at another version: ``{plugin: (loaded, installed)}``.
     This process still runs the version it loaded; the next one loads the other, or refuses

@@ -34,19 +34,28 @@ DEFAULT_SCORING_THREADS, MAX_SCORING_THREADS = 4, 256
 ENV_EXPLORATION_SEED = "HYBRIDREC_EXPLORATION_SEED"
 
 
+def _whole_number(value: str | int | None, name: str, low: int, high: int | None,
+                  default: int | None) -> int | None:
+    """A whole number from ``value`` (None or blank: ``default``); anything else outside
+    ``low`` to ``high`` (None: no upper bound) is a ValueError naming ``name``."""
+    if value is None or (isinstance(value, str) and not value.strip()):
+        return default
+    try:
+        number = int(value)
+    except ValueError:
+        number = low - 1
+    if number < low or (high is not None and number > high):
+        span = f"from {low} to {high}" if high is not None else f"from {low} up"
+        raise ValueError(f"{name} must be a whole number {span}, got {value!r}")
+    return number
+
+
 def scoring_threads(value: str | int | None, name: str = ENV_SCORING_THREADS) -> int:
     """How many recommendations a server process computes at once, from ``value`` (None or
     blank: the default); anything but a whole number from 1 to ``MAX_SCORING_THREADS`` is
     a ValueError naming ``name``."""
-    if value is None or (isinstance(value, str) and not value.strip()):
-        return DEFAULT_SCORING_THREADS
-    try:
-        threads = int(value)
-    except ValueError:
-        threads = 0
-    if not 1 <= threads <= MAX_SCORING_THREADS:
-        raise ValueError(f"{name} must be a whole number from 1 to {MAX_SCORING_THREADS}, "
-                         f"got {value!r}")
+    threads = _whole_number(value, name, 1, MAX_SCORING_THREADS, DEFAULT_SCORING_THREADS)
+    assert threads is not None
     return threads
 
 
@@ -54,15 +63,7 @@ def exploration_seed(value: str | int | None, name: str = ENV_EXPLORATION_SEED
                      ) -> int | None:
     """The seed of a server's exploration draws from ``value`` (None or blank: unseeded); a
     value that is not a whole number from 0 up is a ValueError naming ``name``."""
-    if value is None or (isinstance(value, str) and not value.strip()):
-        return None
-    try:
-        seed = int(value)
-    except ValueError:
-        seed = -1
-    if seed < 0:
-        raise ValueError(f"{name} must be a whole number from 0 up, got {value!r}")
-    return seed
+    return _whole_number(value, name, 0, None, None)
 
 
 def served_retention_days(value: str | float | None,

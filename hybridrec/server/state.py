@@ -45,7 +45,7 @@ class PluginChanges(NamedTuple):
     #: ``{plugin: what the bundle uses of it}`` for each no longer installed.
     uninstalled: dict[str, list[str]]
     #: ``{plugin: (version loaded, version installed, what the bundle uses of it)}``.
-    upgraded: dict[str, tuple[str, str, list[str]]]
+    replaced: dict[str, tuple[str, str, list[str]]]
 
 
 @dataclass
@@ -383,7 +383,7 @@ class ServerState:
         version than this process loaded, with what the bundle uses of each (read at most
         every ``PLUGIN_CHECK_SECONDS``: it scans the environment's packages)."""
         from hybridrec.bundle import plugins_used
-        from hybridrec.plugins import uninstalled, upgraded
+        from hybridrec.plugins import replaced, uninstalled
 
         rec = self.recommender
         if rec is None:
@@ -395,7 +395,7 @@ class ServerState:
             used = plugins_used(rec.bundle.manifest)
             changes = PluginChanges(
                 {p: used[p] for p in uninstalled(used)},
-                {p: (*versions, used[p]) for p, versions in upgraded(used).items()})
+                {p: (*versions, used[p]) for p, versions in replaced(used).items()})
             checked = self._plugin_check = (rec.version, now, changes)
         return checked[2]
 

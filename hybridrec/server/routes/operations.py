@@ -41,7 +41,7 @@ def readyz(request: Request) -> Any:
                          "reason": f"no longer installed; this server still serves its "
                                    f"{', '.join(parts)} from memory, until it restarts or "
                                    "switches bundles: reinstall it, or retrain without it"})
-    for plugin, (loaded, installed, parts) in changes.upgraded.items():
+    for plugin, (loaded, installed, parts) in changes.replaced.items():
         problems.append({"scenario": None, "component": f"plugin {plugin}",
                          "state": "replaced",
                          "reason": f"{installed} installed since this server loaded {loaded}; "
